@@ -9,10 +9,11 @@ from __future__ import annotations
 import importlib.resources
 import importlib.util
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tokenizers import Encoding, Tokenizer
 
@@ -70,9 +71,7 @@ class TextTokenizer:
         """A `transformers` fast tokenizer over the same vocabulary (for chat templates)."""
         from transformers import PreTrainedTokenizerFast
 
-        tok = PreTrainedTokenizerFast(
-            tokenizer_object=self.backend, bos_token=self.bos_token, eos_token=self.eos_token
-        )
+        tok = PreTrainedTokenizerFast(tokenizer_object=self.backend, bos_token=self.bos_token, eos_token=self.eos_token)
         if self.chat_template:
             tok.chat_template = self.chat_template
         return tok
@@ -153,8 +152,10 @@ def load_tokenizer(spec: str = DEFAULT_TOKENIZER, chat_template_path: str | None
     if path.is_dir():
         return _from_dir(path, path.name, template)
     if path.is_file():
-        return _from_dir(path.parent, path.parent.name, template) if path.name == "tokenizer.json" else TextTokenizer(
-            name=path.stem, backend=Tokenizer.from_file(str(path)), chat_template=template
+        return (
+            _from_dir(path.parent, path.parent.name, template)
+            if path.name == "tokenizer.json"
+            else TextTokenizer(name=path.stem, backend=Tokenizer.from_file(str(path)), chat_template=template)
         )
     if path.is_absolute() or spec.startswith("."):
         raise TokenizerNotFoundError(f"tokenizer path does not exist: {spec}")

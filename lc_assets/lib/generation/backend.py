@@ -1,0 +1,87 @@
+"""The one interface every generation backend implements (local, openai, vllm).
+
+Backends keep many requests in flight; the scheduler submits requests as soon as
+a section's previous step is committed and collects results as they finish, so a
+slow request never holds back the others.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    request_id: str
+    messages: tuple[dict[str, str], ...]  # chat messages, rendered by the backend's chat template
+    max_tokens: int
+    temperature: float = 0.0
+    json_schema: dict[str, Any] | None = None  # constrain output (structured outputs / grammar)
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    request_id: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" | "length" | "error"
+    seconds: float
+    error: str | None = None  # set when the backend failed this request (text is then "")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BackendUnavailableError(RuntimeError):
+    """The backend cannot serve at all (server down, engine failed to start); names the endpoint."""
+
+
+class GenerationBackend(abc.ABC):
+    """Continuous-batching generation: submit requests, wait for whichever finish first."""
+
+    name: str = "abstract"
+    model: str = ""
+
+    @property
+    @abc.abstractmethod
+    def context_window(self) -> int:
+        """Max prompt + completion tokens the model accepts."""
+
+    @property
+    def max_in_flight(self) -> int:
+        """How many requests the backend wants outstanding to keep its batch full."""
+        return 8
+
+    @abc.abstractmethod
+    def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
+        """Exact prompt length in the generator's tokens, chat template applied."""
+
+    @abc.abstractmethod
+    def submit(self, request: GenerationRequest) -> None:
+        """Queue one request; returns at once."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float | None = None) -> list[GenerationResult]:
+        """Block until at least one request finished (or timeout); return all finished ones."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the engine / connections."""
+
+    def generate_batch(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Run a batch to completion; results in request order. Subclasses may use a native batched call."""
+        for req in requests:
+            self.submit(req)
+        done: dict[str, GenerationResult] = {}
+        while len(done) < len(requests):
+            for res in self.wait():
+                done[res.request_id] = res
+        return [done[r.request_id] for r in requests]
+
+    def __enter__(self) -> GenerationBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

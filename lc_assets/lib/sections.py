@@ -1,0 +1,28 @@
+"""The unit that generation grows and packing packs: a chunk plus its QA pairs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class QAPair:
+    """One generated user/assistant pair, appended to its section at `step`."""
+
+    pair_id: str
+    step: int
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Section:
+    """A chunk (the long context) and the pairs generated about it, in step order."""
+
+    section_id: str
+    chunk_id: str
+    document_id: str
+    source: str
+    license: str
+    text: str
+    pairs: tuple[QAPair, ...] = field(default_factory=tuple)
