@@ -1,0 +1,1 @@
+"""Reading raw documents from local files, Hugging Face datasets and the embedded default corpus."""

@@ -1,0 +1,173 @@
+"""DuckDB lineage store: one row per document, chunk, prompt, pair, sample and score.
+
+Every row carries its parent ids, the Dagster run id and the hash of the step config
+that made it. Writes go through `transaction()`: one batch per transaction, so a run
+killed midway leaves whole batches or nothing. Connections are short-lived and retried
+on DuckDB's file lock, so several processes (multiprocess executor, concurrent runs)
+take turns instead of failing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_info (version INTEGER NOT NULL);
+
+CREATE TABLE IF NOT EXISTS documents (
+    document_id VARCHAR PRIMARY KEY,       -- sha256 of the exact text (dedup key)
+    source VARCHAR NOT NULL,               -- first source seen
+    title VARCHAR,
+    license VARCHAR NOT NULL,
+    byte_size BIGINT NOT NULL,
+    n_tokens BIGINT NOT NULL,
+    tokenizer VARCHAR NOT NULL,
+    text VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+
+-- which shard (partition) saw which document; a document in two shards is stored once
+CREATE TABLE IF NOT EXISTS shard_documents (
+    shard VARCHAR NOT NULL,
+    document_id VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (shard, document_id)
+);
+
+CREATE TABLE IF NOT EXISTS ingest_skips (
+    shard VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    detail VARCHAR,
+    run_id VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (shard, source, config_hash)
+);
+
+-- one row per (document, chunking config): done marker written with the chunks
+CREATE TABLE IF NOT EXISTS chunked_documents (
+    document_id VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,
+    shard VARCHAR NOT NULL,
+    n_tokens BIGINT NOT NULL,
+    n_chunks INTEGER NOT NULL,
+    filtered_reason VARCHAR,               -- e.g. below_min_tokens (then n_chunks = 0)
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (document_id, config_hash)
+);
+
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id VARCHAR PRIMARY KEY,
+    document_id VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,
+    shard VARCHAR NOT NULL,
+    chunk_index INTEGER NOT NULL,
+    char_start BIGINT NOT NULL,
+    char_end BIGINT NOT NULL,
+    token_start BIGINT NOT NULL,
+    token_end BIGINT NOT NULL,
+    n_tokens BIGINT NOT NULL,
+    cut_kind VARCHAR NOT NULL,
+    tokenizer VARCHAR NOT NULL,
+    text VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+"""
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    msg = str(exc).lower()
+    return "lock" in msg and ("could not set" in msg or "conflicting" in msg or "resource temporarily" in msg)
+
+
+class LineageStore:
+    """A DuckDB file with the lineage schema."""
+
+    def __init__(self, path: str | os.PathLike[str], lock_timeout_s: float = 120.0) -> None:
+        if str(path) == ":memory:":
+            raise ValueError("the lineage store must be a file; ':memory:' would lose lineage at the end of a step")
+        self.path = Path(path)
+        self.lock_timeout_s = lock_timeout_s
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.connect() as con:
+            con.execute(_SCHEMA)
+            if con.execute("SELECT count(*) FROM schema_info").fetchone()[0] == 0:
+                con.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection; waits (with jittered backoff) while another process holds the file."""
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only and self.path.exists())
+                break
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 2.0)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All writes inside commit together or not at all."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.connect(read_only=True) as con:
+            return con.execute(sql, params or []).fetchall()
+
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        rows = self.query(sql, params)
+        return rows[0][0] if rows else None
+
+    def existing_ids(self, table: str, column: str, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` are already stored (for idempotent re-runs)."""
+        if not ids:
+            return set()
+        with self.connect(read_only=True) as con:
+            rows = con.execute(
+                f"SELECT {column} FROM {table} WHERE {column} IN (SELECT unnest(?::VARCHAR[]))", [list(ids)]
+            ).fetchall()
+        return {r[0] for r in rows}
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert dict rows (same keys) as one Arrow batch; rows whose primary key exists are skipped."""
+    if not rows:
+        return 0
+    cols = list(rows[0])
+    batch = pa.table({c: [row[c] for row in rows] for c in cols})  # noqa: F841 - read by DuckDB below
+    con.execute(f"INSERT OR IGNORE INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM batch")
+    return len(rows)
