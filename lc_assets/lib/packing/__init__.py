@@ -1,0 +1,59 @@
+"""Packing of sections (chunk + QA pairs) into chat-format samples of exactly N tokens.
+
+Plain Python (no Dagster). Typical use::
+
+    tok = load_tokenizer()
+    result = pack_sections(new_sections, tok, PackingConfig(), leftovers=previous_leftovers)
+    files = write_outputs(result, out_dir, config)
+    # result.leftovers -> next run; result.metrics.as_metadata() -> asset metadata
+"""
+
+from lc_assets.lib.packing.binpack import BinPlan, Filler, plan_bins
+from lc_assets.lib.packing.config import MAX_SAMPLE_TOKENS, MIN_SAMPLE_TOKENS, PackingConfig
+from lc_assets.lib.packing.metrics import PackingMetrics, ks_2samp
+from lc_assets.lib.packing.packer import (
+    CutRecord,
+    EmptyPoolError,
+    PackedSample,
+    PackResult,
+    pack_sections,
+    sample_id,
+)
+from lc_assets.lib.packing.render import ChatTemplateError, Rejection, RenderedSection, SectionRenderer
+from lc_assets.lib.packing.writers import (
+    read_sections,
+    samples_to_arrow,
+    write_hf_dataset,
+    write_manifest,
+    write_outputs,
+    write_parquet_shards,
+    write_sections,
+)
+
+__all__ = [
+    "MAX_SAMPLE_TOKENS",
+    "MIN_SAMPLE_TOKENS",
+    "BinPlan",
+    "ChatTemplateError",
+    "CutRecord",
+    "EmptyPoolError",
+    "Filler",
+    "PackResult",
+    "PackedSample",
+    "PackingConfig",
+    "PackingMetrics",
+    "Rejection",
+    "RenderedSection",
+    "SectionRenderer",
+    "ks_2samp",
+    "pack_sections",
+    "plan_bins",
+    "read_sections",
+    "sample_id",
+    "samples_to_arrow",
+    "write_hf_dataset",
+    "write_manifest",
+    "write_outputs",
+    "write_parquet_shards",
+    "write_sections",
+]

@@ -1,0 +1,103 @@
+"""The packing step's config: validated, frozen and hashed for lineage."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from lc_assets.lib.stepconfig import StepConfig
+
+#: Production bounds for the sample length (tokens).
+MIN_SAMPLE_TOKENS = 65_536
+MAX_SAMPLE_TOKENS = 2_097_152
+#: Floor when `allow_small_samples` is set (tests, demos, toy corpora).
+SMALL_SAMPLE_FLOOR = 256
+
+
+class PackingConfig(StepConfig):
+    """How sections are rendered as chat and packed into fixed-length samples."""
+
+    HASH_EXCLUDE: ClassVar[frozenset[str]] = frozenset(
+        # output format and checks only: the packed samples are identical whatever their values
+        {"store_token_ids", "store_text", "shard_size", "verify_tokenization", "allow_small_samples"}
+    )
+
+    sample_tokens: int = Field(
+        1_048_576,
+        description="Exact length of every packed sample, in target-tokenizer tokens (65,536 .. 2,097,152).",
+    )
+    seed: int = Field(0, description="Seeds the shuffle among sections of near-equal length.")
+    length_bucket_ratio: float = Field(
+        0.02,
+        ge=0.0,
+        le=0.5,
+        description="Sections whose lengths differ by less than this ratio count as equal and are ordered by the "
+        "seeded shuffle instead of by length.",
+    )
+    pad_tolerance: float = Field(
+        0.001,
+        ge=0.0,
+        le=0.05,
+        description="Slack up to this fraction of sample_tokens is padded instead of being filled by cutting a "
+        "section (cuts lose the cut-off tail, padding loses compute).",
+    )
+    min_fill: float = Field(
+        0.99,
+        ge=0.5,
+        le=1.0,
+        description="A sample whose gap no section can close is dissolved, its sections carried to the next run, "
+        "if its fill would stay below this ratio; above it the gap is padded.",
+    )
+    cut_boundaries: Literal["pair_or_paragraph", "pair"] = Field(
+        "pair_or_paragraph",
+        description="Where the last section of a sample may be cut: after a QA pair, or also at a paragraph "
+        "boundary of the chunk text.",
+    )
+    carry_cut_remainder: bool = Field(
+        False,
+        description="Return the QA pairs cut off a sample's last section as a leftover section (it repeats the "
+        "chunk text with the remaining pairs) instead of only recording them.",
+    )
+    oversize: Literal["split", "reject"] = Field(
+        "split",
+        description="Sections longer than a sample: split at pair boundaries into parts that each repeat the "
+        "chunk text with a run of pairs, or reject them with a recorded reason.",
+    )
+    train_on_end_of_turn: bool = Field(
+        True,
+        description="Loss spans include the template's end-of-turn marker after each answer (so the model learns "
+        "to stop); target spans always hold exactly the answer text.",
+    )
+    question_separator: str = Field(
+        "\n\n", description="Joins the chunk text and the first question in the first user message."
+    )
+    pad_token: str | None = Field(
+        None, description="Token that fills the slack (masked from loss); None means the tokenizer's eos_token."
+    )
+    store_token_ids: bool = Field(True, description="Write `input_ids` (int32) next to the text.")
+    store_text: bool = Field(True, description="Write the rendered text of the real (non-pad) tokens.")
+    shard_size: int = Field(16, ge=1, description="Samples per parquet shard.")
+    verify_tokenization: bool = Field(
+        True,
+        description="Check that the ids built per message piece equal the tokenization of the rendered text "
+        "(costs one extra tokenization pass).",
+    )
+    allow_small_samples: bool = Field(
+        False, description=f"Allow sample_tokens below {MIN_SAMPLE_TOKENS:,} (down to {SMALL_SAMPLE_FLOOR}) for tests."
+    )
+
+    @model_validator(mode="after")
+    def _check_sample_tokens(self) -> PackingConfig:
+        floor = SMALL_SAMPLE_FLOOR if self.allow_small_samples else MIN_SAMPLE_TOKENS
+        if not floor <= self.sample_tokens <= MAX_SAMPLE_TOKENS:
+            hint = "" if self.allow_small_samples else " (set allow_small_samples=True for tests and demos)"
+            raise ValueError(
+                f"sample_tokens={self.sample_tokens:,} is outside {floor:,} .. {MAX_SAMPLE_TOKENS:,}{hint}"
+            )
+        return self
+
+    @property
+    def pad_tolerance_tokens(self) -> int:
+        """Slack (tokens) that is padded rather than filled with a cut section."""
+        return int(self.sample_tokens * self.pad_tolerance)

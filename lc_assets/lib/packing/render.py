@@ -1,0 +1,376 @@
+"""Render sections as multi-turn chats in the target model's chat template, tracked through token ids.
+
+Rendering (one section = one conversation):
+
+    user:      <chunk text><question_separator><question 1>
+    assistant: <answer 1>
+    user:      <question 2>
+    assistant: <answer 2>
+    ...
+
+A section without pairs is a single user message holding the chunk text.
+
+How the ids are built: the template is rendered ONCE per number of pairs with sentinel
+strings in place of the contents (a "skeleton"), which yields the template's structural
+pieces (headers, end-of-turn markers) between contents. Each piece and each content is
+tokenized on its own and the ids are concatenated, so the position of every answer is known
+in tokens without searching. The ids are the truth; with `verify_tokenization` the joined
+text is also rendered by the template itself and re-tokenized whole, and any difference is
+counted (`seam_mismatches`), because a trainer that re-tokenizes the text must get the
+same length. The template's BOS (if it emits one) is taken off every section and put once
+at the start of a packed sample.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from lc_assets.lib.packing.config import PackingConfig
+from lc_assets.lib.sections import Section
+from lc_assets.lib.tokenizer import TextTokenizer
+
+_SENTINEL = "\u27e6LCPACK{}\u27e7"
+_SENTINEL_RE = re.compile("\u27e6LCPACK(\\d+)\u27e7")
+# End of a run of blank-line-separated newlines: a cut there leaves a prefix ending in "\n\n".
+_PARAGRAPH_END_RE = re.compile(r"\n[^\S\n]*\n+")
+#: sections tokenized per batch: bounds the memory of offset-carrying encodings (~100 B/token)
+_RENDER_BATCH = 16
+
+CUT_PARAGRAPH = 0
+CUT_PAIR = 1
+
+
+class ChatTemplateError(ValueError):
+    """The tokenizer has no chat template, or its template cannot be rendered piecewise."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A section (or part) that was not packed, with the reason."""
+
+    section_id: str
+    reason: str
+    tokens: int | None = None
+
+
+@dataclass
+class RenderedSection:
+    """One section rendered as a conversation, without BOS, in token ids.
+
+    All spans are half-open ``[start, end)`` and relative to this section.
+    """
+
+    section: Section
+    ids: np.ndarray  # int32
+    text: str
+    #: tokens of each answer exactly (decode to the answer text)
+    target_spans: np.ndarray  # (n_pairs, 2) int64
+    #: what a trainer computes loss on: the answer, plus the end-of-turn marker if configured
+    loss_spans: np.ndarray  # (n_pairs, 2)
+    #: character spans of each answer in `text`
+    target_char_spans: np.ndarray  # (n_pairs, 2)
+    #: token offsets where the section may be cut (ascending, 0 < offset < length)
+    cut_tokens: np.ndarray
+    #: character offsets in `text` matching `cut_tokens`
+    cut_chars: np.ndarray
+    #: CUT_PAIR or CUT_PARAGRAPH for each cut
+    cut_kinds: np.ndarray
+    #: pairs complete before each cut
+    cut_pairs: np.ndarray
+    seam_mismatch: bool = False
+
+    @property
+    def section_id(self) -> str:
+        return self.section.section_id
+
+    @property
+    def length(self) -> int:
+        return int(self.ids.shape[0])
+
+
+@dataclass
+class RenderResult:
+    """Rendered sections (in input order) and the sections that could not be rendered."""
+
+    rendered: list[RenderedSection] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    seam_mismatches: int = 0
+
+
+class SectionRenderer:
+    """Renders sections with one tokenizer's chat template; built once per packing run."""
+
+    def __init__(self, tokenizer: TextTokenizer, config: PackingConfig) -> None:
+        if not tokenizer.chat_template:
+            where = f" (loaded from {tokenizer.source_dir})" if tokenizer.source_dir else ""
+            raise ChatTemplateError(
+                f"tokenizer {tokenizer.name!r}{where} has no chat template: packing renders sections as chats in "
+                "the target model's template; use a tokenizer whose tokenizer_config.json has `chat_template`, "
+                "or pass chat_template_path to load_tokenizer"
+            )
+        self.tok = tokenizer
+        self.config = config
+        self._skeletons: dict[int, list[str]] = {}
+        self._piece_ids: dict[str, np.ndarray] = {}
+        first = self._render_skeleton(0)
+        bos = tokenizer.bos_token
+        # One BOS per sample: remember the template's BOS and strip it from every section.
+        self.bos_text = bos if bos and first[0].startswith(bos) else ""
+        self.bos_ids = self._ids_of_piece(self.bos_text)
+        self.end_of_turn = self._assistant_end_of_turn()
+        self._special_by_prefix = self._special_token_index()
+
+    # -- template structure ---------------------------------------------------
+    def _render_skeleton(self, n_pairs: int) -> list[str]:
+        """Structural pieces of a conversation with n_pairs pairs (n_messages + 1 strings, BOS kept)."""
+        n_messages = 1 if n_pairs == 0 else 2 * n_pairs
+        messages = [
+            {"role": "user" if i % 2 == 0 else "assistant", "content": _SENTINEL.format(i)} for i in range(n_messages)
+        ]
+        try:
+            rendered = self.tok.apply_chat_template(messages, add_generation_prompt=False)
+        except Exception as exc:  # noqa: BLE001 - a template error of any kind is a config problem
+            raise ChatTemplateError(f"chat template of tokenizer {self.tok.name!r} failed to render: {exc}") from exc
+        parts = _SENTINEL_RE.split(rendered)
+        found = [int(p) for p in parts[1::2]]
+        if found != list(range(n_messages)):
+            raise ChatTemplateError(
+                f"chat template of tokenizer {self.tok.name!r} does not render each message content once and in "
+                f"order (saw contents {found}); it cannot be packed piecewise"
+            )
+        return parts[0::2]
+
+    def skeleton(self, n_pairs: int) -> list[str]:
+        """Structural pieces with the BOS removed from the first piece (cached per pair count)."""
+        pieces = self._skeletons.get(n_pairs)
+        if pieces is None:
+            pieces = self._render_skeleton(n_pairs)
+            if self.bos_text:
+                if not pieces[0].startswith(self.bos_text):
+                    raise ChatTemplateError(f"template of {self.tok.name!r} puts BOS inconsistently")
+                pieces[0] = pieces[0][len(self.bos_text) :]
+            self._skeletons[n_pairs] = pieces
+        return pieces
+
+    def _assistant_end_of_turn(self) -> str:
+        """Text that closes an assistant turn (e.g. '<|eot_id|>'), or '' if the template shows none."""
+        last = self.skeleton(1)[2]
+        if not last:
+            return ""
+        # Middle turns must start with the same marker, or the marker is not a clean end of turn.
+        middle = self.skeleton(2)[2]
+        return last if middle.startswith(last) else ""
+
+    def _special_token_index(self) -> dict[str, list[str]]:
+        specials = [t.content for t in self.tok.backend.get_added_tokens_decoder().values() if t.content]
+        index: dict[str, list[str]] = {}
+        for s in specials:
+            index.setdefault(s[:2], []).append(s)
+        return index
+
+    def _special_in(self, text: str) -> str | None:
+        for prefix, tokens in self._special_by_prefix.items():
+            if prefix in text:  # cheap check first: most texts hold no "<|" at all
+                for t in tokens:
+                    if t in text:
+                        return t
+        return None
+
+    def _ids_of_piece(self, piece: str) -> np.ndarray:
+        ids = self._piece_ids.get(piece)
+        if ids is None:
+            ids = np.asarray(self.tok.encode(piece), dtype=np.int32)
+            self._piece_ids[piece] = ids
+        return ids
+
+    # -- rendering ------------------------------------------------------------
+    def check(self, section: Section) -> str | None:
+        """Reason the section cannot be rendered, or None."""
+        if not section.text.strip():
+            return "empty chunk text"
+        for p in section.pairs:
+            if not p.question.strip() or not p.answer.strip():
+                return f"pair {p.pair_id!r} has an empty question or answer"
+        contents = [section.text, *(p.question for p in section.pairs), *(p.answer for p in section.pairs)]
+        for c in contents:
+            hit = self._special_in(c)
+            if hit is not None:
+                return f"content holds the special token text {hit!r} (it would become a control token)"
+        return None
+
+    def render(self, sections: Sequence[Section]) -> RenderResult:
+        """Render many sections; unrenderable ones are rejected with a reason, never dropped."""
+        result = RenderResult()
+        ok: list[Section] = []
+        for s in sections:
+            reason = self.check(s)
+            if reason is None:
+                ok.append(s)
+            else:
+                result.rejected.append(Rejection(s.section_id, reason))
+        for start in range(0, len(ok), _RENDER_BATCH):
+            for r in self._render_batch(ok[start : start + _RENDER_BATCH]):
+                result.rendered.append(r)
+                result.seam_mismatches += int(r.seam_mismatch)
+        return result
+
+    def render_one(self, section: Section) -> RenderedSection:
+        reason = self.check(section)
+        if reason is not None:
+            raise ValueError(f"section {section.section_id!r} cannot be rendered: {reason}")
+        return self._render_batch([section])[0]
+
+    def _segments(self, section: Section) -> list[tuple[str, str]]:
+        """(text, kind) pieces of one section; kinds: struct, chunk, user, answer, eot."""
+        pairs = section.pairs
+        pieces = self.skeleton(len(pairs))
+        # The chunk and the first question are one segment: tokenizing them apart would split BPE
+        # merges across the separator (".\n\n" is one Llama-3 token).
+        first = section.text.strip()
+        if pairs:
+            first += self.config.question_separator + pairs[0].question.strip()
+        segs: list[tuple[str, str]] = [(pieces[0], "struct"), (first, "chunk")]
+        n_messages = 1 if not pairs else 2 * len(pairs)
+        for j in range(n_messages):
+            if j > 0:
+                pair = pairs[j // 2]
+                segs.append((pair.answer.strip(), "answer") if j % 2 else (pair.question.strip(), "user"))
+            after = pieces[j + 1]
+            eot = self.end_of_turn
+            if j % 2 == 1 and eot and after.startswith(eot):
+                segs.append((eot, "eot"))
+                after = after[len(eot) :]
+            elif j % 2 == 1:
+                segs.append(("", "eot"))  # no marker: the pair ends right after the answer
+            segs.append((after, "struct"))
+        return segs
+
+    def _render_batch(self, sections: Sequence[Section]) -> list[RenderedSection]:
+        all_segs = [self._segments(s) for s in sections]
+        chunk_texts = [segs[1][0] for segs in all_segs]
+        chunk_encs = self.tok.encodings(chunk_texts)
+        content = [t for segs in all_segs for t, k in segs if k in ("user", "answer") and t]
+        content_ids = iter(self.tok.encode_batch(content)) if content else iter(())
+        out = [
+            self._assemble(section, segs, enc, content_ids)
+            for section, segs, enc in zip(sections, all_segs, chunk_encs, strict=True)
+        ]
+        if self.config.verify_tokenization:
+            self._verify(out)
+        return out
+
+    def _assemble(self, section: Section, segs, chunk_enc, content_ids) -> RenderedSection:
+        id_parts: list[np.ndarray] = []
+        tok_pos = 0
+        char_pos = 0
+        targets, losses, target_chars = [], [], []
+        cut_tokens, cut_chars, cut_kinds, cut_pairs = [], [], [], []
+        allow_paragraph = self.config.cut_boundaries == "pair_or_paragraph"
+        answer_span: tuple[int, int, int, int] | None = None
+        n_done = 0
+        for text, kind in segs:
+            if kind == "struct" or kind == "eot":
+                ids = self._ids_of_piece(text)
+            elif kind == "chunk":
+                ids = np.asarray(chunk_enc.ids, dtype=np.int32)
+                if allow_paragraph:
+                    # only inside the chunk text (+ separator), never inside the first question
+                    limit = len(section.text.strip()) + len(self.config.question_separator) if section.pairs else None
+                    t, c = _paragraph_cuts(text, chunk_enc.offsets, limit)
+                    cut_tokens.extend(tok_pos + t)
+                    cut_chars.extend(char_pos + c)
+                    cut_kinds.extend([CUT_PARAGRAPH] * len(t))
+                    cut_pairs.extend([0] * len(t))
+            else:
+                ids = np.asarray(next(content_ids), dtype=np.int32) if text else np.zeros(0, np.int32)
+            start, cstart = tok_pos, char_pos
+            tok_pos += len(ids)
+            char_pos += len(text)
+            id_parts.append(ids)
+            if kind == "answer":
+                answer_span = (start, tok_pos, cstart, char_pos)
+            elif kind == "eot":
+                assert answer_span is not None
+                a0, a1, c0, c1 = answer_span
+                targets.append((a0, a1))
+                target_chars.append((c0, c1))
+                losses.append((a0, tok_pos if self.config.train_on_end_of_turn else a1))
+                n_done += 1
+                cut_tokens.append(tok_pos)
+                cut_chars.append(char_pos)
+                cut_kinds.append(CUT_PAIR)
+                cut_pairs.append(n_done)
+        ids = np.concatenate(id_parts) if id_parts else np.zeros(0, np.int32)
+        text = "".join(t for t, _ in segs)
+        # A cut at the very end is no cut; a cut at 0 uses nothing.
+        keep = [i for i, t in enumerate(cut_tokens) if 0 < t < len(ids)]
+        rendered = RenderedSection(
+            section=section,
+            ids=ids,
+            text=text,
+            target_spans=_spans(targets),
+            loss_spans=_spans(losses),
+            target_char_spans=_spans(target_chars),
+            cut_tokens=np.asarray([cut_tokens[i] for i in keep], dtype=np.int64),
+            cut_chars=np.asarray([cut_chars[i] for i in keep], dtype=np.int64),
+            cut_kinds=np.asarray([cut_kinds[i] for i in keep], dtype=np.int8),
+            cut_pairs=np.asarray([cut_pairs[i] for i in keep], dtype=np.int64),
+        )
+        return rendered
+
+    def _verify(self, batch: list[RenderedSection]) -> None:
+        """The piecewise text must equal the template's own render; ids should equal its tokenization."""
+        for r in batch:
+            self._verify_render(r)
+        whole = self.tok.encode_batch([r.text for r in batch])
+        for r, ids in zip(batch, whole, strict=True):
+            r.seam_mismatch = len(ids) != r.length or not np.array_equal(np.asarray(ids, dtype=np.int32), r.ids)
+
+    def _verify_render(self, r: RenderedSection) -> None:
+        s = r.section
+        messages = [{"role": "user", "content": s.text.strip()}]
+        if s.pairs:
+            messages[0]["content"] += self.config.question_separator + s.pairs[0].question.strip()
+            for i, p in enumerate(s.pairs):
+                if i:
+                    messages.append({"role": "user", "content": p.question.strip()})
+                messages.append({"role": "assistant", "content": p.answer.strip()})
+        full = self.tok.apply_chat_template(messages, add_generation_prompt=False)
+        if full != self.bos_text + r.text:
+            at = next((i for i, (a, b) in enumerate(zip(full, self.bos_text + r.text, strict=False)) if a != b), None)
+            raise ChatTemplateError(
+                f"chat template of {self.tok.name!r} renders section {s.section_id!r} differently from its "
+                f"skeleton (first difference at char {at}); the template transforms message contents"
+            )
+
+    def with_pairs(self, section: Section, start: int, stop: int, new_id: str) -> Section:
+        """A derived section: the same chunk with pairs[start:stop] (for splits and carried remainders)."""
+        return replace(section, section_id=new_id, pairs=tuple(section.pairs[start:stop]))
+
+
+def _spans(pairs: list[tuple[int, int]]) -> np.ndarray:
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def _paragraph_cuts(
+    text: str, offsets: Sequence[tuple[int, int]], limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token and char offsets of paragraph ends in `text[:limit]` that fall on token boundaries."""
+    if not offsets:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    chars = np.fromiter((m.end() for m in _PARAGRAPH_END_RE.finditer(text, 0, limit or len(text))), dtype=np.int64)
+    chars = chars[chars < len(text)]
+    if chars.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    offs = np.asarray(offsets, dtype=np.int64)
+    starts, ends = offs[:, 0], offs[:, 1]
+    t = np.searchsorted(starts, chars)
+    in_range = t < len(starts)
+    t, chars = t[in_range], chars[in_range]
+    # aligned: a token starts exactly there and the previous one ends at or before it
+    aligned = (starts[t] == chars) & ((t == 0) | (ends[np.maximum(t - 1, 0)] <= chars))
+    return t[aligned], chars[aligned]
