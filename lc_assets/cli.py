@@ -1,0 +1,125 @@
+"""`lc-assets`: register corpus shards and materialize the asset graph through Dagster.
+
+    lc-assets shards                      # known shards and which are registered partitions
+    lc-assets shards add demo mybooks     # register shards as partitions of corpus_shards
+    lc-assets materialize --shard demo --profile demo   # the whole graph for one shard
+    lc-assets lineage sample <id>         # walk lineage (once packed samples exist)
+
+`materialize` runs exactly `dagster asset materialize -m lc_assets.definitions --select ...
+--partition SHARD -c PROFILE`, after making sure the shard is a registered partition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lc_assets.defs.partitions import CORPUS_SHARDS
+
+PROFILES = ("demo", "production")
+
+
+def ensure_dagster_home() -> Path:
+    """DAGSTER_HOME, else ./.dagster_home linked to the project's dagster.yaml (or an empty one)."""
+    home = Path(os.environ.get("DAGSTER_HOME") or Path.cwd() / ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        project_cfg = Path.cwd() / "dagster.yaml"
+        if project_cfg.is_file():
+            cfg.symlink_to(project_cfg)
+        else:
+            cfg.write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def profile_path(profile: str) -> Path:
+    if profile in PROFILES:
+        return Path(str(importlib.resources.files("lc_assets").joinpath("profiles", f"{profile}.yaml")))
+    path = Path(profile)
+    if not path.is_file():
+        raise SystemExit(f"profile {profile!r} is neither one of {PROFILES} nor a run-config file")
+    return path
+
+
+def register_shards(names: list[str]) -> list[str]:
+    """Add shards as dynamic partitions; unknown shard names are refused with the known list."""
+    import dagster as dg
+
+    from lc_assets.defs.resources import CorpusSourcesResource
+
+    known = CorpusSourcesResource().shard_names()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown shard(s) {unknown}; known: {known} (add yours to LC_ASSETS_SOURCES_FILE)")
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        have = set(instance.get_dynamic_partitions(CORPUS_SHARDS))
+        new = [n for n in names if n not in have]
+        if new:
+            instance.add_dynamic_partitions(CORPUS_SHARDS, new)
+    return new
+
+
+def _cmd_shards(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from lc_assets.defs.resources import CorpusSourcesResource
+
+    if args.action == "add":
+        new = register_shards(args.names)
+        print(f"registered: {new or 'nothing new'}")
+        return 0
+    ensure_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        registered = set(instance.get_dynamic_partitions(CORPUS_SHARDS))
+    res = CorpusSourcesResource()
+    for name in res.shard_names():
+        spec = res.spec(name)
+        mark = "registered" if name in registered else "-"
+        print(f"{name:<24} {spec.kind:<9} {mark}")
+    return 0
+
+
+def _cmd_materialize(args: argparse.Namespace) -> int:
+    register_shards([args.shard])
+    cmd = [
+        sys.executable, "-m", "dagster", "asset", "materialize",
+        "-m", "lc_assets.definitions",
+        "--select", args.select,
+        "--partition", args.shard,
+        "-c", str(profile_path(args.profile)),
+    ]  # fmt: skip
+    print("+", " ".join(cmd), flush=True)
+    env = dict(os.environ, LC_ASSETS_PROGRESS_BAR="1")
+    return subprocess.call(cmd, env=env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="lc-assets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    shards = sub.add_parser("shards", help="list or register corpus shards")
+    shards.add_argument("action", nargs="?", choices=["list", "add"], default="list")
+    shards.add_argument("names", nargs="*")
+    shards.set_defaults(func=_cmd_shards)
+
+    mat = sub.add_parser("materialize", help="materialize assets for one shard through Dagster")
+    mat.add_argument("--shard", default="demo")
+    mat.add_argument("--profile", default="demo", help=f"{PROFILES} or a run-config YAML file")
+    mat.add_argument("--select", default="*")
+    mat.set_defaults(func=_cmd_materialize)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
