@@ -10,9 +10,13 @@ The plan, for a pool whose total is T tokens and a capacity of C tokens per samp
    `pad_tolerance` tokens or is closed by a cut:
    a. put in the longest unplaced item that fits whole;
    b. swap one of the bin's items for a longer unplaced one that closes the gap;
-   c. fill with the prefix of one unplaced item, cut at its last allowed cut point that fits
+   c. trade one of its items for a longer one of another open bin (the one with the largest
+      gap): this bin is closed, the other's gap grows, so the slack of many bins gathers in a
+      few, which take unplaced items whole or are dissolved;
+   only when no whole-item move helps any bin:
+   d. fill with the prefix of one unplaced item, cut at its last allowed cut point that fits
       (the one item with the smallest gap, then the smallest cut-off tail, wins);
-   d. if no bin could be helped, dissolve the bin with the largest gap if that gap exceeds
+   e. if no bin could be helped, dissolve the bin with the largest gap if that gap exceeds
       `max_slack`: its items return to the unplaced pool (they help the other bins, or are
       carried to the next run); gaps up to `max_slack` are padded.
 3. What remains unplaced is the leftover pool, carried to the next run.
@@ -133,6 +137,11 @@ def plan_bins(
     # -- 2. close the gaps ------------------------------------------------------------------
     fillers: list[Filler | None] = [None] * n_bins
     active = set(range(n_bins))
+    where = {item: b for b in range(n_bins) for item in contents[b]}
+    placed = sorted((int(lens[i]), rank[i], i) for i in where)  # every whole item in a bin
+
+    def is_pending(b: int) -> bool:
+        return b in active and fillers[b] is None and slack[b] > pad_tolerance
 
     def take_whole(b: int) -> bool:
         moved = False
@@ -140,24 +149,63 @@ def plan_bins(
             k = bisect.bisect_right(unplaced, (slack[b], math.inf, 0))
             if k == 0:
                 break
-            length, _, item = unplaced.pop(k - 1)
-            contents[b].append(item)
-            slack[b] -= length
+            entry = unplaced.pop(k - 1)
+            contents[b].append(entry[2])
+            where[entry[2]] = b
+            bisect.insort(placed, entry)
+            slack[b] -= entry[0]
             moved = True
         return moved
 
     def swap(b: int) -> bool:
+        """Swap one item of bin b for a longer unplaced one that closes its gap."""
         s = slack[b]
         for pos, x in enumerate(contents[b]):
             lo, hi = int(lens[x]) + s - pad_tolerance, int(lens[x]) + s
             k = bisect.bisect_right(unplaced, (hi, math.inf, 0)) - 1
             if k >= 0 and unplaced[k][0] >= lo:
-                length, _, y = unplaced.pop(k)
+                entry = unplaced.pop(k)
+                y = entry[2]
                 contents[b][pos] = y
-                bisect.insort(unplaced, (int(lens[x]), rank[x], x))
-                slack[b] = s + int(lens[x]) - length
+                where[y] = b
+                del where[x]
+                bisect.insort(placed, entry)
+                x_entry = (int(lens[x]), rank[x], x)
+                placed.pop(bisect.bisect_left(placed, x_entry))
+                bisect.insort(unplaced, x_entry)
+                slack[b] = s + int(lens[x]) - entry[0]
                 return True
         return False
+
+    def trade(b: int) -> bool:
+        """Swap one item of bin b for a longer one of another open bin, closing b's gap.
+
+        The other bin's gap grows by as much: trades gather the slack of many bins into a few,
+        which then take unplaced items whole or are dissolved (their items carried over),
+        instead of every bin needing a cut.
+        """
+        s = slack[b]
+        best: tuple[int, int, int, int] | None = None  # (partner slack, pos, y, partner)
+        for pos, x in enumerate(contents[b]):
+            lo, hi = int(lens[x]) + s - pad_tolerance, int(lens[x]) + s
+            k = bisect.bisect_right(placed, (hi, math.inf, 0)) - 1
+            while k >= 0 and placed[k][0] >= lo:
+                y = placed[k][2]
+                c = where[y]
+                if c != b and is_pending(c) and (best is None or slack[c] > best[0]):
+                    best = (slack[c], pos, y, c)
+                k -= 1
+        if best is None:
+            return False
+        _, pos, y, c = best
+        x = contents[b][pos]
+        contents[b][pos] = y
+        contents[c][contents[c].index(y)] = x
+        where[x], where[y] = c, b
+        delta = int(lens[y]) - int(lens[x])
+        slack[b] -= delta
+        slack[c] += delta
+        return True
 
     def fill_with_cut(b: int) -> bool:
         s = slack[b]
@@ -194,14 +242,23 @@ def plan_bins(
                 progress = True
             if slack[b] <= pad_tolerance:
                 continue
-            if swap(b) or fill_with_cut(b):
+            if swap(b) or trade(b):
+                progress = True
+        if progress:
+            continue
+        # no whole-item move closes any gap: cut fillers, smallest gap first
+        for b in pending:
+            if fill_with_cut(b):
                 progress = True
         if not progress:
             worst = max(pending, key=lambda b: (slack[b], b))
             if slack[worst] <= max_slack:
                 break  # every open gap is small enough to pad; dissolving would lose more than it gains
             for item in contents[worst]:
-                bisect.insort(unplaced, (int(lens[item]), rank[item], item))
+                entry = (int(lens[item]), rank[item], item)
+                placed.pop(bisect.bisect_left(placed, entry))
+                del where[item]
+                bisect.insort(unplaced, entry)
             contents[worst] = []
             active.discard(worst)
             plan.dissolved_bins += 1
