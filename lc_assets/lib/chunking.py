@@ -89,11 +89,10 @@ def chunk_id(document_id: str, char_start: int, char_end: int) -> str:
 
 
 def _plan_chunk_count(n_tokens: int, cfg: ChunkingConfig) -> int:
-    k = math.ceil(n_tokens / cfg.max_tokens)
-    if cfg.target_tokens:
-        k = max(k, round(n_tokens / cfg.target_tokens))
-    # never so many chunks that they fall below the minimum
-    return max(1, min(k, n_tokens // cfg.min_tokens))
+    """Aim at the target (default: the middle of the bounds) so each cut has room to find a boundary."""
+    target = cfg.target_tokens or (cfg.min_tokens + cfg.max_tokens) / 2
+    fewest, most = math.ceil(n_tokens / cfg.max_tokens), max(1, n_tokens // cfg.min_tokens)
+    return max(1, min(max(round(n_tokens / target), fewest), most))
 
 
 class _DocCutter:

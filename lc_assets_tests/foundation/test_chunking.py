@@ -1,0 +1,97 @@
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from lc_assets.lib.chunking import ChunkingConfig, chunk_documents
+from lc_assets_tests.foundation.conftest import make_text
+
+
+def _check_exact(text, result, tokenizer, cfg):
+    spans = result.spans
+    assert "".join(text[s.char_start : s.char_end] for s in spans) == text
+    counts = tokenizer.count_batch([text[s.char_start : s.char_end] for s in spans])
+    assert [s.n_tokens for s in spans] == counts
+    assert sum(s.token_end - s.token_start for s in spans) == result.n_tokens
+    for a, b in zip(spans, spans[1:], strict=False):
+        assert a.char_end == b.char_start and a.token_end == b.token_start
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_chunks_reconstruct_exactly_within_bounds(seed, tokenizer):
+    cfg = ChunkingConfig(min_tokens=300, max_tokens=900)
+    text = make_text(seed, paragraphs=120)
+    (result,) = chunk_documents([text], tokenizer, cfg)
+    assert result.filtered_reason is None
+    assert len(result.spans) >= 2
+    _check_exact(text, result, tokenizer, cfg)
+    assert all(cfg.min_tokens <= s.n_tokens <= cfg.max_tokens for s in result.spans)
+    # paragraph boundaries exist everywhere in this text, so every cut is at one
+    assert {s.cut for s in result.spans[:-1]} == {"paragraph"}
+
+
+def test_short_documents_are_filtered_and_counted(tokenizer):
+    cfg = ChunkingConfig(min_tokens=5000, max_tokens=10000)
+    short, long_ = make_text(1, 10), make_text(2, 400)
+    res_short, res_long = chunk_documents([short, long_], tokenizer, cfg)
+    assert res_short.filtered_reason == "below_min_tokens" and res_short.spans == ()
+    assert res_short.n_tokens == tokenizer.count(short)
+    assert res_long.filtered_reason is None
+
+
+def test_giant_paragraph_falls_back_to_sentences(tokenizer):
+    # one paragraph, no newlines: cuts must come at sentence (or whitespace) boundaries
+    text = make_text(3, 1, words_per_paragraph=(3000, 3000)).replace("\n", " ").strip() + "\n"
+    cfg = ChunkingConfig(min_tokens=400, max_tokens=1000)
+    (result,) = chunk_documents([text], tokenizer, cfg)
+    _check_exact(text, result, tokenizer, cfg)
+    assert {s.cut for s in result.spans[:-1]} <= {"sentence", "whitespace"}
+    assert "sentence" in {s.cut for s in result.spans}
+
+
+def test_unicode_and_code_text(tokenizer):
+    text = ("Ünïcödé — 漢字 テスト 🙂 emoji.\n\n    indented = [1, 2, 3]\n\n" * 200) + "end\n"
+    cfg = ChunkingConfig(min_tokens=200, max_tokens=600)
+    (result,) = chunk_documents([text], tokenizer, cfg)
+    _check_exact(text, result, tokenizer, cfg)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 10_000),
+    paragraphs=st.integers(1, 80),
+    min_tokens=st.integers(20, 200),
+    spread=st.integers(0, 400),
+    sep=st.sampled_from(["\n\n", "\n", "\n\n\n", "\n  \n", " "]),
+)
+def test_property_exact_reconstruction_and_counts(tokenizer, seed, paragraphs, min_tokens, spread, sep):
+    text = make_text(seed, paragraphs).replace("\n\n", sep)
+    cfg = ChunkingConfig(min_tokens=min_tokens, max_tokens=min_tokens + spread)
+    (result,) = chunk_documents([text], tokenizer, cfg)
+    if result.filtered_reason:
+        assert result.n_tokens < cfg.min_tokens
+        return
+    _check_exact(text, result, tokenizer, cfg)
+    assert all(s.n_tokens >= 1 for s in result.spans)
+    if spread >= min_tokens:  # bounds can always be met when max >= 2 * min
+        assert all(s.n_tokens <= cfg.max_tokens for s in result.spans)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"min_tokens": 0}, "min_tokens must be >= 1"),
+        ({"min_tokens": 100, "max_tokens": 50}, "max_tokens \\(50\\) must be >= min_tokens \\(100\\)"),
+        ({"min_tokens": 10, "max_tokens": 20, "target_tokens": 30}, "target_tokens \\(30\\) must lie within"),
+        ({"batch_documents": 0}, "batch_documents must be >= 1"),
+    ],
+)
+def test_bad_config_is_rejected_with_the_values(kwargs, message):
+    with pytest.raises(ValidationError, match=message):
+        ChunkingConfig(**kwargs)
+
+
+def test_config_hash_ignores_batch_size_only():
+    a = ChunkingConfig(min_tokens=10, max_tokens=20)
+    assert a.config_hash() == ChunkingConfig(min_tokens=10, max_tokens=20, batch_documents=7).config_hash()
+    assert a.config_hash() != ChunkingConfig(min_tokens=10, max_tokens=21).config_hash()

@@ -1,0 +1,132 @@
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from lc_assets.lib.corpus.documents import RawDocument, SkippedInput, SourceNotFoundError
+from lc_assets.lib.corpus.embedded import CATALOG, iter_embedded
+from lc_assets.lib.corpus.sources import SourceSpec, iter_source
+from lc_assets_tests.foundation.conftest import make_text
+
+
+def _split(items):
+    docs = [i for i in items if isinstance(i, RawDocument)]
+    skips = {i.source: i.reason for i in items if isinstance(i, SkippedInput)}
+    return docs, skips
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    (root / "books").mkdir(parents=True)
+    (root / "books" / "a.txt").write_text(make_text(1, 30))
+    (root / "books" / "b.md").write_text("# Title\n\n" + make_text(2, 20))
+    (root / "code.py").write_text("def f():\n    return 1\n")
+    (root / "dup.txt").write_text(make_text(1, 30))  # same content as books/a.txt
+    (root / "empty.txt").write_text("  \n\n")
+    (root / "blob.txt").write_bytes(b"\x00\x01\x02binary\x00" * 100)
+    (root / "latin1.txt").write_bytes("caf\xe9 na\xefve".encode("latin-1"))
+    (root / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (root / ".hidden.txt").write_text("ignored")
+    rows = [{"text": make_text(3, 5)}, {"text": ""}, {"other": "x"}, {"text": make_text(4, 5)}]
+    lines = [json.dumps(r) for r in rows] + ["{not json"]
+    (root / "records.jsonl").write_text("\n".join(lines) + "\n")
+    pq.write_table(pa.table({"text": [make_text(5, 4), make_text(6, 4)]}), root / "table.parquet")
+    pq.write_table(pa.table({"body": ["x"]}), root / "wrongcol.parquet")
+    (root / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
+    return root
+
+
+def test_local_folder_reads_every_kind_and_records_every_skip(corpus_dir: Path):
+    docs, skips = _split(list(iter_source(SourceSpec(kind="local", path=str(corpus_dir), license="CC0-1.0"))))
+    sources = sorted(d.source for d in docs)
+    assert sources == sorted(
+        ["books/a.txt", "books/b.md", "code.py", "dup.txt", "records.jsonl#L1", "records.jsonl#L4"]
+        + ["table.parquet#row0", "table.parquet#row1"]
+    )
+    assert all(d.license == "CC0-1.0" for d in docs)
+    a, dup = (next(d for d in docs if d.source == s) for s in ("books/a.txt", "dup.txt"))
+    assert a.document_id == dup.document_id  # same content, same id: stored once downstream
+    assert skips == {
+        "empty.txt": "empty",
+        "blob.txt": "binary",
+        "latin1.txt": "undecodable",
+        "image.png": "unsupported_type",
+        "records.jsonl#L2": "empty",
+        "records.jsonl#L3": "missing_field",
+        "records.jsonl#L5": "invalid_json",
+        "wrongcol.parquet": "missing_field",
+        "broken.parquet": "unreadable",
+    }
+
+
+def test_unreadable_file_is_skipped_with_reason(corpus_dir: Path, monkeypatch):
+    real = Path.read_bytes
+
+    def deny(self: Path) -> bytes:
+        if self.name == "a.txt":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", deny)
+    docs, skips = _split(list(iter_source(SourceSpec(kind="local", path=str(corpus_dir / "books")))))
+    assert skips == {"a.txt": "unreadable"}
+    assert [d.source for d in docs] == ["b.md"]
+
+
+def test_single_file_and_missing_path(corpus_dir: Path, tmp_path: Path):
+    docs, _ = _split(list(iter_source(SourceSpec(kind="local", path=str(corpus_dir / "code.py")))))
+    assert len(docs) == 1 and docs[0].text.startswith("def f")
+    missing = tmp_path / "no" / "such" / "dir"
+    with pytest.raises(SourceNotFoundError, match=str(missing)):
+        list(iter_source(SourceSpec(kind="local", path=str(missing))))
+
+
+def test_max_documents_caps_documents_not_skips(corpus_dir: Path):
+    docs, _ = _split(list(iter_source(SourceSpec(kind="local", path=str(corpus_dir), max_documents=2))))
+    assert len(docs) == 2
+
+
+def test_hf_datasets_on_local_files_offline(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    data = tmp_path / "ds.jsonl"
+    data.write_text("\n".join(json.dumps({"content": make_text(i, 3)}) for i in range(4)) + "\n")
+    for streaming in (True, False):
+        spec = SourceSpec(
+            kind="hf", dataset="json", data_files=[str(data)], text_field="content", streaming=streaming, license="MIT"
+        )
+        docs, skips = _split(list(iter_source(spec)))
+        assert [d.text for d in docs] == [make_text(i, 3) for i in range(4)]
+        assert skips == {} and all(d.license == "MIT" for d in docs)
+
+
+def test_hf_errors_are_clear(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(SourceNotFoundError, match="data_files not found"):
+        list(iter_source(SourceSpec(kind="hf", dataset="json", data_files=[str(tmp_path / "nope.jsonl")])))
+    with pytest.raises(SourceNotFoundError, match="could not be loaded"):
+        list(iter_source(SourceSpec(kind="hf", dataset="some-org/definitely-not-cached")))
+
+
+def test_spec_validation():
+    with pytest.raises(ValidationError, match="needs `path`"):
+        SourceSpec(kind="local")
+    with pytest.raises(ValidationError, match="needs `dataset`"):
+        SourceSpec(kind="hf")
+    with pytest.raises(ValidationError):
+        SourceSpec(kind="ftp")
+
+
+def test_embedded_catalog_has_licensed_long_documents():
+    assert len(CATALOG) >= 20 and all(e.license for e in CATALOG)
+    docs, skips = _split(list(iter_embedded(["devils-dictionary", "cpython-email"])))
+    assert {d.source for d in docs} | set(skips) == {"embedded:devils-dictionary", "embedded:cpython-email"}
+    for d in docs:
+        assert len(d.text) > 100_000 and d.license in ("public-domain", "PSF-2.0")
+    with pytest.raises(ValueError, match="unknown embedded corpus entries"):
+        list(iter_embedded(["no-such-book"]))
