@@ -59,6 +59,15 @@ class GenerationBackend(abc.ABC):
     def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
         """Exact prompt length in the generator's tokens, chat template applied."""
 
+    def count_text_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Token counts of plain texts in the generator's vocabulary (masking budgets).
+
+        Default: derived from `count_prompt_tokens` (a user message minus an empty one), exact up to
+        merges at the template boundary. Backends with direct tokenizer access override it.
+        """
+        base = self.count_prompt_tokens([{"role": "user", "content": ""}])
+        return [max(0, self.count_prompt_tokens([{"role": "user", "content": t}]) - base) for t in texts]
+
     @abc.abstractmethod
     def submit(self, request: GenerationRequest) -> None:
         """Queue one request; returns at once."""

@@ -1,0 +1,244 @@
+"""Scheduler: targets, retries, failures, in-flight scheduling, resume after a kill, config checks."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from pydantic import ValidationError
+
+from lc_assets.lib.generation.scheduler import GenerationConfig, GenerationScheduler, MemorySink, StepRecord
+
+from .conftest import make_section
+from .doubles import Reply, ScriptedBackend, unique_reply
+
+
+def _cfg(**kw) -> GenerationConfig:
+    base = dict(
+        seed=11,
+        min_context_tokens=150,
+        max_context_tokens=300,
+        max_paragraph_tokens=120,
+        max_tokens=64,
+        earlier_pairs=2,
+        target_tokens=None,
+        target_ratio=1.05,
+        max_retries_per_step=2,
+    )
+    base.update(kw)
+    return GenerationConfig(**base)
+
+
+def test_config_bounds_and_hash():
+    with pytest.raises(ValidationError, match="min_context_tokens=500 > max_context_tokens=400"):
+        _cfg(min_context_tokens=500, max_context_tokens=400)
+    with pytest.raises(ValidationError, match="exactly one of target_ratio"):
+        _cfg(target_tokens=1000)
+    with pytest.raises(ValidationError):
+        _cfg(temperature=5.0)
+    assert _cfg(max_in_flight=3).config_hash() == _cfg(max_in_flight=30).config_hash()
+    assert _cfg(seed=1).config_hash() != _cfg(seed=2).config_hash()
+
+
+def test_sections_reach_target_and_records_are_complete(scripted, target_tokenizer):
+    sink = MemorySink()
+    sections = [make_section(f"s{i}") for i in range(3)]
+    events = []
+    sched = GenerationScheduler(scripted, _cfg(), sink, target_tokenizer, progress=events.append, progress_every_s=0)
+    summary = sched.run(sections)
+    assert all(r.finish_reason == "target_reached" for r in summary.sections)
+    for res in summary.sections:
+        assert res.section_tokens >= res.target_tokens > res.chunk_tokens
+        assert [p.step for p in res.section.pairs] == list(range(len(res.section.pairs)))
+    rec = sink.records[-1]
+    row = rec.to_row()
+    json.dumps(row)
+    assert StepRecord.from_row(row) == rec
+    assert rec.paragraph_ids and rec.prompt_hash and rec.model == "scripted-double" and rec.backend == "scripted"
+    assert events and events[-1].sections_done == 3 and events[-1].pairs == summary.steps_ok
+
+
+def test_commit_happens_before_next_step_is_scheduled(scripted, target_tokenizer):
+    order: list[tuple[str, str, int]] = []
+
+    class Sink:
+        def commit(self, record):
+            order.append(("commit", record.section_id, record.step))
+
+    orig = scripted.submit
+
+    def submit(req):
+        sid, step = req.request_id.split("/")[:2]
+        order.append(("submit", sid, int(step)))
+        orig(req)
+
+    scripted.submit = submit
+    GenerationScheduler(scripted, _cfg(), Sink(), target_tokenizer).run([make_section("a"), make_section("b")])
+    for i, (kind, sid, step) in enumerate(order):
+        if kind == "submit" and step > 0:
+            assert ("commit", sid, step - 1) in order[:i]
+
+
+def test_invalid_output_is_retried_then_recorded_as_failure(scripted, target_tokenizer):
+    calls = {"n": 0}
+
+    def script(req):
+        calls["n"] += 1
+        step = int(req.request_id.split("/")[1])
+        if step == 1:
+            return Reply('{"question": "broken')  # always invalid
+        if step == 2 and req.request_id.split("/")[2] == "0":
+            return Reply("not json at all")  # invalid once, then fine
+        return unique_reply(req)
+
+    scripted.script = script
+    sink = MemorySink()
+    GenerationScheduler(scripted, _cfg(target_ratio=1.1), sink, target_tokenizer).run([make_section("x")])
+    by_step = {r.step: r for r in sink.records}
+    failed = by_step[1]
+    assert failed.status == "failed" and failed.pair is None and failed.attempts == 3
+    assert failed.raw_text == '{"question": "broken' and failed.failure_reason.startswith("invalid_json")
+    assert (
+        by_step[2].status == "ok"
+        and by_step[2].attempts == 2
+        and by_step[2].attempt_errors[0].startswith("invalid_json")
+    )
+    retry = [r for r in scripted.submitted if r.request_id.split("/")[1:3] == ["2", "1"]][0]
+    assert retry.temperature == pytest.approx(0.9)  # retries do not repeat the greedy failure
+
+
+def test_duplicate_questions_are_rejected(scripted, target_tokenizer):
+    scripted.script = lambda req: Reply(json.dumps({"question": "What is the same thing?", "answer": "Always."}))
+    sink = MemorySink()
+    summary = GenerationScheduler(
+        scripted, _cfg(max_failed_steps_per_section=3, max_retries_per_step=1), sink, target_tokenizer
+    ).run([make_section("d")])
+    assert [r.status for r in sink.records] == ["ok", "failed", "failed", "failed"]
+    assert all(r.failure_reason.startswith("duplicate_question") for r in sink.records[1:])
+    assert summary.sections[0].finish_reason == "max_failures"
+    assert len(summary.sections[0].section.pairs) == 1
+
+
+def test_slow_and_failing_sections_do_not_stall_others(target_tokenizer):
+    def script(req):
+        sid = req.request_id.split("/")[0]
+        if sid == "slow":
+            return Reply(unique_reply(req).text, delay_s=0.3)
+        if sid == "bad":
+            return Reply("", error="HTTP 500")
+        return Reply(unique_reply(req).text, delay_s=0.01)
+
+    backend = ScriptedBackend(tokenizer=target_tokenizer, script=script, in_flight_cap=4)
+    done_at: dict[str, float] = {}
+
+    class Sink:
+        def commit(self, record):
+            done_at[record.section_id] = time.monotonic()
+
+    t0 = time.monotonic()
+    summary = GenerationScheduler(
+        backend, _cfg(max_failed_steps_per_section=2, max_retries_per_step=1), Sink(), target_tokenizer, poll_s=0.05
+    ).run([make_section(s) for s in ("slow", "bad", "f1", "f2", "f3")])
+    results = {r.section.section_id: r for r in summary.sections}
+    assert results["bad"].finish_reason == "max_failures"
+    assert results["slow"].finish_reason == "target_reached"
+    for fast in ("f1", "f2", "f3"):  # the fifth section got a slot as soon as 'bad' gave up
+        assert results[fast].finish_reason == "target_reached"
+        assert done_at[fast] < done_at["slow"]
+    assert backend.max_seen_in_flight <= 4
+    assert summary.failure_reasons == {"backend_error": 2}
+    assert time.monotonic() - t0 < 0.3 * (results["slow"].steps + 4)
+
+
+def test_request_timeout_releases_a_stuck_section(target_tokenizer):
+    def script(req):
+        if req.request_id.startswith("stuck/"):
+            return Reply(unique_reply(req).text, delay_s=3600)
+        return unique_reply(req)
+
+    backend = ScriptedBackend(tokenizer=target_tokenizer, script=script)
+    sink = MemorySink()
+    summary = GenerationScheduler(
+        backend,
+        _cfg(request_timeout_s=0.2, max_retries_per_step=0, max_failed_steps_per_section=1),
+        sink,
+        target_tokenizer,
+        poll_s=0.05,
+    ).run([make_section("stuck"), make_section("ok")])
+    res = {r.section.section_id: r for r in summary.sections}
+    assert res["stuck"].finish_reason == "max_failures" and res["ok"].finish_reason == "target_reached"
+
+
+class _CrashingSink(MemorySink):
+    def __init__(self, crash_after: int):
+        super().__init__()
+        self.crash_after = crash_after
+
+    def commit(self, record):
+        if len(self.records) >= self.crash_after:
+            raise KeyboardInterrupt("simulated kill")  # BaseException, like Dagster's interruption
+        super().commit(record)
+
+
+def test_resume_after_kill_is_exact(target_tokenizer):
+    sections = [make_section(f"r{i}") for i in range(3)]
+    cfg = _cfg(target_ratio=1.15)
+    # reference: one uninterrupted run
+    ref_backend = ScriptedBackend(tokenizer=target_tokenizer)
+    ref = MemorySink()
+    GenerationScheduler(ref_backend, cfg, ref, target_tokenizer).run(sections)
+
+    backend = ScriptedBackend(tokenizer=target_tokenizer)
+    store = _CrashingSink(crash_after=7)
+    with pytest.raises(KeyboardInterrupt):
+        GenerationScheduler(backend, cfg, store, target_tokenizer).run(sections)
+    assert len(store.records) == 7
+    store.crash_after = 10**9
+    summary = GenerationScheduler(backend, cfg, store, target_tokenizer).run(sections, committed=store.by_section())
+    keys = [(r.section_id, r.step) for r in store.records]
+    assert len(keys) == len(set(keys))  # no duplicate step
+    ref_by = {(r.section_id, r.step): r for r in ref.records}
+    assert set(ref_by) == set(keys)  # no lost step
+    for rec in store.records:  # same prompts, same masks
+        assert rec.prompt_hash == ref_by[(rec.section_id, rec.step)].prompt_hash
+        assert rec.paragraph_ids == ref_by[(rec.section_id, rec.step)].paragraph_ids
+    assert sum(len(r.section.pairs) for r in summary.sections) == sum(1 for r in ref.records if r.status == "ok")
+    assert summary.steps_ok == len(store.records) - 7  # resumed steps are not redone
+
+
+def test_resume_rejects_gaps(scripted, target_tokenizer):
+    sink = MemorySink()
+    GenerationScheduler(scripted, _cfg(), sink, target_tokenizer).run([make_section("g")])
+    with pytest.raises(ValueError, match="not a prefix"):
+        GenerationScheduler(scripted, _cfg(), MemorySink(), target_tokenizer).run(
+            [make_section("g")], committed={"g": sink.records[1:]}
+        )
+
+
+def test_unfixable_overflow_is_a_failed_step(target_tokenizer):
+    backend = ScriptedBackend(tokenizer=target_tokenizer, window=150)
+    sink = MemorySink()
+    summary = GenerationScheduler(backend, _cfg(max_failed_steps_per_section=2), sink, target_tokenizer).run(
+        [make_section("o")]
+    )
+    assert [r.failure_reason.split(":")[0] for r in sink.records] == ["prompt_overflow"] * 2
+    assert backend.submitted == [] and summary.sections[0].finish_reason == "max_failures"
+
+
+def test_graceful_stop_keeps_results(target_tokenizer):
+    stop = threading.Event()
+    backend = ScriptedBackend(tokenizer=target_tokenizer, script=lambda r: Reply(unique_reply(r).text, delay_s=0.02))
+    sink = MemorySink()
+
+    def progress(event):
+        if event.pairs >= 3:
+            stop.set()
+
+    summary = GenerationScheduler(
+        backend, _cfg(target_ratio=3.0), sink, target_tokenizer, progress=progress, progress_every_s=0
+    ).run([make_section("a"), make_section("b")], stop=stop)
+    assert summary.stopped and all(r.finish_reason == "stopped" for r in summary.sections)
+    assert 3 <= len(sink.records) <= 5
+    assert not backend._pending or all(t > 0 for t, _ in backend._pending)
