@@ -1,0 +1,128 @@
+"""The vllm backend on a real vLLM engine (CPU build) with a tiny random-weight model.
+
+One engine start (~30-45 s on 2 cores) serves every test of this module; keep it that way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from lc_assets.lib.generation.backend import BackendUnavailableError, GenerationRequest, GenerationResult
+from lc_assets.lib.generation.vllm_backend import VllmBackend, VllmEngineConfig
+
+pytestmark = pytest.mark.slow
+
+#: bounded strings and numbers: random weights must still finish the JSON well within max_tokens
+QA_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "question": {"type": "string", "maxLength": 24},
+        "answer": {"type": "string", "maxLength": 24},
+        "confidence": {"enum": ["low", "high"]},
+        "paragraph": {"type": "integer", "minimum": 0, "maximum": 9},
+    },
+    "required": ["question", "answer", "confidence", "paragraph"],
+    "additionalProperties": False,
+}
+
+
+def _request(i: int, **overrides: object) -> GenerationRequest:
+    fields: dict = {
+        "request_id": f"r{i}",
+        "messages": (
+            {"role": "system", "content": "Write one question and its answer as JSON."},
+            {"role": "user", "content": f"Passage {i}: " + "the river rises in spring. " * (i + 1)},
+        ),
+        "max_tokens": 160,
+        "temperature": 0.0 if i % 2 == 0 else 0.8,
+        "seed": i,
+        "json_schema": QA_SCHEMA,
+    }
+    fields.update(overrides)
+    return GenerationRequest(**fields)
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_engine_config: VllmEngineConfig) -> Iterator[VllmBackend]:
+    started = time.monotonic()
+    with VllmBackend(tiny_engine_config) as b:
+        print(f"\nvllm engine ready in {time.monotonic() - started:.1f} s: {b.engine_info}")
+        yield b
+
+
+def test_structured_results_stream_back(backend: VllmBackend) -> None:
+    requests = [_request(i) for i in range(6)]
+    for req in requests:
+        backend.submit(req)
+    results: dict[str, GenerationResult] = {}
+    started = time.monotonic()
+    while len(results) < len(requests):
+        batch = backend.wait(timeout=120)
+        assert batch, "no result within 120 s"
+        results.update((r.request_id, r) for r in batch)
+    elapsed = time.monotonic() - started
+    generated = sum(r.completion_tokens for r in results.values())
+    print(f"{len(requests)} requests, {generated} tokens in {elapsed:.2f} s = {generated / elapsed:.0f} tok/s")
+
+    for req in requests:
+        res = results[req.request_id]
+        assert res.error is None and res.finish_reason == "stop", res
+        jsonschema.validate(json.loads(res.text), QA_SCHEMA)  # garbage words, valid structure
+        assert res.prompt_tokens == backend.count_prompt_tokens(req.messages)
+        assert 0 < res.completion_tokens <= req.max_tokens
+        assert res.seconds > 0
+    assert backend.context_window == 1024
+
+
+def test_greedy_is_repeatable_and_batch_keeps_order(backend: VllmBackend) -> None:
+    greedy = _request(0, temperature=0.0)
+    out = backend.generate_batch([greedy, _request(1), greedy.__class__(**{**greedy.__dict__, "request_id": "again"})])
+    assert [r.request_id for r in out] == ["r0", "r1", "again"]
+    assert out[0].text == out[2].text
+
+
+def test_too_long_prompt_fails_alone(backend: VllmBackend) -> None:
+    long_req = _request(7, request_id="too-long", messages=({"role": "user", "content": "word " * 3000},))
+    assert backend.count_prompt_tokens(long_req.messages) > backend.context_window
+    out = backend.generate_batch([long_req, _request(8)])
+    assert out[0].finish_reason == "error" and "maximum context length" in (out[0].error or "")
+    assert out[1].finish_reason == "stop"  # the engine went on
+
+
+def test_close_ends_worker(backend: VllmBackend) -> None:
+    pid = backend._proc.pid
+    backend.close()
+    assert backend._proc.poll() is not None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # no EngineCore, Worker or resource tracker left in the worker's process group
+    with pytest.raises(BackendUnavailableError):
+        backend.submit(_request(9))
+
+
+def test_missing_model_dir_is_unavailable(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(BackendUnavailableError, match="no-such-model"):
+        VllmBackend(VllmEngineConfig(model=str(missing), device="cpu"))
+
+
+def test_broken_model_fails_in_worker(tiny_model_dir: Path, tiny_engine_config: VllmEngineConfig, tmp_path: Path):
+    # A tokenizer the parent can load, but a model vLLM cannot build: the failure happens in the worker.
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_model_dir, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["architectures"] = ["NoSuchArchForCausalLM"]
+    (broken / "config.json").write_text(json.dumps(config))
+    cfg = tiny_engine_config.model_copy(update={"model": str(broken)})
+    with pytest.raises(BackendUnavailableError) as err:
+        VllmBackend(cfg)
+    message = str(err.value)
+    assert "broken-model" in message and "NoSuchArchForCausalLM" in message
+    assert "worker exit code: 1" in message
