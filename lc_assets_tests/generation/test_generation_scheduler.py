@@ -21,7 +21,9 @@ def _cfg(**kw) -> GenerationConfig:
         min_context_tokens=150,
         max_context_tokens=300,
         max_paragraph_tokens=120,
-        max_tokens=64,
+        max_tokens=80,
+        max_question_chars=100,
+        max_answer_chars=100,
         earlier_pairs=2,
         target_tokens=None,
         target_ratio=1.05,
@@ -38,6 +40,8 @@ def test_config_bounds_and_hash():
         _cfg(target_tokens=1000)
     with pytest.raises(ValidationError):
         _cfg(temperature=5.0)
+    with pytest.raises(ValidationError, match="max_tokens=80 cannot hold"):
+        _cfg(max_answer_chars=1000)
     assert _cfg(max_in_flight=3).config_hash() == _cfg(max_in_flight=30).config_hash()
     assert _cfg(seed=1).config_hash() != _cfg(seed=2).config_hash()
 

@@ -66,8 +66,8 @@ class GenerationConfig(StepConfig):
         3, ge=0, le=32, description="K: earlier pairs of the section shown so the model does not repeat them."
     )
     max_tokens: int = Field(256, ge=16, le=8192, description="Completion budget per step (also bounds the answer).")
-    max_question_chars: int = Field(300, ge=16, le=4000, description="Schema maxLength of the question.")
-    max_answer_chars: int = Field(1200, ge=16, le=20000, description="Schema maxLength of the answer.")
+    max_question_chars: int = Field(250, ge=16, le=4000, description="Schema maxLength of the question.")
+    max_answer_chars: int = Field(600, ge=16, le=20000, description="Schema maxLength of the answer.")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature of the first attempt.")
     retry_temperature: float = Field(
         0.9, ge=0.0, le=2.0, description="Temperature of retries (greedy retries would repeat the failure)."
@@ -94,6 +94,14 @@ class GenerationConfig(StepConfig):
         if self.min_context_tokens > self.max_context_tokens:
             raise ValueError(
                 f"min_context_tokens={self.min_context_tokens} > max_context_tokens={self.max_context_tokens}"
+            )
+        # the schema's length bounds must fit max_tokens (~4 chars/token + JSON syntax), or valid
+        # answers get cut off and every attempt fails as truncated
+        needed = (self.max_question_chars + self.max_answer_chars) // 4 + 16
+        if self.max_tokens < needed:
+            raise ValueError(
+                f"max_tokens={self.max_tokens} cannot hold max_question_chars={self.max_question_chars} + "
+                f"max_answer_chars={self.max_answer_chars} (needs >= {needed}); raise max_tokens or lower the bounds"
             )
         if (self.target_ratio is None) == (self.target_tokens is None):
             raise ValueError(

