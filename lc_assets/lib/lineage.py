@@ -91,6 +91,98 @@ CREATE TABLE IF NOT EXISTS chunks (
     run_id VARCHAR NOT NULL,
     created_at TIMESTAMP DEFAULT current_timestamp
 );
+-- one row per (chunk, generation config): the section that grows from the chunk
+CREATE TABLE IF NOT EXISTS sections (
+    section_id VARCHAR PRIMARY KEY,
+    chunk_id VARCHAR NOT NULL,
+    document_id VARCHAR NOT NULL,
+    shard VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,          -- generation config
+    chunk_tokens BIGINT NOT NULL,
+    target_tokens BIGINT NOT NULL,
+    section_tokens BIGINT NOT NULL,
+    n_pairs INTEGER NOT NULL,
+    steps INTEGER NOT NULL,
+    failed_steps INTEGER NOT NULL,
+    finish_reason VARCHAR,                 -- NULL while growing
+    model VARCHAR,
+    backend VARCHAR,
+    run_id VARCHAR NOT NULL,
+    updated_at TIMESTAMP DEFAULT current_timestamp
+);
+
+-- every generation step: the exact prompt (masked paragraphs + earlier pairs) and the full record
+CREATE TABLE IF NOT EXISTS masked_prompts (
+    prompt_id VARCHAR PRIMARY KEY,         -- section_id:step
+    section_id VARCHAR NOT NULL,
+    step INTEGER NOT NULL,
+    status VARCHAR NOT NULL,               -- ok | failed
+    prompt_hash VARCHAR NOT NULL,
+    paragraph_ids VARCHAR[] NOT NULL,
+    earlier_pair_ids VARCHAR[] NOT NULL,
+    budget_tokens INTEGER NOT NULL,
+    context_tokens INTEGER NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    config_hash VARCHAR NOT NULL,
+    record JSON NOT NULL,                  -- the whole StepRecord (messages, timings, attempts): resume reads it
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+
+CREATE TABLE IF NOT EXISTS qa_pairs (
+    pair_id VARCHAR PRIMARY KEY,
+    section_id VARCHAR NOT NULL,
+    step INTEGER NOT NULL,
+    prompt_id VARCHAR NOT NULL,
+    question VARCHAR NOT NULL,
+    answer VARCHAR NOT NULL,
+    model VARCHAR NOT NULL,
+    backend VARCHAR NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    seconds DOUBLE NOT NULL,
+    config_hash VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+
+CREATE TABLE IF NOT EXISTS failed_steps (
+    prompt_id VARCHAR PRIMARY KEY,
+    section_id VARCHAR NOT NULL,
+    step INTEGER NOT NULL,
+    reason VARCHAR NOT NULL,
+    raw_text VARCHAR NOT NULL,
+    attempts INTEGER NOT NULL,
+    model VARCHAR NOT NULL,
+    backend VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+
+CREATE TABLE IF NOT EXISTS packed_samples (
+    sample_id VARCHAR PRIMARY KEY,
+    config_hash VARCHAR NOT NULL,
+    n_tokens BIGINT NOT NULL,
+    n_real_tokens BIGINT NOT NULL,
+    fill_ratio DOUBLE NOT NULL,
+    n_sections INTEGER NOT NULL,
+    cut_section_id VARCHAR,
+    sources JSON NOT NULL,
+    licenses JSON NOT NULL,
+    output_dir VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+
+CREATE TABLE IF NOT EXISTS packed_sample_sections (
+    sample_id VARCHAR NOT NULL,
+    position INTEGER NOT NULL,
+    section_id VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,
+    PRIMARY KEY (sample_id, position)
+);
 """
 
 
