@@ -183,6 +183,54 @@ CREATE TABLE IF NOT EXISTS packed_sample_sections (
     config_hash VARCHAR NOT NULL,
     PRIMARY KEY (sample_id, position)
 );
+CREATE TABLE IF NOT EXISTS ruler_samples (
+    sample_key VARCHAR PRIMARY KEY,        -- tasks_config_hash:task:length:index
+    config_hash VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    max_seq_length INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    length INTEGER NOT NULL,               -- exact prompt tokens (evaluated model's tokenizer)
+    sample JSON NOT NULL,                  -- the whole RulerSample (input, answer prefix, golds, needles)
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+
+CREATE TABLE IF NOT EXISTS ruler_task_builds (
+    config_hash VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    max_seq_length INTEGER NOT NULL,
+    status VARCHAR NOT NULL,               -- ok | not_run
+    reason VARCHAR,
+    n_samples INTEGER NOT NULL,
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (config_hash, task, max_seq_length)
+);
+
+CREATE TABLE IF NOT EXISTS ruler_predictions (
+    sample_key VARCHAR NOT NULL,
+    model VARCHAR NOT NULL,
+    backend VARCHAR NOT NULL,
+    prediction VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (sample_key, model)
+);
+
+CREATE TABLE IF NOT EXISTS ruler_scores (
+    model VARCHAR NOT NULL,
+    backend VARCHAR NOT NULL,
+    tasks_config_hash VARCHAR NOT NULL,
+    task VARCHAR NOT NULL,
+    max_seq_length INTEGER NOT NULL,
+    score DOUBLE NOT NULL,
+    nulls INTEGER NOT NULL,
+    num_samples INTEGER NOT NULL,
+    metric VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (model, tasks_config_hash, task, max_seq_length)
+);
 """
 
 

@@ -21,6 +21,9 @@ class GenerationRequest:
     temperature: float = 0.0
     json_schema: dict[str, Any] | None = None  # constrain output (structured outputs / grammar)
     seed: int | None = None
+    #: a raw completion prompt sent as is, without the chat template (RULER's prompts carry their own
+    #: model template and pre-filled answer prefix); when set, `messages` is ignored
+    prompt: str | None = None
 
 
 @dataclass(frozen=True)
