@@ -100,6 +100,51 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env)
 
 
+def _lineage_store(path: str | None):
+    from lc_assets.defs.resources import data_dir
+    from lc_assets.lib.lineage import LineageStore
+
+    db = Path(path) if path else data_dir() / "lineage.duckdb"
+    if not db.is_file():
+        raise SystemExit(f"no lineage database at {db} (set --db or LC_ASSETS_DATA_DIR)")
+    return LineageStore(db)
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    store = _lineage_store(args.db)
+    if args.kind == "sample":
+        rows = store.query(
+            """SELECT ps.position, ps.section_id, d.title, d.source, d.license, c.chunk_index, c.n_tokens,
+                      (SELECT count(*) FROM qa_pairs q WHERE q.section_id = s.section_id),
+                      (SELECT count(*) FROM masked_prompts m WHERE m.section_id = s.section_id)
+               FROM packed_sample_sections ps
+               JOIN sections s ON s.section_id = regexp_replace(ps.section_id, '[#/].*$', '')
+               JOIN chunks c ON c.chunk_id = s.chunk_id
+               JOIN documents d ON d.document_id = s.document_id
+               WHERE ps.sample_id = ? ORDER BY ps.position""",
+            [args.id],
+        )
+        if not rows:
+            raise SystemExit(f"no packed sample {args.id!r}")
+        print(f"sample {args.id}: {len(rows)} section(s)")
+        for pos, sid, title, source, lic, ci, ntok, pairs, prompts in rows:
+            print(
+                f"  {pos:>3} {sid}  {title or source} [chunk {ci}, {ntok:,} tok, {lic}]  {pairs} pairs / {prompts} prompts"
+            )
+        return 0
+    rows = store.query(
+        """SELECT DISTINCT ps.sample_id, ps.config_hash FROM documents d
+           JOIN sections s ON s.document_id = d.document_id
+           JOIN packed_sample_sections ps ON regexp_replace(ps.section_id, '[#/].*$', '') = s.section_id
+           WHERE d.document_id = ? ORDER BY 1""",
+        [args.id],
+    )
+    print(f"document {args.id}: used in {len(rows)} packed sample(s)")
+    for sample_id, cfg in rows:
+        print(f"  {sample_id}  (packing config {cfg})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="lc-assets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -116,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     mat.add_argument("--profile", default="demo", help=f"{PROFILES} or a run-config YAML file")
     mat.add_argument("--select", default="*")
     mat.set_defaults(func=_cmd_materialize)
+
+    lin = sub.add_parser("lineage", help="walk lineage: a packed sample back to documents, or a document forward")
+    lin.add_argument("kind", choices=["sample", "document"])
+    lin.add_argument("id")
+    lin.add_argument("--db", default=None, help="lineage DuckDB file (default: $LC_ASSETS_DATA_DIR/lineage.duckdb)")
+    lin.set_defaults(func=_cmd_lineage)
 
     args = parser.parse_args(argv)
     return args.func(args)

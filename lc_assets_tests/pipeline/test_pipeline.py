@@ -124,3 +124,23 @@ def test_generation_resumes_and_packing_carries_leftovers(env):
         )
         == 0
     )
+
+
+def test_lineage_cli_walks_sample_to_documents_and_back(env, capsys):
+    from lc_assets.cli import main
+
+    _, _, store = env
+    _run(env, [raw_corpus, chunks, generate_qa, packed_documents])
+    sample_id = store.scalar("SELECT sample_id FROM packed_samples LIMIT 1")
+    assert main(["lineage", "sample", sample_id, "--db", str(store.path)]) == 0
+    out = capsys.readouterr().out
+    assert f"sample {sample_id}" in out and "pairs" in out and "CC0-1.0" in out
+    doc = store.scalar(
+        "SELECT s.document_id FROM packed_sample_sections ps JOIN sections s "
+        "ON s.section_id = regexp_replace(ps.section_id, '[#/].*$', '') WHERE ps.sample_id = ? LIMIT 1",
+        [sample_id],
+    )
+    assert main(["lineage", "document", doc, "--db", str(store.path)]) == 0
+    assert sample_id in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no packed sample"):
+        main(["lineage", "sample", "nope", "--db", str(store.path)])
