@@ -25,3 +25,15 @@ def test_instance_config_is_valid(tmp_path, monkeypatch):
     with dg.DagsterInstance.get() as instance:
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
         assert {"key": "lc_assets/gpu", "value": "true", "limit": 1} in limits
+
+
+def test_profiles_validate_against_the_asset_job():
+    import yaml
+
+    from lc_assets.cli import PROFILES, profile_path
+
+    job = defs().resolve_implicit_global_asset_job_def()
+    for name in PROFILES:
+        run_config = yaml.safe_load(profile_path(name).read_text())
+        result = dg.validate_run_config(job, run_config)
+        assert result, name
