@@ -105,8 +105,13 @@ def test_hf_datasets_on_local_files_offline(tmp_path: Path, monkeypatch):
 
 
 def test_hf_errors_are_clear(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    import datasets.config
+    import huggingface_hub.constants
+
+    # the libraries read these at import time, so the env vars alone come too late here
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(SourceNotFoundError, match="data_files not found"):
         list(iter_source(SourceSpec(kind="hf", dataset="json", data_files=[str(tmp_path / "nope.jsonl")])))
     with pytest.raises(SourceNotFoundError, match="could not be loaded"):
