@@ -85,3 +85,19 @@ def test_openai_backend_against_real_llamacpp_server(local):
             assert set(obj) == {"question", "answer"}
     finally:
         backend.close()
+
+
+def test_raw_completion_prompts_on_local_and_openai(local):
+    """RULER sends raw prompts (their own model template + answer prefix): no chat template is applied."""
+    prompt = "The lighthouse was automated in"
+    req = GenerationRequest("raw", (), max_tokens=8, temperature=0.0, prompt=prompt)
+    (direct,) = local.generate_batch([req])
+    assert direct.error is None and direct.completion_tokens > 0 and direct.text
+    # the prompt was not wrapped in the chat template: its token count is the bare text's
+    assert direct.prompt_tokens <= local.count_text_tokens([prompt])[0] + 1
+    backend = OpenAICompatibleBackend(base_url=local.openai_base_url, max_concurrency=1, timeout_s=120)
+    try:
+        (served,) = backend.generate_batch([req])
+        assert served.error is None and served.text == direct.text  # greedy: same engine, same answer
+    finally:
+        backend.close()

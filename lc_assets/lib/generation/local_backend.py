@@ -251,12 +251,11 @@ class LocalLlamaBackend(GenerationBackend):
 
     # -- worker -----------------------------------------------------------------------------------
     def _body(self, req: GenerationRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "messages": [dict(m) for m in req.messages],
-            "max_tokens": req.max_tokens,
-            "temperature": req.temperature,
-            "cache_prompt": True,
-        }
+        body: dict[str, Any] = {"max_tokens": req.max_tokens, "temperature": req.temperature, "cache_prompt": True}
+        if req.prompt is not None:
+            body["prompt"] = req.prompt  # raw completion, no chat template (RULER prompts carry their own)
+        else:
+            body["messages"] = [dict(m) for m in req.messages]
         if req.seed is not None:
             body["seed"] = req.seed
         if req.json_schema is not None:
@@ -266,7 +265,11 @@ class LocalLlamaBackend(GenerationBackend):
     def _run(self, req: GenerationRequest) -> None:
         start = time.monotonic()
         try:
-            resp = self._server.handle_chat_completions(self._body(req))
+            body = self._body(req)
+            if req.prompt is not None:
+                resp = self._server.handle_completions(body)
+            else:
+                resp = self._server.handle_chat_completions(body)
             result = self._result(req, resp, time.monotonic() - start)
         except Exception as exc:  # noqa: BLE001 - reported per request, the scheduler decides
             result = GenerationResult(req.request_id, "", 0, 0, "error", time.monotonic() - start, error=repr(exc))
@@ -282,7 +285,7 @@ class LocalLlamaBackend(GenerationBackend):
         usage = resp.get("usage", {})
         return GenerationResult(
             request_id=req.request_id,
-            text=choice.get("message", {}).get("content") or "",
+            text=choice.get("message", {}).get("content") or choice.get("text") or "",
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             finish_reason=choice.get("finish_reason") or "stop",

@@ -193,12 +193,11 @@ class OpenAICompatibleBackend(GenerationBackend):
         self._http.close()
 
     def _body(self, req: GenerationRequest, structured: str) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [dict(m) for m in req.messages],
-            "max_tokens": req.max_tokens,
-            "temperature": req.temperature,
-        }
+        body: dict[str, Any] = {"model": self.model, "max_tokens": req.max_tokens, "temperature": req.temperature}
+        if req.prompt is not None:
+            body["prompt"] = req.prompt  # raw completion: /completions, no chat template
+        else:
+            body["messages"] = [dict(m) for m in req.messages]
         if req.seed is not None:
             body["seed"] = req.seed
         if req.json_schema is not None:
@@ -224,7 +223,8 @@ class OpenAICompatibleBackend(GenerationBackend):
         while attempt <= self.config.max_retries:
             structured = "vllm_extra_body" if self._structured == "vllm_extra_body" else "response_format"
             try:
-                resp = self._http.post(f"{self.base_url}/chat/completions", json=self._body(req, structured))
+                endpoint = "completions" if req.prompt is not None else "chat/completions"
+                resp = self._http.post(f"{self.base_url}/{endpoint}", json=self._body(req, structured))
             except httpx.ConnectError as exc:
                 connect_failures += 1
                 last_error = f"connection failed: {exc}"
@@ -262,7 +262,7 @@ class OpenAICompatibleBackend(GenerationBackend):
         usage = data.get("usage") or {}
         return GenerationResult(
             request_id=req.request_id,
-            text=(choices[0].get("message") or {}).get("content") or "",
+            text=(choices[0].get("message") or {}).get("content") or choices[0].get("text") or "",
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             finish_reason=choices[0].get("finish_reason") or "stop",
