@@ -13,11 +13,19 @@ from lc_assets.lib.lineage import LineageStore
 from lc_assets.lib.tokenizer import DEFAULT_TOKENIZER, TextTokenizer, load_tokenizer
 
 DATA_DIR_ENV = "LC_ASSETS_DATA_DIR"
+INBOX_DIR_ENV = "LC_ASSETS_INBOX_DIR"
+#: shards named `inbox-<name>` are the file or folder <inbox dir>/<name> (registered by corpus_inbox_sensor)
+INBOX_SHARD_PREFIX = "inbox-"
 
 
 def data_dir() -> Path:
     """Where stores and outputs live: $LC_ASSETS_DATA_DIR, else ./data under the working directory."""
     return Path(os.environ.get(DATA_DIR_ENV, "data"))
+
+
+def inbox_dir() -> Path:
+    """The folder whose entries become corpus shards: $LC_ASSETS_INBOX_DIR, else <data dir>/inbox."""
+    return Path(os.environ.get(INBOX_DIR_ENV) or data_dir() / "inbox")
 
 
 class LineageStoreResource(dg.ConfigurableResource):
@@ -48,6 +56,7 @@ class CorpusSourcesResource(dg.ConfigurableResource):
     """Maps each corpus shard (partition key) to its source spec."""
 
     sources_file: str = ""  # empty: $LC_ASSETS_SOURCES_FILE, if set; the packaged defaults always apply
+    inbox_dir: str = ""  # empty: $LC_ASSETS_INBOX_DIR, else <data dir>/inbox
 
     _cache: dict[str, SourceSpec] | None = PrivateAttr(default=None)
 
@@ -71,6 +80,10 @@ class CorpusSourcesResource(dg.ConfigurableResource):
         return sorted(self._specs)
 
     def spec(self, shard: str) -> SourceSpec:
+        if shard not in self._specs and shard.startswith(INBOX_SHARD_PREFIX):
+            # an inbox shard is a local source; a missing path fails at ingestion with the path named
+            inbox = Path(self.inbox_dir) if self.inbox_dir else inbox_dir()
+            return SourceSpec(kind="local", path=str(inbox / shard.removeprefix(INBOX_SHARD_PREFIX)))
         try:
             return self._specs[shard]
         except KeyError:

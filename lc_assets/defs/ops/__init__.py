@@ -1,0 +1,1 @@
+"""Operations: jobs, sensors, schedules, declarative automation and the executor choice."""
