@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
+import psutil
 import pytest
 
 from lc_assets.lib.generation.backend import BackendUnavailableError, GenerationRequest, GenerationResult
@@ -105,6 +107,23 @@ def test_close_ends_worker(backend: VllmBackend) -> None:
         os.killpg(pid, 0)  # no EngineCore, Worker or resource tracker left in the worker's process group
     with pytest.raises(BackendUnavailableError):
         backend.submit(_request(9))
+
+
+def test_engine_crash_is_reported(tiny_engine_config: VllmEngineConfig) -> None:
+    # vLLM 0.32 leaves LLMEngine.step() blocked forever when its EngineCore process dies; the worker's
+    # watchdog must turn that into BackendUnavailableError instead of a hang.
+    with VllmBackend(tiny_engine_config) as crashing:
+        group = crashing._proc.pid
+        children = psutil.Process(group).children(recursive=True)  # psutil comes with vLLM
+        engine_core = next(p.pid for p in children if "EngineCore" in " ".join(p.cmdline()))
+        for i in range(4):
+            crashing.submit(_request(i, max_tokens=900, json_schema=None))
+        os.kill(engine_core, signal.SIGKILL)
+        with pytest.raises(BackendUnavailableError, match="EngineDeadError"):
+            for _ in range(10):  # results finished before the kill may come first
+                crashing.wait(timeout=60)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(group, 0)
 
 
 def test_missing_model_dir_is_unavailable(tmp_path: Path) -> None:

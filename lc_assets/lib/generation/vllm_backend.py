@@ -205,8 +205,9 @@ class _StderrTail:
     def _drain(self, stream: IO[str], log_prefix: str) -> None:
         for line in stream:
             line = line.rstrip("\n")
-            self._lines.append(line)
             logger.debug("%s %s", log_prefix, line)
+            # vLLM logs its whole engine config on one multi-kB line; keep error messages readable.
+            self._lines.append(line if len(line) <= 400 else line[:400] + " [...]")
 
     def text(self, join_timeout: float = 2.0) -> str:
         self._thread.join(timeout=join_timeout)  # after the child died, let the last lines arrive
@@ -322,7 +323,10 @@ class VllmBackend(GenerationBackend):
                 self._ready = event
                 self._ready_event.set()
             elif kind == EVENT_FATAL:
+                # The worker is going down; do not wait for its exit (or EOF) to tell the waiters.
                 self._fatal = str(event.get("error"))
+                self._results.put(None)
+                self._ready_event.set()
         # EOF: the worker exited (or closed its stdout). Wake everyone who waits.
         self._results.put(None)
         self._ready_event.set()

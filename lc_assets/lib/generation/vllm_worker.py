@@ -24,9 +24,11 @@ This module imports vLLM only inside `main()`: the parent imports `chat_prompt_i
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -37,6 +39,14 @@ from typing import Any, TextIO
 #: message ops and events of the protocol (see the module docstring)
 OP_START, OP_GENERATE, OP_SHUTDOWN = "start", "generate", "shutdown"
 EVENT_READY, EVENT_RESULT, EVENT_FATAL = "ready", "result", "fatal"
+#: internal op the engine watchdog puts in the inbox to wake an idle loop
+_OP_ENGINE_DEAD = "_engine_dead"
+#: after stdin closes (parent gone or closing), the worker ends itself at the latest this much later
+ORPHAN_GRACE_S = 60.0
+#: how often the watchdog looks at the EngineCore's liveness
+WATCHDOG_INTERVAL_S = 1.0
+#: after the EngineCore died, how long the engine loop may take to notice before the watchdog exits for it
+ENGINE_DEAD_GRACE_S = 10.0
 
 
 def chat_prompt_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
@@ -71,8 +81,32 @@ class _Protocol:
             self._out.flush()
 
 
+def _exit_with_children(code: int) -> None:
+    """Kill every process we started (EngineCore, its Workers, the resource tracker), then exit with `code`.
+
+    os._exit, not sys.exit: vLLM's non-daemon threads and atexit hooks can hang interpreter teardown,
+    especially after its EngineCore died. The parent also sweeps our process group afterwards.
+    """
+    sys.stderr.flush()
+    try:
+        import psutil  # a vLLM dependency: present wherever this worker can run
+
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+    except Exception:  # never let cleanup stop the exit
+        traceback.print_exc()
+    os._exit(code)
+
+
 def _read_stdin(inbox: queue.Queue[dict[str, Any] | None]) -> None:
-    """Feed parsed stdin lines to the engine loop; None marks EOF (the parent closed the pipe or died)."""
+    """Feed parsed stdin lines to the engine loop; None marks EOF (the parent closed the pipe or died).
+
+    After EOF nobody will read our results: if the loop does not finish within ORPHAN_GRACE_S (a step stuck
+    on a dead engine, a load that takes minutes), end the process group so no engine outlives its parent.
+    """
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -82,6 +116,9 @@ def _read_stdin(inbox: queue.Queue[dict[str, Any] | None]) -> None:
         except json.JSONDecodeError as exc:
             print(f"vllm_worker: ignoring a malformed line: {exc}", file=sys.stderr)
     inbox.put(None)
+    time.sleep(ORPHAN_GRACE_S)
+    print("vllm_worker: stdin closed and the engine loop did not finish; exiting", file=sys.stderr)
+    _exit_with_children(3)
 
 
 def _engine_args(config: dict[str, Any]) -> Any:
@@ -168,6 +205,10 @@ class _Worker:
         device = _check_device(self.config.get("device", "auto"))
         self.engine = LLMEngine.from_engine_args(_engine_args(self.config))
         self.tokenizer = self.engine.get_tokenizer()
+        # add_request() asks the EngineCore for its supported tasks on first use, by a round trip that has no
+        # timeout and never returns if the EngineCore has died meanwhile: ask now, while it is surely alive
+        # (LLMEngine caches the answer).
+        self.engine.get_supported_tasks()
         self.protocol.send(
             EVENT_READY,
             max_model_len=int(self.engine.model_config.max_model_len),
@@ -176,15 +217,48 @@ class _Worker:
             vllm_version=vllm_version,
             device=device,
         )
+        threading.Thread(target=self._watch_engine, name="engine-watchdog", daemon=True).start()
 
-    def shutdown(self) -> None:
-        """Stop the EngineCore process(es) so that nothing outlives this worker."""
+    def _watch_engine(self) -> None:
+        """Turn a dead EngineCore into an error of the loop instead of a silent hang.
+
+        vLLM 0.32's SyncMPClient notices the EngineCore process dying (sets `resources.engine_dead`, shuts
+        down its output thread) but leaves `LLMEngine.step()` blocked forever on its output queue. So: put
+        an EngineDeadError into that queue (a busy loop raises it from step()) and wake an idle loop. If the
+        loop is blocked somewhere else in vLLM, report the death ourselves and exit.
+        """
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        core = self.engine.engine_core
+        while not self.stopping:
+            time.sleep(WATCHDOG_INTERVAL_S)
+            resources = getattr(core, "resources", None)
+            if resources is None or not getattr(resources, "engine_dead", False):
+                continue
+            outputs_queue = getattr(core, "outputs_queue", None)
+            if outputs_queue is not None:
+                outputs_queue.put_nowait(EngineDeadError())
+            self.inbox.put({"op": _OP_ENGINE_DEAD})
+            time.sleep(ENGINE_DEAD_GRACE_S)  # the loop normally raises, reports and exits within this
+            self.protocol.send(EVENT_FATAL, error="engine died: the vLLM EngineCore process exited (log above)")
+            _exit_with_children(1)
+
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Ask the EngineCore to stop cleanly, giving up after `timeout` (the caller then kills it)."""
+        self.stopping = True
         if self.engine is None:
             return
-        try:
-            self.engine.engine_core.shutdown(timeout=10.0)
-        except Exception:  # best effort: the parent kills our whole process group anyway
-            traceback.print_exc()
+
+        def _stop() -> None:
+            try:
+                self.engine.engine_core.shutdown(timeout=10.0)
+            except Exception:
+                traceback.print_exc()
+
+        # In a thread: vLLM's own shutdown can block forever when the engine is in a bad state.
+        stopper = threading.Thread(target=_stop, name="engine-shutdown", daemon=True)
+        stopper.start()
+        stopper.join(timeout)
 
     def _fail_request(self, request_id: str, error: str) -> None:
         self.protocol.send(
@@ -202,9 +276,13 @@ class _Worker:
         from vllm.inputs import TokensPrompt
 
         request_id = str(msg.get("request_id"))
+        from vllm.v1.engine.exceptions import EngineDeadError
+
         try:
             prompt_ids = chat_prompt_ids(self.tokenizer, msg["messages"])
             self.engine.add_request(request_id, TokensPrompt(prompt_token_ids=prompt_ids), _sampling_params(msg))
+        except EngineDeadError:
+            raise  # not this request's fault: the whole worker is done
         except Exception as exc:  # a bad request (too long, bad schema) fails alone, the engine goes on
             self._fail_request(request_id, f"{type(exc).__name__}: {exc}")
             return
@@ -213,6 +291,8 @@ class _Worker:
     def _handle(self, msg: dict[str, Any] | None) -> None:
         if msg is None or msg.get("op") == OP_SHUTDOWN:
             self.stopping = True
+        elif msg.get("op") == _OP_ENGINE_DEAD:
+            raise RuntimeError("the vLLM EngineCore process died (its log is above in this stderr)")
         elif msg.get("op") == OP_GENERATE:
             self._add(msg)
         else:
@@ -255,6 +335,8 @@ class _Worker:
 def main() -> int:
     """Entry point: read the start message, build the engine, serve until shutdown or EOF."""
     protocol = _Protocol()
+    # `kill -USR1 <worker pid>` prints every thread's stack to stderr: the first tool for a hung engine.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
     threading.Thread(target=_read_stdin, args=(inbox,), name="stdin-reader", daemon=True).start()
     first = inbox.get()
@@ -273,15 +355,10 @@ def main() -> int:
     except BaseException as exc:  # EngineDeadError and friends: the parent must hear of it
         traceback.print_exc()
         protocol.send(EVENT_FATAL, error=f"engine died: {type(exc).__name__}: {exc}")
-        return 1
-    finally:
-        worker.shutdown()
+        return 1  # no graceful engine shutdown: it can hang on a dead engine; the children are killed
+    worker.shutdown()
     return 0
 
 
 if __name__ == "__main__":
-    # os._exit: vLLM leaves non-daemon threads and child processes whose teardown can hang interpreter exit;
-    # the engine's children are in our process group, which the parent kills if they linger.
-    code = main()
-    sys.stderr.flush()
-    os._exit(code)
+    _exit_with_children(main())
