@@ -91,6 +91,17 @@ def test_greedy_is_repeatable_and_batch_keeps_order(backend: VllmBackend) -> Non
     assert out[0].text == out[2].text
 
 
+def test_raw_completion_prompt(backend: VllmBackend) -> None:
+    """RULER's raw prompts: no chat template; the prompt counts as the bare text (+ BOS if any)."""
+    from lc_assets.lib.generation.backend import GenerationRequest
+
+    prompt = "def add(a, b):\n    return"
+    (out,) = backend.generate_batch([GenerationRequest("raw", (), max_tokens=8, temperature=0.0, prompt=prompt)])
+    assert out.finish_reason in ("stop", "length") and out.error is None and out.completion_tokens > 0
+    chat = backend.count_prompt_tokens(({"role": "user", "content": prompt},))
+    assert out.prompt_tokens < chat  # the chat template would have added its role markers
+
+
 def test_too_long_prompt_fails_alone(backend: VllmBackend) -> None:
     long_req = _request(7, request_id="too-long", messages=({"role": "user", "content": "word " * 3000},))
     assert backend.count_prompt_tokens(long_req.messages) > backend.context_window

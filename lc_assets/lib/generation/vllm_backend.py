@@ -406,6 +406,7 @@ class VllmBackend(GenerationBackend):
                 "op": OP_GENERATE,
                 "request_id": request.request_id,
                 "messages": [dict(m) for m in request.messages],
+                "prompt": request.prompt,
                 "max_tokens": request.max_tokens,
                 "temperature": request.temperature,
                 "seed": request.seed,

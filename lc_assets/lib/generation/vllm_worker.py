@@ -6,7 +6,7 @@ to this process with JSON lines:
 
 parent -> worker (stdin)
     {"op": "start", "config": {...VllmEngineConfig fields...}}       first line, exactly once
-    {"op": "generate", "request_id", "messages", "max_tokens", "temperature", "seed", "json_schema"}
+    {"op": "generate", "request_id", "messages" | "prompt", "max_tokens", "temperature", "seed", "json_schema"}
     {"op": "shutdown"}                                                or EOF on stdin: finish at once
 worker -> parent (the ORIGINAL stdout; vLLM's own logs and prints go to stderr)
     {"event": "ready", "max_model_len", "max_num_seqs", "seconds", "vllm_version", "device"}
@@ -59,6 +59,12 @@ def chat_prompt_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[
     # transformers 5.x returns a BatchEncoding here, 4.x a plain list.
     ids = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
     return [int(i) for i in ids]
+
+
+def raw_prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """Token ids of a raw completion prompt (no chat template), with the BOS the tokenizer adds, as vLLM's
+    /v1/completions does."""
+    return [int(i) for i in tokenizer(prompt, add_special_tokens=True)["input_ids"]]
 
 
 class _Protocol:
@@ -279,7 +285,10 @@ class _Worker:
         from vllm.v1.engine.exceptions import EngineDeadError
 
         try:
-            prompt_ids = chat_prompt_ids(self.tokenizer, msg["messages"])
+            if msg.get("prompt") is not None:
+                prompt_ids = raw_prompt_ids(self.tokenizer, msg["prompt"])
+            else:
+                prompt_ids = chat_prompt_ids(self.tokenizer, msg["messages"])
             self.engine.add_request(request_id, TokensPrompt(prompt_token_ids=prompt_ids), _sampling_params(msg))
         except EngineDeadError:
             raise  # not this request's fault: the whole worker is done
