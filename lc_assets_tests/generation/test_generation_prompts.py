@@ -97,3 +97,17 @@ def test_overflow_guard_fails_with_reason(target_tokenizer):
         fit_prompt(mask, len(paras), pairs, count, context_window=150, max_tokens=100)
     with pytest.raises(PromptOverflowError, match="no room"):
         fit_prompt(mask, len(paras), pairs, count, context_window=100, max_tokens=100)
+
+
+def test_looping_answers_are_rejected_and_normal_ones_kept():
+    from lc_assets.lib.generation.prompts import parse_qa_output
+
+    loop = "It is supposed to be able to access a database. " * 6
+    bad = parse_qa_output(json.dumps({"question": "What may the section do?", "answer": loop}), 300, 2000)
+    assert not bad.ok and bad.reason.startswith("degenerate: answer loops")
+    fine = (
+        "PostgreSQL 15 adds the MERGE command, which inserts, updates or deletes rows of a target table "
+        "based on a join with a source; earlier releases needed INSERT ... ON CONFLICT for upserts."
+    )
+    ok = parse_qa_output(json.dumps({"question": "What does MERGE do?", "answer": fine}), 300, 2000)
+    assert ok.ok and ok.answer == fine

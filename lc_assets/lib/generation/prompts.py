@@ -114,7 +114,23 @@ def parse_qa_output(text: str, max_question_chars: int, max_answer_chars: int) -
         return ParsedQA(None, None, f"too_long: answer has {len(answer)} chars > {max_answer_chars}")
     if normalize_question(question) == normalize_question(answer):
         return ParsedQA(None, None, "degenerate: answer repeats the question")
+    looping = repeated_ngram_share(answer)
+    if looping > MAX_REPEATED_NGRAM_SHARE:
+        return ParsedQA(None, None, f"degenerate: answer loops ({looping:.0%} of its 4-grams are repeats)")
     return ParsedQA(question, answer)
+
+
+#: share of repeated word 4-grams above which an answer is a generation loop, not content
+MAX_REPEATED_NGRAM_SHARE = 0.35
+
+
+def repeated_ngram_share(text: str, n: int = 4) -> float:
+    """Fraction of the word n-grams of `text` that already occurred earlier in it (0 for short texts)."""
+    words = normalize_question(text).split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if len(grams) < 8:
+        return 0.0
+    return 1.0 - len(set(grams)) / len(grams)
 
 
 def normalize_question(text: str) -> str:
