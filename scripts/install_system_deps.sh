@@ -6,7 +6,7 @@
 set -euo pipefail
 
 PACKAGES=(python3-doc postgresql-doc abs-guide jargon-text debian-handbook dict-devil debian-reference-en debian-policy
-          chromium)
+          chromium postgresql)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

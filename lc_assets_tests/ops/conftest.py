@@ -37,3 +37,18 @@ def write_books(folder: Path, n: int, seed: int, paragraphs: int = 40) -> list[P
         p.write_text(make_text(seed + i, paragraphs))
         paths.append(p)
     return paths
+
+
+@pytest.fixture(scope="module")
+def postgres_cluster():
+    """A real PostgreSQL server for the module's tests; stopped and deleted afterwards."""
+    from lc_assets_tests.ops.postgres_cluster import ThrowawayPostgres, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = ThrowawayPostgres()
+    try:
+        yield server.start()
+    finally:
+        server.stop()

@@ -8,6 +8,8 @@ import dagster as dg
 from lc_assets.defs.resources import inbox_dir
 
 CHECKPOINTS_DIR_ENV = "LC_ASSETS_CHECKPOINTS_DIR"
+CORPUS_PROFILE_ENV = "LC_ASSETS_CORPUS_PROFILE"
+EVAL_PROFILE_ENV = "LC_ASSETS_EVAL_PROFILE"
 
 
 class OpsFoldersResource(dg.ConfigurableResource):
@@ -33,4 +35,8 @@ class OpsFoldersResource(dg.ConfigurableResource):
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources={"ops_folders": OpsFoldersResource()})
+    # a deployment picks the profiles of sensor/schedule runs by environment (docker/docker-compose.yml does)
+    folders = OpsFoldersResource(
+        corpus_profile=os.environ.get(CORPUS_PROFILE_ENV, ""), eval_profile=os.environ.get(EVAL_PROFILE_ENV, "")
+    )
+    return dg.Definitions(resources={"ops_folders": folders})
