@@ -41,6 +41,12 @@ def make_text(seed: int, paragraphs: int, words_per_paragraph: tuple[int, int] =
     return "\n\n".join(out) + "\n"
 
 
+def materialization_metadata(result, asset_key: str) -> dict:
+    """The metadata values of `asset_key`'s materialization in a Dagster execution result."""
+    mat = next(m for m in result.get_asset_materialization_events() if m.asset_key.to_user_string() == asset_key)
+    return {k: v.value for k, v in mat.materialization.metadata.items()}
+
+
 @pytest.fixture(scope="session")
 def tokenizer() -> TextTokenizer:
     return load_tokenizer()

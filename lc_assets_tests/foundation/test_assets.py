@@ -12,7 +12,7 @@ from lc_assets.defs.corpus.assets import raw_corpus
 from lc_assets.defs.partitions import CORPUS_SHARDS
 from lc_assets.defs.resources import CorpusSourcesResource, LineageStoreResource, TokenizerResource
 from lc_assets.lib.lineage import LineageStore
-from lc_assets_tests.foundation.conftest import make_text
+from lc_assets_tests.foundation.conftest import make_text, materialization_metadata
 
 CHUNK_CONFIG = {"min_tokens": 200, "max_tokens": 600, "batch_documents": 2}
 
@@ -56,16 +56,11 @@ def _run(resources, instance, shard="books", chunk_config=None, raise_on_error=T
     )
 
 
-def _metadata(result, key):
-    mat = next(m for m in result.get_asset_materialization_events() if m.asset_key.to_user_string() == key)
-    return {k: v.value for k, v in mat.materialization.metadata.items()}
-
-
 def test_materialize_both_assets(shard_env):
     resources, instance, store = shard_env
     result = _run(resources, instance)
     assert result.success
-    corpus = _metadata(result, "raw_corpus")
+    corpus = materialization_metadata(result, "raw_corpus")
     assert corpus["documents"] == 7 and corpus["new_documents"] == 7  # 6 books + tiny; copy deduplicated
     assert corpus["skipped_by_reason"] == {"undecodable": 1}
     assert store.scalar("SELECT count(*) FROM documents") == 7
@@ -73,7 +68,7 @@ def test_materialize_both_assets(shard_env):
     assert store.query("SELECT source, reason FROM ingest_skips") == [("bad.txt", "undecodable")]
     assert store.scalar("SELECT count(DISTINCT license) FROM documents") == 1
 
-    meta = _metadata(result, "chunks")
+    meta = materialization_metadata(result, "chunks")
     assert meta["chunks"] == store.scalar("SELECT count(*) FROM chunks") > 6
     assert meta["filtered_by_reason"] == {"below_min_tokens": 1}
     assert 200 <= meta["min_chunk_tokens"] and meta["max_chunk_tokens"] <= 600
@@ -100,11 +95,11 @@ def test_rerun_same_config_is_idempotent_and_new_config_adds(shard_env):
     _run(resources, instance)
     before = store.query("SELECT chunk_id FROM chunks ORDER BY 1")
     again = _run(resources, instance)
-    assert _metadata(again, "raw_corpus")["new_documents"] == 0
-    assert _metadata(again, "chunks")["new_chunks"] == 0
+    assert materialization_metadata(again, "raw_corpus")["new_documents"] == 0
+    assert materialization_metadata(again, "chunks")["new_chunks"] == 0
     assert store.query("SELECT chunk_id FROM chunks ORDER BY 1") == before
     other = _run(resources, instance, chunk_config={"min_tokens": 300, "max_tokens": 900})
-    assert _metadata(other, "chunks")["new_chunks"] > 0
+    assert materialization_metadata(other, "chunks")["new_chunks"] > 0
     assert store.scalar("SELECT count(DISTINCT config_hash) FROM chunks") == 2
 
 
@@ -130,7 +125,7 @@ def test_killed_run_resumes_without_duplicates_or_partial_batches(shard_env, mon
     assert partial == 0
     monkeypatch.setattr(chunk_assets, "chunk_documents", real)
     resumed = _run(resources, instance)
-    assert _metadata(resumed, "chunks")["documents_already_chunked"] == 2
+    assert materialization_metadata(resumed, "chunks")["documents_already_chunked"] == 2
     assert store.scalar("SELECT count(*) FROM chunked_documents") == 7
     assert store.scalar("SELECT count(*) FROM chunks") == store.scalar("SELECT count(DISTINCT chunk_id) FROM chunks")
     assert all(c.passed for c in resumed.get_asset_check_evaluations())

@@ -17,7 +17,7 @@ from lc_assets.defs.partitions import CORPUS_SHARDS
 from lc_assets.defs.resources import CorpusSourcesResource, LineageStoreResource, TokenizerResource
 from lc_assets.lib.lineage import LineageStore
 from lc_assets.lib.tokenizer import load_tokenizer
-from lc_assets_tests.foundation.conftest import make_text
+from lc_assets_tests.foundation.conftest import make_text, materialization_metadata
 from lc_assets_tests.generation.doubles import ScriptedBackend
 
 
@@ -71,21 +71,16 @@ def _run(env, assets, partition="books"):
     )
 
 
-def _meta(result, key):
-    mat = next(m for m in result.get_asset_materialization_events() if m.asset_key.to_user_string() == key)
-    return {k: v.value for k, v in mat.materialization.metadata.items()}
-
-
 def test_whole_graph_with_lineage_back_to_documents(env):
     _, _, store = env
     result = _run(env, [raw_corpus, chunks, generate_qa, packed_documents])
     assert result.success
-    qa = _meta(result, "qa_pairs")
+    qa = materialization_metadata(result, "qa_pairs")
     n_sections = store.scalar("SELECT count(*) FROM chunks")
     assert qa["sections"] == n_sections and qa["pairs_total"] == 3 * n_sections
     assert qa["finish_reasons"] == {"max_steps": n_sections}
     assert "sample_pair" in qa
-    packed = _meta(result, "packed_documents")
+    packed = materialization_metadata(result, "packed_documents")
     assert packed["samples"] >= 1 and packed["section_reuse"] == 0
     assert all(c.passed for c in result.get_asset_check_evaluations())
     # from a packed sample back to its documents and the exact prompts of its pairs
@@ -109,13 +104,15 @@ def test_generation_resumes_and_packing_carries_leftovers(env):
     _, _, store = env
     _run(env, [raw_corpus, chunks])
     first = _run(env, [generate_qa])
-    assert _meta(first, "qa_pairs")["pairs_this_run"] == 3 * store.scalar("SELECT count(*) FROM chunks")
+    assert materialization_metadata(first, "qa_pairs")["pairs_this_run"] == 3 * store.scalar(
+        "SELECT count(*) FROM chunks"
+    )
     again = _run(env, [generate_qa])  # all sections finished: nothing to do
-    assert _meta(again, "qa_pairs")["pairs_this_run"] == 0
-    packed1 = _meta(_run(env, [packed_documents]), "packed_documents")
+    assert materialization_metadata(again, "qa_pairs")["pairs_this_run"] == 0
+    packed1 = materialization_metadata(_run(env, [packed_documents]), "packed_documents")
     used = store.scalar("SELECT count(*) FROM packed_sample_sections")
     assert packed1["sections_packed"] == used
-    packed2 = _meta(_run(env, [packed_documents]), "packed_documents")
+    packed2 = materialization_metadata(_run(env, [packed_documents]), "packed_documents")
     # the second run packs only what the first left over, never a section twice
     assert packed2["sections_in_pool"] == packed1["sections_in_pool"] - packed1["sections_packed"]
     assert (
