@@ -124,3 +124,23 @@ def test_docker_compose_config_when_available(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert SERVICES <= set(json.loads(out.stdout)["services"])
+
+
+def test_helm_values_match_the_instance_config(loaded_defs):
+    values = yaml.safe_load((DOCKER / "k8s" / "values.yaml").read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    env = {e["name"]: e["value"] for e in deployment["env"]}
+    assert env["LC_ASSETS_EXECUTOR"] == "k8s"
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", "lc_assets.definitions"]
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert values["postgresql"]["postgresqlScheme"] == "postgresql+psycopg2"
+    local = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    queue = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert queue["tagConcurrencyLimits"] == local["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert queue["maxConcurrentRuns"] == local["concurrency"]["runs"]["max_concurrent_runs"]
+    # the GPU routing the values rely on is on the generation op itself
+    op_tags = loaded_defs.resolve_job_def("generation_job").graph.node_defs[0].tags
+    k8s = op_tags["dagster-k8s/config"]
+    k8s = json.loads(k8s) if isinstance(k8s, str) else k8s
+    assert k8s["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert k8s["pod_spec_config"]["node_selector"] == {"nvidia.com/gpu.present": "true"}
