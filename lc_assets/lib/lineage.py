@@ -304,10 +304,15 @@ class LineageStore:
 
 
 def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert dict rows (same keys) as one Arrow batch; rows whose primary key exists are skipped."""
+    """Insert dict rows (same keys) as one Arrow batch; rows whose primary key exists are skipped.
+
+    Returns the number of rows actually inserted: fewer than len(rows) when another run stored some first.
+    """
     if not rows:
         return 0
     cols = list(rows[0])
     batch = pa.table({c: [row[c] for row in rows] for c in cols})  # noqa: F841 - read by DuckDB below
-    con.execute(f"INSERT OR IGNORE INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM batch")
-    return len(rows)
+    inserted = con.execute(
+        f"INSERT OR IGNORE INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM batch"
+    ).fetchone()
+    return int(inserted[0]) if inserted else 0
