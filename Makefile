@@ -2,7 +2,7 @@
 PYTHON ?= python3
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install install-vllm run test test-fast lint format dev bench
+.PHONY: install install-vllm run test test-fast lint format dev bench screenshots
 
 install:
 	bash scripts/install_system_deps.sh
@@ -35,3 +35,6 @@ dev:
 
 bench:
 	$(PYTHON) benchmarks/chunks_throughput.py
+
+screenshots:
+	$(PYTHON) scripts/ui_screenshots.py

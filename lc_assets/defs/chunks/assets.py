@@ -93,9 +93,10 @@ def chunk_shard(
             counts["tokens"] += res.n_tokens
         # chunks and their documents' done markers commit together: a kill never leaves half a document
         with store.transaction() as con:
-            insert_rows(con, "chunks", chunk_rows)
+            # count what was inserted: a concurrent run may have chunked the same document first
+            new_chunks = insert_rows(con, "chunks", chunk_rows)
             insert_rows(con, "chunked_documents", done_rows)
-        counts["new_chunks"] += len(chunk_rows)
+        counts["new_chunks"] += new_chunks
         if progress:
             progress.update(sum(r.n_tokens for r in results), chunks=counts["new_chunks"])
     return counts
