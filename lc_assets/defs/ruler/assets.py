@@ -187,8 +187,11 @@ def ruler_scores(
         )
     ]
     gen = generator
+    # a checkpoint path in `model` replaces the engine's model (the checkpoint sensor sets it)
     if config.model and generator.backend == "vllm":
         gen = generator.model_copy(update={"model": config.model})
+    elif config.model.endswith(".gguf") and generator.backend == "local":
+        gen = generator.model_copy(update={"gguf_path": config.model})
     with gen.build(context.log) as backend:
         model = config.model or backend.model
         stored = dict(store.query("SELECT sample_key, prediction FROM ruler_predictions WHERE model = ?", [model]))
