@@ -170,6 +170,12 @@ class UnitGenerator(ABC, Generic[M]):
     inc: int  # RULER's decrement step
     margin: float = 8.0  # how far an estimate may be off before we confirm the next-larger count exactly
 
+    def _set_budget(self, max_seq_length: int, tokens_to_generate: int, cache: CountCache) -> None:
+        """RULER's budget rule: the prompt plus the task's generation tokens fit max_seq_length."""
+        self.max_seq_length = max_seq_length
+        self.budget = max_seq_length - tokens_to_generate
+        self.cache = cache
+
     @abstractmethod
     def upper_bound(self, rng: random.Random) -> int:
         """RULER's search upper bound (e.g. 3x the units a probe of ``inc`` units suggests)."""

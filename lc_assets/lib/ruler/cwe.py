@@ -49,9 +49,7 @@ class CommonWordsGenerator(UnitGenerator[CweMaterial]):
         cache: CountCache,
     ) -> None:
         self.num_cw = params["num_cw"]
-        self.max_seq_length = max_seq_length
-        self.budget = max_seq_length - tokens_to_generate
-        self.cache = cache
+        self._set_budget(max_seq_length, tokens_to_generate, cache)
         self.inc = 10
         if max_seq_length < 4096:  # RULER's short-context variant
             self.shot_shape = (20, 3, 1)

@@ -65,13 +65,11 @@ class FreqWordsGenerator(UnitGenerator[FweMaterial]):
     ) -> None:
         self.alpha = params["alpha"]
         self.wordlen = params["coded_wordlen"]
-        self.max_seq_length = max_seq_length
-        self.budget = max_seq_length - tokens_to_generate
+        self._set_budget(max_seq_length, tokens_to_generate, cache)
         self.vocab_size = self.budget // 50 if params["vocab_size"] == -1 else params["vocab_size"]
         if self.vocab_size < 4:
             raise ValueError(f"fwe at max_seq_length={max_seq_length} has a vocabulary of {self.vocab_size} (< 4)")
         self.inc = max(self.budget // 32, 1)
-        self.cache = cache
         self.template = full_template("freq_words_extraction", model_template_type)
 
     def upper_bound(self, rng: random.Random) -> int:  # fwe has no binary search (see search_start)

@@ -54,9 +54,7 @@ class NiahGenerator(UnitGenerator[NiahMaterial]):
         self.type_k = params["type_needle_k"]
         self.type_v = params["type_needle_v"]
         self.k, self.v, self.q = params["num_needle_k"], params["num_needle_v"], params["num_needle_q"]
-        self.max_seq_length = max_seq_length
-        self.budget = max_seq_length - tokens_to_generate
-        self.cache = cache
+        self._set_budget(max_seq_length, tokens_to_generate, cache)
         if self.haystack == "essay":
             if essay is None:
                 raise ValueError("essay-haystack NIAH tasks need the essay text")

@@ -152,9 +152,7 @@ class QaGenerator(UnitGenerator[QaMaterial]):
         self, data: QaData, max_seq_length: int, tokens_to_generate: int, model_template_type: str, cache: CountCache
     ) -> None:
         self.data = data
-        self.max_seq_length = max_seq_length
-        self.budget = max_seq_length - tokens_to_generate
-        self.cache = cache
+        self._set_budget(max_seq_length, tokens_to_generate, cache)
         self.inc = 10
         self.max_samples = len(data.items)
         self.template = full_template("qa", model_template_type)

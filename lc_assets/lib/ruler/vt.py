@@ -85,9 +85,7 @@ class VariableTrackingGenerator(UnitGenerator[VtMaterial]):
         if params.get("num_chains", 1) != 1 or params.get("type_haystack", "noise") != "noise":
             raise ValueError("vt supports RULER's configuration: one chain in a noise haystack")
         self.num_hops = params["num_hops"]
-        self.max_seq_length = max_seq_length
-        self.budget = max_seq_length - tokens_to_generate
-        self.cache = cache
+        self._set_budget(max_seq_length, tokens_to_generate, cache)
         self.inc = 5 if max_seq_length < 4096 else 10
         self.template = full_template("variable_tracking", model_template_type)
         self.cutoff_marker = _TASK.template[:20]
