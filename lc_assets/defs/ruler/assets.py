@@ -17,6 +17,7 @@ from lc_assets.lib.ruler import (
     ALL_TASKS,
     DEFAULT_LENGTHS,
     Prediction,
+    RulerLengthError,
     RulerSample,
     RulerTaskBuilder,
     RulerTasksConfig,
@@ -27,6 +28,7 @@ from lc_assets.lib.ruler import (
     score_table_markdown,
     summarize,
 )
+from lc_assets.lib.ruler.base import TaskBuild
 from lc_assets.lib.tokenizer import load_tokenizer
 
 # haystack text for the essay-type NIAH tasks when the lineage store holds no documents yet
@@ -104,7 +106,10 @@ def ruler_tasks(
     )
     t0 = time.monotonic()
     for i, (task, length) in enumerate(todo, start=1):
-        build = builder.build(task, length, cfg.num_samples)
+        try:
+            build = builder.build(task, length, cfg.num_samples)
+        except RulerLengthError as exc:  # the length cannot hold even RULER's smallest haystack
+            build = TaskBuild(task, length, "not_run", reason=str(exc))
         rows = [
             dict(
                 sample_key=sample_key(cfg_hash, s), config_hash=cfg_hash, task=s.task, max_seq_length=s.max_seq_length,
