@@ -118,7 +118,7 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
                       (SELECT count(*) FROM qa_pairs q WHERE q.section_id = s.section_id),
                       (SELECT count(*) FROM masked_prompts m WHERE m.section_id = s.section_id)
                FROM packed_sample_sections ps
-               JOIN sections s ON s.section_id = regexp_replace(ps.section_id, '[#/].*$', '')
+               JOIN sections s ON s.section_id = ps.base_section_id
                JOIN chunks c ON c.chunk_id = s.chunk_id
                JOIN documents d ON d.document_id = s.document_id
                WHERE ps.sample_id = ? ORDER BY ps.position""",
@@ -135,7 +135,7 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     rows = store.query(
         """SELECT DISTINCT ps.sample_id, ps.config_hash FROM documents d
            JOIN sections s ON s.document_id = d.document_id
-           JOIN packed_sample_sections ps ON regexp_replace(ps.section_id, '[#/].*$', '') = s.section_id
+           JOIN packed_sample_sections ps ON ps.base_section_id = s.section_id
            WHERE d.document_id = ? ORDER BY 1""",
         [args.id],
     )

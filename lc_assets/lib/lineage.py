@@ -179,7 +179,8 @@ CREATE TABLE IF NOT EXISTS packed_samples (
 CREATE TABLE IF NOT EXISTS packed_sample_sections (
     sample_id VARCHAR NOT NULL,
     position INTEGER NOT NULL,
-    section_id VARCHAR NOT NULL,
+    section_id VARCHAR NOT NULL,           -- the packed item: a section, a split part or a pair remainder
+    base_section_id VARCHAR NOT NULL,      -- the section it came from (joins `sections`)
     config_hash VARCHAR NOT NULL,
     PRIMARY KEY (sample_id, position)
 );

@@ -87,7 +87,7 @@ def test_whole_graph_with_lineage_back_to_documents(env):
     rows = store.query(
         """SELECT ps.sample_id, d.document_id, mp.prompt_id, q.question
            FROM packed_sample_sections ps
-           JOIN sections s ON s.section_id = regexp_replace(ps.section_id, '[#/].*$', '')
+           JOIN sections s ON s.section_id = ps.base_section_id
            JOIN documents d ON d.document_id = s.document_id
            JOIN qa_pairs q ON q.section_id = s.section_id
            JOIN masked_prompts mp ON mp.prompt_id = q.prompt_id"""
@@ -115,12 +115,7 @@ def test_generation_resumes_and_packing_carries_leftovers(env):
     packed2 = materialization_metadata(_run(env, [packed_documents]), "packed_documents")
     # the second run packs only what the first left over, never a section twice
     assert packed2["sections_in_pool"] == packed1["sections_in_pool"] - packed1["sections_packed"]
-    assert (
-        store.scalar(
-            "SELECT count(*) - count(DISTINCT regexp_replace(section_id, '[#/].*$', '')) FROM packed_sample_sections"
-        )
-        == 0
-    )
+    assert store.scalar("SELECT count(*) - count(DISTINCT base_section_id) FROM packed_sample_sections") == 0
 
 
 def test_lineage_cli_walks_sample_to_documents_and_back(env, capsys):
@@ -134,7 +129,7 @@ def test_lineage_cli_walks_sample_to_documents_and_back(env, capsys):
     assert f"sample {sample_id}" in out and "pairs" in out and "CC0-1.0" in out
     doc = store.scalar(
         "SELECT s.document_id FROM packed_sample_sections ps JOIN sections s "
-        "ON s.section_id = regexp_replace(ps.section_id, '[#/].*$', '') WHERE ps.sample_id = ? LIMIT 1",
+        "ON s.section_id = ps.base_section_id WHERE ps.sample_id = ? LIMIT 1",
         [sample_id],
     )
     assert main(["lineage", "document", doc, "--db", str(store.path)]) == 0

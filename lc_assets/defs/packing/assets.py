@@ -7,7 +7,7 @@ import dagster as dg
 
 from lc_assets.defs.resources import LineageStoreResource, TokenizerResource, data_dir
 from lc_assets.lib.lineage import LineageStore, insert_rows
-from lc_assets.lib.packing import EmptyPoolError, PackingConfig, pack_sections, write_outputs
+from lc_assets.lib.packing import EmptyPoolError, PackingConfig, base_section_id, pack_sections, write_outputs
 from lc_assets.lib.sections import QAPair, Section
 
 CHECK_FILL = "packed_fill_ratio"
@@ -35,7 +35,7 @@ def section_pool(store: LineageStore, packing_hash: str, generation_hash: str | 
         f"""SELECT s.section_id, s.chunk_id, s.document_id, d.source, d.license, c.text
             FROM sections s JOIN chunks c USING (chunk_id) JOIN documents d ON d.document_id = s.document_id
             WHERE {where} AND s.section_id NOT IN (
-                SELECT regexp_replace(section_id, '[#/].*$', '') FROM packed_sample_sections WHERE config_hash = ?)
+                SELECT base_section_id FROM packed_sample_sections WHERE config_hash = ?)
             ORDER BY s.section_id""",
         [*params, packing_hash],
     )
@@ -102,7 +102,13 @@ def packed_documents(
             )
         )  # fmt: skip
         member_rows += [
-            dict(sample_id=s.sample_id, position=i, section_id=sid, config_hash=packing_hash)
+            dict(
+                sample_id=s.sample_id,
+                position=i,
+                section_id=sid,
+                base_section_id=base_section_id(sid),
+                config_hash=packing_hash,
+            )
             for i, sid in enumerate(s.section_ids)
         ]
     with store.transaction() as con:
@@ -143,7 +149,7 @@ def packed_documents(
         metadata={"fill_mean": m.fill_mean, "threshold": config.min_mean_fill},
     )
     reused = store.scalar(
-        """SELECT count(*) FROM (SELECT regexp_replace(section_id, '[#/].*$', '') AS sid, count(DISTINCT sample_id) AS n
+        """SELECT count(*) FROM (SELECT base_section_id AS sid, count(DISTINCT sample_id) AS n
            FROM packed_sample_sections WHERE config_hash = ? GROUP BY 1 HAVING n > 1)""",
         [packing_hash],
     )

@@ -16,6 +16,7 @@ from lc_assets.lib.packing.packer import (
     EmptyPoolError,
     PackedSample,
     PackResult,
+    base_section_id,
     pack_sections,
     sample_id,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "Rejection",
     "RenderedSection",
     "SectionRenderer",
+    "base_section_id",
     "ks_2samp",
     "pack_sections",
     "plan_bins",

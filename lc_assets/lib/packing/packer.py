@@ -215,6 +215,11 @@ def pack_sections(
     )
 
 
+def base_section_id(item_id: str) -> str:
+    """The section an item came from: split parts ("<id>/part-k") and pair remainders ("<id>#pairs-k") name it first."""
+    return item_id.split("#", 1)[0].split("/", 1)[0]
+
+
 def sample_id(section_ids: Sequence[str], cut_tokens: int | None, config_hash: str, tokenizer: TextTokenizer) -> str:
     """Deterministic id: the ordered section ids, where the last one was cut, config and vocabulary."""
     payload = "\x1f".join([config_hash, tokenizer.fingerprint, str(cut_tokens), *section_ids])
