@@ -1,11 +1,11 @@
 """chunks: contiguous token-bounded slices of each document of a shard, with checks on every run."""
 
-import base64
 import io
 from collections import Counter
 
 import dagster as dg
 
+from lc_assets.defs.metadata import png_markdown
 from lc_assets.defs.partitions import corpus_shards
 from lc_assets.defs.progress import StepProgress
 from lc_assets.defs.resources import LineageStoreResource, TokenizerResource
@@ -102,7 +102,7 @@ def chunk_shard(
     return counts
 
 
-def _length_histogram_md(lengths: list[int], lo: int, hi: int) -> str:
+def _length_histogram_png(lengths: list[int], lo: int, hi: int) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -118,7 +118,7 @@ def _length_histogram_md(lengths: list[int], lo: int, hi: int) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    return f"![chunk lengths](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
+    return buf.getvalue()
 
 
 @dg.asset(
@@ -184,7 +184,9 @@ def chunks(
             "recounted_whole": totals["recounted_whole"],
             "min_chunk_tokens": min(lengths, default=0),
             "max_chunk_tokens": max(lengths, default=0),
-            "length_histogram": dg.MetadataValue.md(_length_histogram_md(lengths, cfg.min_tokens, cfg.max_tokens))
+            "length_histogram": png_markdown(
+                _length_histogram_png(lengths, cfg.min_tokens, cfg.max_tokens), "chunk lengths"
+            )
             if lengths
             else dg.MetadataValue.md("no chunks"),
         }

@@ -1,6 +1,5 @@
 """ruler_tasks + ruler_scores: NVIDIA RULER's 13 tasks built at configured lengths, and a model's scores."""
 
-import base64
 import json
 import time
 
@@ -8,6 +7,7 @@ import dagster as dg
 from pydantic import ValidationError
 
 from lc_assets.defs.generation.resources import GeneratorResource
+from lc_assets.defs.metadata import png_markdown
 from lc_assets.defs.resources import LineageStoreResource
 from lc_assets.lib.corpus.documents import RawDocument
 from lc_assets.lib.corpus.embedded import iter_embedded
@@ -262,9 +262,7 @@ def ruler_scores(
                 "effective_length": summary.effective_length or 0,
                 "per_length": dg.MetadataValue.json({str(k): v for k, v in summary.per_length.items()}),
                 "scores": dg.MetadataValue.md(score_table_markdown(table, config.effective_length_threshold)),
-                "heatmap": dg.MetadataValue.md(
-                    f"![RULER heatmap](data:image/png;base64,{base64.b64encode(png).decode()})"
-                ),
+                "heatmap": png_markdown(png, "RULER heatmap"),
             }
         )
     return dg.MaterializeResult(metadata=meta)
