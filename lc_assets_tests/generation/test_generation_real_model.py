@@ -8,10 +8,12 @@ import json
 import pytest
 
 from lc_assets.lib.generation.backend import GenerationRequest
+from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.generation.local_backend import LocalLlamaBackend
 from lc_assets.lib.generation.openai_backend import OpenAICompatibleBackend
 from lc_assets.lib.generation.prompts import parse_qa_output, qa_json_schema
-from lc_assets.lib.generation.scheduler import GenerationConfig, GenerationScheduler, MemorySink
+from lc_assets.lib.generation.records import MemorySink
+from lc_assets.lib.generation.scheduler import GenerationScheduler
 from lc_assets.lib.sections import Section
 
 TEXT = """The lighthouse at Carrow Point was built in 1851 by the engineer Margaret Hale.

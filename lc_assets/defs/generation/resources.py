@@ -6,6 +6,7 @@ from typing import Any, Literal
 import dagster as dg
 
 from lc_assets.lib.generation.backend import GenerationBackend
+from lc_assets.lib.generation.config import GeneratorIdentity
 
 
 class GeneratorResource(dg.ConfigurableResource):
@@ -38,6 +39,29 @@ class GeneratorResource(dg.ConfigurableResource):
     device: Literal["auto", "cuda", "cpu"] = "auto"
     enforce_eager: bool = False
     extra_engine_args: dict[str, Any] = {}
+
+    def identity(self) -> GeneratorIdentity:
+        """What makes this generator's output its own (part of the generation config hash)."""
+        if self.backend == "local":
+            from lc_assets.lib.generation.local_backend import SMOLLM2_DIST, SMOLLM2_FILE
+
+            model = self.gguf_path or f"{SMOLLM2_DIST}:{SMOLLM2_FILE}"
+            return GeneratorIdentity(backend="local", model=model, settings={"n_ctx": self.local_ctx_per_slot})
+        if self.backend == "openai":
+            # without `model` the server's first model is used: the endpoint then stands for it
+            return GeneratorIdentity(
+                backend="openai", model=self.model or self.base_url, settings={"tokenizer": self.tokenizer_dir}
+            )
+        return GeneratorIdentity(
+            backend="vllm",
+            model=self.model or "",
+            settings={
+                "tokenizer": self.tokenizer_dir,
+                "max_model_len": self.max_model_len,
+                "dtype": self.dtype,
+                "extra_engine_args": self.extra_engine_args,
+            },
+        )
 
     def build(self, log: Any = None) -> GenerationBackend:
         """Start the backend (engine or client); the caller closes it (use `with`)."""

@@ -393,6 +393,13 @@ class VllmBackend(GenerationBackend):
     def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
         return len(chat_prompt_ids(self._tokenizer, messages))
 
+    def count_text_tokens(self, texts: Sequence[str]) -> list[int]:
+        # one batched call (the Rust tokenizer encodes in parallel), not one chat-template render per text;
+        # a few texts are encoded on this thread, or they would queue behind another thread's batch
+        if len(texts) <= 8:
+            return [len(self._tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+        return [len(ids) for ids in self._tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
     def submit(self, request: GenerationRequest) -> None:
         if self._closed:
             raise BackendUnavailableError(f"vllm backend for model {self.model!r} is closed")
