@@ -8,16 +8,19 @@ steps of a section are always a prefix (the writer commits items in order).
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from typing import Any
 
 from lc_assets.lib.generation.records import SectionResult, StepRecord
 from lc_assets.lib.lineage.generation import prompt_id_for
 from lc_assets.lib.lineage.writer import LineageWriter
 
-#: StepRecord fields that have their own columns (the rest goes into `masked_prompts.record`)
-_COLUMNS = frozenset(
-    {"section_id", "step", "status", "prompt_hash", "paragraph_ids", "shown_spans", "earlier_pair_ids",
-     "budget_tokens", "context_tokens", "prompt_tokens", "config_hash", "pair_id", "question", "answer"}
+#: StepRecord fields without a column of their own (or of the pair/failure row): `masked_prompts.record`
+_EXTRA = tuple(
+    f.name
+    for f in fields(StepRecord)
+    if f.name not in {"section_id", "step", "status", "prompt_hash", "paragraph_ids", "shown_spans",
+                      "earlier_pair_ids", "budget_tokens", "context_tokens", "prompt_tokens", "config_hash", "pair"}
 )  # fmt: skip
 
 
@@ -50,7 +53,7 @@ class LineageStepSink:
 
     def commit(self, record: StepRecord) -> None:
         prompt_id = prompt_id_for(record.section_id, record.step)
-        extra = {k: v for k, v in record.to_row().items() if k not in _COLUMNS}
+        extra = {k: getattr(record, k) for k in _EXTRA}  # no asdict(): it deep-copies, per step
         prompt = dict(
             prompt_id=prompt_id, section_id=record.section_id, step=record.step, status=record.status,
             prompt_hash=record.prompt_hash, paragraph_ids=list(record.paragraph_ids),

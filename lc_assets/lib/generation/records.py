@@ -184,7 +184,7 @@ class GenerationSummary:
     elapsed_s: float
     stopped: bool
     first_request_s: float | None  # run start to the first request sent
-    phase_seconds: dict[str, float]  # loop time by phase (admission wait, prompt, submit, wait, judge, record)
+    phase_seconds: dict[str, float]  # loop-thread CPU by phase (admit, prompt, submit, wait, judge, record, flush)
     aborted_requests: int = 0  # given up on (timeouts, the end of a stop's grace period)
 
     @property

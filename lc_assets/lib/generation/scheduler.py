@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: how often requests in flight are checked against request_timeout_s
 _TIMEOUT_CHECK_S = 1.0
+#: phases are measured in CPU time of the loop thread (wall time would count other processes' load)
+_cpu = time.thread_time
 
 
 class GenerationScheduler:
@@ -171,7 +173,7 @@ class _Run:
 
     # -- phases -----------------------------------------------------------------------------------
     def _timed(self, name: str, start: float) -> float:
-        now = time.perf_counter()
+        now = _cpu()
         self.phase[name] += now - start
         return now
 
@@ -211,7 +213,7 @@ class _Run:
     def _launch(self, st: SectionState) -> None:
         """Submit the section's next step (recording unfixable overflows on the way)."""
         while st.finish_reason is None and not self.stopping:
-            t = time.perf_counter()
+            t = _cpu()
             now, mono = time.time(), time.monotonic()
             step = st.next_step
             try:
@@ -240,7 +242,7 @@ class _Run:
 
     def _settle(self, att: StepAttempt, res: GenerationResult) -> None:
         """Record a finished attempt, or retry it; then move the section on."""
-        t = time.perf_counter()
+        t = _cpu()
         st = att.state
         context = StepContext(
             st.section_id, att.step, st.section.text, att.fitted.shown, att.fitted.earlier_pairs,
@@ -310,7 +312,7 @@ class _Run:
             while True:
                 if self.stop is not None and self.stop.is_set() and not self.stopping:
                     self._begin_stop(admission)
-                t = time.perf_counter()
+                t = _cpu()
                 while not self.stopping and len(self.in_flight) < self.cap:
                     st = admission.take(timeout=0.0 if self.in_flight else min(self.s.poll_s, 0.05))
                     if st is None:
@@ -342,11 +344,11 @@ class _Run:
                 self._emit()
         finally:
             admission.close()
-            self.phase["prepare_sections (admission thread)"] += admission.prepare_seconds
+            self.phase["prepare_sections_wall (admission thread)"] += admission.prepare_seconds
         for st in list(self.active.values()):  # stopped while growing: left open for a resume
             st.finish_reason = "stopped"
             self._close(st)
-        t = time.perf_counter()
+        t = _cpu()
         self.s.sink.flush()
         self._timed("flush", t)
         self._emit(force=True)

@@ -76,7 +76,12 @@ def merge_run_file(catalog: LineageStore, run_file: Path, merged_by: str, wait_s
     _settle_run_file(run_file, wait_s)
     written: dict[str, int] = {}
     with catalog.connect() as con:
-        con.execute(f"ATTACH {_sql_path(run_file)} AS run_file (READ_ONLY)")
+        try:
+            con.execute(f"ATTACH {_sql_path(run_file)} AS run_file (READ_ONLY)")
+        except duckdb.Error as exc:  # a writer in this very process holds it (no file lock within a process)
+            if "already attached" in str(exc) or "file handle conflict" in str(exc).lower():
+                raise RunFileBusyError(f"run lineage file {run_file} is held by a running writer") from exc
+            raise
         try:
             tables = [
                 r[0]

@@ -67,13 +67,7 @@ class LineageWriter:
             raise ValueError(f"need commit_every >= 1 and commit_every_ms > 0, got {commit_every}, {commit_every_ms}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._con = duckdb.connect(str(self.path))
-        except duckdb.IOException as exc:
-            if is_lock_error(exc):
-                raise LineageWriteError(f"lineage file {self.path} is held by another process") from exc
-            raise
-        ensure_schema(self._con)
+        self._con: duckdb.DuckDBPyConnection | None = None  # opened on the writer thread: the caller goes on
         self.commit_every = commit_every
         self.commit_every_s = commit_every_ms / 1000.0
         # back-pressure: a producer far ahead of the disk waits instead of growing memory without bound
@@ -118,7 +112,8 @@ class LineageWriter:
             self._queue.put(_Stop())
         self._thread.join()
         self._closed = True
-        self._con.close()
+        if self._con is not None:
+            self._con.close()
         if self._error is not None:
             raise LineageWriteError(f"lineage writer for {self.path} failed: {self._error}") from self._error
 
@@ -129,6 +124,16 @@ class LineageWriter:
         self.close()
 
     # -- writer thread ----------------------------------------------------------------------------
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        try:
+            con = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            if is_lock_error(exc):
+                raise LineageWriteError(f"lineage file {self.path} is held by another process") from exc
+            raise
+        ensure_schema(con)
+        return con
+
     def _run(self) -> None:
         inserts: dict[str, list[dict[str, Any]]] = {}
         upserts: dict[str, dict[str, dict[str, Any]]] = {}
@@ -136,6 +141,7 @@ class LineageWriter:
         first_at = 0.0
         waiting: list[_Flush] = []
         try:
+            self._con = self._open()
             while True:
                 timeout = None if not pending else max(0.0, first_at + self.commit_every_s - time.monotonic())
                 try:
@@ -185,6 +191,7 @@ class LineageWriter:
     ) -> None:
         start = time.perf_counter()
         con = self._con
+        assert con is not None
         con.execute("BEGIN TRANSACTION")
         try:
             for table, rows in inserts.items():
