@@ -119,12 +119,25 @@ class SectionPreparer:
         self.config = config
         self.count_text = count_text
         self.target_tokenizer = target_tokenizer
-        self.pair_overhead = pair_token_overhead(target_tokenizer)
+        self._pair_overhead: int | None = None
+        self._overhead_lock = threading.Lock()
+
+    @property
+    def pair_overhead(self) -> int:
+        # measured on first use, not up front: rendering the chat template imports transformers (seconds),
+        # which would otherwise hold back the run's first request
+        with self._overhead_lock:
+            if self._pair_overhead is None:
+                self._pair_overhead = pair_token_overhead(self.target_tokenizer)
+            return self._pair_overhead
 
     def pair_tokens(self, pairs: Sequence[QAPair]) -> list[int]:
         """Target tokens each pair adds to its section (question + answer + the chat template around them)."""
+        if not pairs:
+            return []
         counts = self.target_tokenizer.count_batch([t for p in pairs for t in (p.question, p.answer)])
-        return [counts[2 * i] + counts[2 * i + 1] + self.pair_overhead for i in range(len(pairs))]
+        overhead = self.pair_overhead
+        return [counts[2 * i] + counts[2 * i + 1] + overhead for i in range(len(pairs))]
 
     def __call__(self, task: SectionTask) -> SectionState:
         cfg, section = self.config, task.section
