@@ -79,6 +79,9 @@ class GenerationBackend(abc.ABC):
     def wait(self, timeout: float | None = None) -> list[GenerationResult]:
         """Block until at least one request finished (or timeout); return all finished ones."""
 
+    def abort(self, request_id: str) -> None:  # noqa: B027 - optional hook
+        """Stop generating a request the caller gave up on (frees its batch slot); late results are dropped."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the engine / connections."""
 
