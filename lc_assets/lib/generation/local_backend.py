@@ -34,6 +34,7 @@ from lc_assets.lib.generation.backend import (
     GenerationBackend,
     GenerationRequest,
     GenerationResult,
+    take_ready,
 )
 
 log = logging.getLogger(__name__)
@@ -239,16 +240,9 @@ class LocalLlamaBackend(GenerationBackend):
     def wait(self, timeout: float | None = None) -> list[GenerationResult]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                batch = [self._done.get(timeout=left)]
-            except queue.Empty:
+            batch = take_ready(self._done, None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if not batch:
                 return []
-            while True:
-                try:
-                    batch.append(self._done.get_nowait())
-                except queue.Empty:
-                    break
             out = []
             for res in batch:
                 if res.request_id in self._aborted:

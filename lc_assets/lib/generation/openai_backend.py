@@ -28,6 +28,7 @@ from lc_assets.lib.generation.backend import (
     GenerationBackend,
     GenerationRequest,
     GenerationResult,
+    take_ready,
 )
 from lc_assets.lib.tokenizer import TextTokenizer, load_tokenizer
 
@@ -227,17 +228,9 @@ class OpenAICompatibleBackend(GenerationBackend):
     def wait(self, timeout: float | None = None) -> list[GenerationResult]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._live:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                first = self._done.get(timeout=left)
-            except queue.Empty:
+            batch = take_ready(self._done, None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if not batch:
                 break
-            batch = [first]
-            while True:
-                try:
-                    batch.append(self._done.get_nowait())
-                except queue.Empty:
-                    break
             # results of aborted requests (finished before the cancel landed) are dropped here
             out = [r for r in batch if self._live.pop(r.request_id, None) is not None]
             if out:

@@ -45,6 +45,7 @@ from lc_assets.lib.generation.backend import (
     GenerationBackend,
     GenerationRequest,
     GenerationResult,
+    take_ready,
 )
 from lc_assets.lib.generation.vllm_worker import (
     EVENT_ABORTED,
@@ -557,17 +558,9 @@ class VllmBackend(GenerationBackend):
     def wait(self, timeout: float | None = None) -> list[GenerationResult]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._pending:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                first = self._results.get(timeout=left)
-            except queue.Empty:
+            events = take_ready(self._results, None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if not events:
                 return []
-            events = [first]
-            while True:
-                try:
-                    events.append(self._results.get_nowait())
-                except queue.Empty:
-                    break
             results = [r for e in events if e is not None and (r := self._to_result(e)) is not None]
             if None in events:
                 self._results.put(None)  # keep the EOF marker for later calls
