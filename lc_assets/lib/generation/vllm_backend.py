@@ -535,14 +535,9 @@ class VllmBackend(GenerationBackend):
             return []
         rust = getattr(self._tokenizer, "backend_tokenizer", None)  # fast tokenizers: skip the Python wrapper
         if rust is not None:
+            if len(texts) <= 8:  # on this thread: a batch would queue behind the admission thread's batch
+                return [len(rust.encode(t, add_special_tokens=False).ids) for t in texts]
             return [len(e.ids) for e in rust.encode_batch_fast(list(texts), add_special_tokens=False)]
-        return [len(ids) for ids in self._tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
-
-    def count_text_tokens(self, texts: Sequence[str]) -> list[int]:
-        # one batched call (the Rust tokenizer encodes in parallel), not one chat-template render per text;
-        # a few texts are encoded on this thread, or they would queue behind another thread's batch
-        if len(texts) <= 8:
-            return [len(self._tokenizer.encode(t, add_special_tokens=False)) for t in texts]
         return [len(ids) for ids in self._tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     def submit(self, request: GenerationRequest) -> None:
