@@ -148,6 +148,7 @@ def one_run(sink: str, args: argparse.Namespace, tok: TextTokenizer, cache: Path
         if sink == "duckdb":
             result = grow_sections(catalog, todo, backend, config, tok, f"bench-{time.time_ns()}", stop=stop)
             summary: GenerationSummary = result.summary
+            merge_s = result.merge_seconds
             commit_s, commit_cpu, groups = (
                 result.writer.commit_seconds,
                 result.writer.commit_cpu_seconds,
@@ -157,7 +158,7 @@ def one_run(sink: str, args: argparse.Namespace, tok: TextTokenizer, cache: Path
             summary = GenerationScheduler(backend, config, MemorySink(), tok).run(
                 iter_section_tasks(catalog, todo), stop=stop, total=len(todo)
             )
-            commit_s, commit_cpu, groups = 0.0, 0.0, 0
+            commit_s, commit_cpu, groups, merge_s = 0.0, 0.0, 0, 0.0
         end = time.monotonic()
     cpu = time.process_time() - cpu0
     steps = summary.steps_ok + summary.steps_failed
@@ -168,9 +169,12 @@ def one_run(sink: str, args: argparse.Namespace, tok: TextTokenizer, cache: Path
         "first_request_s": backend.first_submit - t0,
         "sections_admitted": len(summary.sections),
         "cpu_ms_per_step": 1000 * cpu / steps,
+        "cores_used": cpu / (end - t0),  # what the process got of the (shared) machine
+        "steps_per_cpu_s": steps / cpu,
         "writer_commit_ms_per_step": 1000 * commit_s / steps,
         "writer_commit_cpu_ms_per_step": 1000 * commit_cpu / steps,
         "group_commits": groups,
+        "merge_into_catalog_s": merge_s,
         "peak_rss_mib": rss.peak_kib / 1024,
         "rss_growth_mib": (rss.peak_kib - rss.start_kib) / 1024,  # over the process before the run
     }

@@ -15,24 +15,12 @@ from lc_assets.lib.generation.records import MemorySink
 from lc_assets.lib.generation.scheduler import GenerationScheduler
 from lc_assets.lib.sections import QAPair
 
-from .conftest import make_section
+from .conftest import make_section, small_config
 from .doubles import Reply, ScriptedBackend, unique_reply
 
 
 def _cfg(**kw) -> GenerationConfig:
-    base = dict(
-        seed=11,
-        min_context_tokens=150,
-        max_context_tokens=300,
-        max_paragraph_tokens=120,
-        max_tokens=80,
-        max_question_chars=100,
-        max_answer_chars=100,
-        earlier_pairs=3,
-        target_ratio=1.2,
-    )
-    base.update(kw)
-    return GenerationConfig(**base)
+    return small_config(**({"earlier_pairs": 3, "target_ratio": 1.2} | kw))
 
 
 def test_sections_are_admitted_lazily_as_slots_free_up(target_tokenizer):

@@ -13,26 +13,12 @@ from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.generation.records import MemorySink, StepRecord
 from lc_assets.lib.generation.scheduler import GenerationScheduler
 
-from .conftest import make_section
+from .conftest import make_section, small_config
 from .doubles import Reply, ScriptedBackend, unique_reply
 
 
 def _cfg(**kw) -> GenerationConfig:
-    base = dict(
-        seed=11,
-        min_context_tokens=150,
-        max_context_tokens=300,
-        max_paragraph_tokens=120,
-        max_tokens=80,
-        max_question_chars=100,
-        max_answer_chars=100,
-        earlier_pairs=2,
-        target_tokens=None,
-        target_ratio=1.05,
-        max_retries_per_step=2,
-    )
-    base.update(kw)
-    return GenerationConfig(**base)
+    return small_config(**kw)
 
 
 def test_config_bounds_and_hash():

@@ -6,6 +6,7 @@ python -m lc_assets_tests.lineage.run_worker CATALOG SHARD RUN_ID MARKER   # a c
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from lc_assets.lib.lineage import LineageStore
 from lc_assets.lib.lineage.catalog import merge_pending
 from lc_assets.lib.lineage.generation import latest_chunk_config, sections_to_grow
 from lc_assets_tests.foundation.conftest import make_text
+from lc_assets_tests.generation.conftest import small_config
 from lc_assets_tests.generation.doubles import Reply, ScriptedBackend, unique_reply
 
 STEPS = 6  # per section
@@ -41,13 +43,10 @@ def seed_shard(catalog: LineageStore, shard: str, folder: Path, n_books: int, se
 
 
 def config(commit_every: int = 3) -> GenerationConfig:
-    return GenerationConfig(
+    return small_config(
         seed=5,
         min_context_tokens=64,
         max_context_tokens=160,
-        max_tokens=80,
-        max_question_chars=100,
-        max_answer_chars=100,
         target_ratio=100.0,  # out of reach: sections end at the step cap
         max_steps_per_section=STEPS,
         commit_every_steps=commit_every,
@@ -55,6 +54,15 @@ def config(commit_every: int = 3) -> GenerationConfig:
         stop_grace_s=10.0,
         generator=GeneratorIdentity(backend="scripted", model="scripted-double"),
     )
+
+
+def wait_for(marker: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
+    """Until a child touches `marker` (it is then safe to kill); fails if the child ends first."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        assert proc.poll() is None, "the child ended before it could be stopped"
+        assert time.monotonic() < deadline, "the child never got going"
+        time.sleep(0.05)
 
 
 def _script(delay_s: float, marker: str | None):

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -19,18 +18,10 @@ from lc_assets.defs.partitions import CORPUS_SHARDS
 from lc_assets.defs.resources import LineageStoreResource, TokenizerResource
 from lc_assets.lib.lineage import LineageStore
 from lc_assets.lib.lineage.catalog import pending_run_files
-from lc_assets_tests.lineage.run_worker import STEPS, ScriptedGenerator, grow_shard, seed_shard
+from lc_assets_tests.lineage.run_worker import STEPS, ScriptedGenerator, grow_shard, seed_shard, wait_for
 
 _STEP_ROWS = """SELECT m.prompt_id, m.prompt_hash, m.status, q.question
                 FROM masked_prompts m LEFT JOIN qa_pairs q USING (prompt_id) ORDER BY 1"""
-
-
-def _wait_for(marker: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not marker.exists():
-        assert proc.poll() is None, "the child ended before it could be stopped"
-        assert time.monotonic() < deadline, "the child never got going"
-        time.sleep(0.05)
 
 
 def _assert_complete(catalog: LineageStore, n_sections: int, before: list[tuple]) -> None:
@@ -57,7 +48,7 @@ def test_sigkill_mid_generation_then_rerun_loses_and_duplicates_nothing(tmp_path
     ]
     proc = subprocess.Popen(child, env=dict(os.environ), stdout=subprocess.DEVNULL)
     try:
-        _wait_for(marker, proc)
+        wait_for(marker, proc)
         time.sleep(1.0)  # a few group commits (every 3 steps or 50 ms) reach the run file
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -126,7 +117,7 @@ def test_sigterm_stops_a_dagster_run_gracefully_and_it_resumes(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_for(marker, proc)
+        wait_for(marker, proc)
         stopped_at = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         # the stopped run commits and merges its lineage file before it hands the interrupt back to Dagster

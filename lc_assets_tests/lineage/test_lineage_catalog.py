@@ -95,14 +95,20 @@ def test_four_concurrent_runs_each_row_once_and_walks_intact(tmp_path):
         assert rebuild_prompt(catalog, prompt_id[0]).messages  # rebuilt and hash-verified
 
 
-def test_rebuilt_prompts_equal_what_the_backend_received(tmp_path, capsys):
+def _grown(tmp_path, books: int):
+    """A catalog with one shard of `books` documents, every section grown by the scripted double."""
     catalog = LineageStore(tmp_path / "lineage.duckdb")
-    seed_shard(catalog, "books", tmp_path / "books", 2, 7)
+    seed_shard(catalog, "books", tmp_path / "books", books, 7)
     tok = TokenizerResource().load()
     cfg = config()
     todo, _ = sections_to_grow(catalog, "books", latest_chunk_config(catalog, "books"), cfg.config_hash())
     backend = ScriptedBackend(tokenizer=tok)
-    grow_sections(catalog, todo, backend, cfg, tok, "rebuild-run")
+    grow_sections(catalog, todo, backend, cfg, tok, "grow-run")
+    return catalog, todo, backend
+
+
+def test_rebuilt_prompts_equal_what_the_backend_received(tmp_path, capsys):
+    catalog, todo, backend = _grown(tmp_path, books=2)
     sent = {"/".join(r.request_id.split("/")[:2]): r.messages for r in backend.submitted}
     assert len(sent) == len(todo) * STEPS
     for key, messages in sent.items():
@@ -116,12 +122,7 @@ def test_rebuilt_prompts_equal_what_the_backend_received(tmp_path, capsys):
 
 
 def test_a_changed_prompt_template_is_refused_not_rebuilt_wrong(tmp_path, monkeypatch):
-    catalog = LineageStore(tmp_path / "lineage.duckdb")
-    seed_shard(catalog, "books", tmp_path / "books", 1, 3)
-    tok = TokenizerResource().load()
-    cfg = config()
-    todo, _ = sections_to_grow(catalog, "books", latest_chunk_config(catalog, "books"), cfg.config_hash())
-    grow_sections(catalog, todo[:1], ScriptedBackend(tokenizer=tok), cfg, tok, "run")
+    catalog, todo, _ = _grown(tmp_path, books=1)
     from lc_assets.lib.generation import prompts
 
     monkeypatch.setattr(prompts, "SYSTEM_PROMPT", prompts.SYSTEM_PROMPT + " Be brief.")

@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from lc_assets.lib.lineage.writer import LineageWriteError, LineageWriter
+from lc_assets_tests.lineage.run_worker import wait_for
 
 
 def _prompt(section: str, step: int) -> dict:
@@ -101,10 +102,7 @@ def test_sigkill_loses_at_most_the_uncommitted_group(tmp_path):
     db, marker = tmp_path / "run.duckdb", tmp_path / "marker"
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(db), str(marker)], env=dict(os.environ))
     try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "child ended before the kill"
-            time.sleep(0.05)
+        wait_for(marker, proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -37,6 +38,7 @@ class RunResult:
     summary: GenerationSummary
     merged: MergeResult  # what the run's lineage file added to the catalog
     writer: WriterStats  # group commits of the run file
+    merge_seconds: float  # the one moment the run holds the catalog's lock
 
 
 def grow_sections(
@@ -79,8 +81,10 @@ def grow_sections(
         try:
             writer.close()  # commits everything queued, also when the loop raised
         finally:
+            start = time.monotonic()
             merged = merge_run_file(catalog, run_file, run_id)
-    return RunResult(summary, merged, writer.stats)
+            merge_s = time.monotonic() - start
+    return RunResult(summary, merged, writer.stats, merge_s)
 
 
 def run_until_stopped(fn: Callable[[threading.Event], T], stop: threading.Event, grace_s: float) -> T:

@@ -67,44 +67,6 @@ class GenerationScheduler:
         self.preparer = SectionPreparer(config, self.prompts.count_text, target_tokenizer)
         self.schema = self.prompts.schema
 
-    # -- records ----------------------------------------------------------------------------------
-    def _record(
-        self, att: StepAttempt, pair: QAPair | None, failure: str | None, res: GenerationResult | None
-    ) -> StepRecord:
-        st, fitted = att.state, att.fitted
-        pair_tokens = self.preparer.pair_tokens([pair])[0] if pair is not None else 0
-        return StepRecord(
-            section_id=st.section_id,
-            step=att.step,
-            status="ok" if pair is not None else "failed",
-            pair=pair,
-            failure_reason=failure,
-            raw_text=res.text if res is not None else "",
-            attempts=att.attempt + 1,
-            attempt_errors=tuple(att.errors),
-            prompt_hash=prompt_hash(fitted.messages) if fitted.messages else "",
-            paragraph_ids=tuple(p.paragraph_id for p in sorted(fitted.shown, key=lambda p: p.index)),
-            shown_spans=shown_spans(fitted),
-            dropped_paragraph_ids=tuple(p.paragraph_id for p in fitted.dropped),
-            earlier_pair_ids=tuple(p.pair_id for p in fitted.earlier_pairs),
-            budget_tokens=att.budget_tokens,
-            context_tokens=sum(p.n_tokens for p in fitted.shown),
-            prompt_tokens=res.prompt_tokens if res is not None else 0,
-            completion_tokens=res.completion_tokens if res is not None else 0,
-            total_completion_tokens=att.total_completion_tokens,
-            model=self.backend.model,
-            backend=self.backend.name,
-            config_hash=self.config_hash,
-            seconds=res.seconds if res is not None else 0.0,
-            wall_seconds=time.monotonic() - att.started_mono,
-            started_at=att.started_at,
-            finished_at=time.time(),
-            section_tokens=st.section_tokens + pair_tokens,
-            target_tokens=st.target_tokens,
-            n_pairs=len(st.pairs) + (pair is not None),
-            failed_steps=st.failed_steps + (pair is None),
-        )
-
     # -- main loop ------------------------------------------------------------------------------
     def run(
         self,
@@ -194,8 +156,44 @@ class _Run:
         if result.finish_reason != "stopped":
             self.s.sink.close_section(result)
 
-    def _commit(self, record: StepRecord, st: StepAttempt | SectionState) -> None:
-        state = st.state if isinstance(st, StepAttempt) else st
+    def _record(
+        self, att: StepAttempt, pair: QAPair | None, failure: str | None, res: GenerationResult | None
+    ) -> StepRecord:
+        st, fitted = att.state, att.fitted
+        pair_tokens = self.s.preparer.pair_tokens([pair])[0] if pair is not None else 0
+        return StepRecord(
+            section_id=st.section_id,
+            step=att.step,
+            status="ok" if pair is not None else "failed",
+            pair=pair,
+            failure_reason=failure,
+            raw_text=res.text if res is not None else "",
+            attempts=att.attempt + 1,
+            attempt_errors=tuple(att.errors),
+            prompt_hash=prompt_hash(fitted.messages) if fitted.messages else "",
+            paragraph_ids=tuple(p.paragraph_id for p in sorted(fitted.shown, key=lambda p: p.index)),
+            shown_spans=shown_spans(fitted),
+            dropped_paragraph_ids=tuple(p.paragraph_id for p in fitted.dropped),
+            earlier_pair_ids=tuple(p.pair_id for p in fitted.earlier_pairs),
+            budget_tokens=att.budget_tokens,
+            context_tokens=sum(p.n_tokens for p in fitted.shown),
+            prompt_tokens=res.prompt_tokens if res is not None else 0,
+            completion_tokens=res.completion_tokens if res is not None else 0,
+            total_completion_tokens=att.total_completion_tokens,
+            model=self.backend.model,
+            backend=self.backend.name,
+            config_hash=self.s.config_hash,
+            seconds=res.seconds if res is not None else 0.0,
+            wall_seconds=time.monotonic() - att.started_mono,
+            started_at=att.started_at,
+            finished_at=time.time(),
+            section_tokens=st.section_tokens + pair_tokens,
+            target_tokens=st.target_tokens,
+            n_pairs=len(st.pairs) + (pair is not None),
+            failed_steps=st.failed_steps + (pair is None),
+        )
+
+    def _commit(self, record: StepRecord, state: SectionState) -> None:
         self.s.sink.commit(record)
         pair_tokens = record.section_tokens - state.section_tokens
         state.apply(record.step, record.pair, pair_tokens)
@@ -223,7 +221,7 @@ class _Run:
                 mask = st.masker.mask(step)
                 empty = FittedPrompt((), mask.selected, (), (), (), 0)
                 att = StepAttempt(st, step, empty, mask.budget_tokens, now, mono)
-                self._commit(self.s._record(att, None, f"prompt_overflow: {exc}", None), st)
+                self._commit(self._record(att, None, f"prompt_overflow: {exc}", None), st)
                 self._timed("prompt", t)
                 continue
             att = StepAttempt(st, step, fitted, mask.budget_tokens, now, mono)
@@ -260,7 +258,7 @@ class _Run:
             self._submit(att)
             self._timed("submit", t)
             return
-        self._commit(self.s._record(att, verdict.pair, verdict.reason, res), att)
+        self._commit(self._record(att, verdict.pair, verdict.reason, res), st)
         t = self._timed("record", t)
         if st.finish_reason is None:
             self._launch(st)

@@ -133,6 +133,9 @@ class LineageWriter:
                 raise LineageWriteError(f"lineage file {self.path} is held by another process") from exc
             raise
         ensure_schema(con)
+        # group inserts are small: DuckDB's parallel workers would cost more than they save, and the
+        # producer's threads need the cores
+        con.execute("SET threads = 1")
         return con
 
     def _run(self) -> None:
