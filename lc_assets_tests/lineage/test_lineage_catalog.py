@@ -19,6 +19,7 @@ from lc_assets.lib.lineage.generation import latest_chunk_config, rebuild_prompt
 from lc_assets.lib.lineage.writer import LineageWriter
 from lc_assets_tests.generation.doubles import ScriptedBackend
 from lc_assets_tests.lineage.run_worker import STEPS, config, grow_shard, seed_shard
+from lc_assets_tests.lineage.test_lineage_writer import prompt_row
 
 SHARDS = ("north", "south", "east", "west")
 
@@ -46,6 +47,16 @@ def test_merges_are_idempotent_and_a_section_never_goes_back(tmp_path):
     assert catalog.query("SELECT steps, finish_reason, model, run_id FROM sections") == [(4, "max_steps", "m", "run4")]
     assert not newer.exists() and not older.exists() and pending_run_files(catalog) == []
     assert catalog.scalar("SELECT count(*) FROM lineage_merges") == 3
+
+
+def test_the_same_step_from_two_runs_is_reported_and_the_first_kept(tmp_path):
+    catalog = LineageStore(tmp_path / "lineage.duckdb")
+    for run, prompt_hash in (("first", "aaa"), ("second", "bbb")):
+        with LineageWriter(catalog.run_file(run)) as w:
+            w.put({"masked_prompts": [prompt_row("s1", 0) | {"prompt_hash": prompt_hash}]})
+    assert merge_run_file(catalog, catalog.run_file("first"), "t").conflicting_prompts == 0
+    assert merge_run_file(catalog, catalog.run_file("second"), "t").conflicting_prompts == 1
+    assert catalog.query("SELECT prompt_hash FROM masked_prompts") == [("aaa",)]
 
 
 def test_a_live_run_file_is_left_alone(tmp_path):
@@ -89,7 +100,9 @@ def test_four_concurrent_runs_each_row_once_and_walks_intact(tmp_path):
         )
         == 0
     )
-    assert catalog.scalar("SELECT count(*) FROM lineage_merges WHERE rows <> '{}'") == 4
+    merges = [json.loads(r) for (r,) in catalog.query("SELECT rows FROM lineage_merges")]
+    assert sum(1 for m in merges if m.get("masked_prompts")) == 4
+    assert all(m["conflicting_prompts"] == 0 for m in merges)
     assert pending_run_files(catalog) == []
     for prompt_id in catalog.query("SELECT prompt_id FROM masked_prompts USING SAMPLE 8 ROWS"):
         assert rebuild_prompt(catalog, prompt_id[0]).messages  # rebuilt and hash-verified

@@ -17,7 +17,7 @@ from lc_assets.lib.lineage.writer import LineageWriteError, LineageWriter
 from lc_assets_tests.lineage.run_worker import wait_for
 
 
-def _prompt(section: str, step: int) -> dict:
+def prompt_row(section: str, step: int) -> dict:
     return dict(
         prompt_id=f"{section}:{step}", section_id=section, step=step, status="ok", prompt_hash="h",
         paragraph_ids=[], earlier_pair_ids=[], budget_tokens=1, context_tokens=1, prompt_tokens=1,
@@ -36,7 +36,7 @@ def _rows(path: Path, sql: str) -> list[tuple]:
 def test_groups_commit_every_n_items_and_on_flush(tmp_path):
     with LineageWriter(tmp_path / "run.duckdb", commit_every=3, commit_every_ms=60_000) as writer:
         for step in range(7):
-            writer.put({"masked_prompts": [_prompt("s", step)]})
+            writer.put({"masked_prompts": [prompt_row("s", step)]})
         deadline = time.monotonic() + 10
         while writer.stats.groups < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -48,7 +48,7 @@ def test_groups_commit_every_n_items_and_on_flush(tmp_path):
 
 def test_a_group_commits_after_its_time_is_up(tmp_path):
     with LineageWriter(tmp_path / "run.duckdb", commit_every=1000, commit_every_ms=50) as writer:
-        writer.put({"masked_prompts": [_prompt("s", 0)]})
+        writer.put({"masked_prompts": [prompt_row("s", 0)]})
         deadline = time.monotonic() + 10
         while writer.stats.groups < 1 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -83,13 +83,13 @@ CHILD = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from lc_assets.lib.lineage.writer import LineageWriter
-    from lc_assets_tests.lineage.test_lineage_writer import _prompt
+    from lc_assets_tests.lineage.test_lineage_writer import prompt_row
 
     writer = LineageWriter(sys.argv[1], commit_every=5, commit_every_ms=60_000)
     step = 0
     while True:  # two interleaved sections, one step each per item, until killed
         for section in ("a", "b"):
-            writer.put({"masked_prompts": [_prompt(section, step)]})
+            writer.put({"masked_prompts": [prompt_row(section, step)]})
         step += 1
         if writer.stats.groups >= 8:
             Path(sys.argv[2]).touch()

@@ -143,6 +143,11 @@ def generate_qa(
                 gen_cfg.stop_grace_s,
             )
     summary = result.summary if result else None
+    if result and result.merged.conflicting_prompts:
+        context.log.warning(
+            f"{result.merged.conflicting_prompts} step(s) of this run were already in the catalog with other "
+            "prompts (another run grew the same sections at the same time); the catalog kept its own"
+        )
     stats = generation_stats(store, gen_hash, [s.section_id for s in sections])
     reasons: Counter[str] = Counter(summary.failure_reasons if summary else {})
     finish = Counter(r.finish_reason for r in summary.sections) if summary else Counter()

@@ -41,6 +41,7 @@ class MergeResult:
     run_file: Path
     rows: dict[str, int]  # rows written into the catalog, per table
     skipped: str | None = None  # why the file was not merged (a live run holds it)
+    conflicting_prompts: int = 0  # steps the catalog already had with another prompt (kept the catalog's)
 
 
 def _sql_path(path: Path) -> str:
@@ -92,13 +93,19 @@ def merge_run_file(catalog: LineageStore, run_file: Path, merged_by: str, wait_s
             ]
             con.execute("BEGIN TRANSACTION")
             try:
+                # the same step made twice with different prompts: two runs grew one section at once
+                # (the gpu pool prevents it within one Dagster instance); the catalog keeps the first
+                conflicts = con.execute(
+                    """SELECT count(*) FROM run_file.masked_prompts r JOIN masked_prompts m USING (prompt_id)
+                       WHERE r.prompt_hash <> m.prompt_hash"""
+                ).fetchone()[0]
                 for table in tables:
                     n = _merge_table(con, table)
                     if n:
                         written[table] = n
                 con.execute(
                     "INSERT INTO lineage_merges (run_file, rows, run_id) VALUES (?, ?, ?)",
-                    [str(run_file), json.dumps(written), merged_by],
+                    [str(run_file), json.dumps(written | {"conflicting_prompts": conflicts}), merged_by],
                 )
             except BaseException:
                 con.execute("ROLLBACK")
@@ -108,7 +115,7 @@ def merge_run_file(catalog: LineageStore, run_file: Path, merged_by: str, wait_s
             con.execute("DETACH run_file")
     for path in (run_file, run_file.with_name(run_file.name + ".wal")):
         path.unlink(missing_ok=True)  # another process may have merged and removed it as well
-    return MergeResult(run_file, written)
+    return MergeResult(run_file, written, conflicting_prompts=conflicts)
 
 
 def _columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[str]:
