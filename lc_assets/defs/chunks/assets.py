@@ -82,7 +82,7 @@ def chunk_shard(
                     )
                 )  # fmt: skip
                 counts[f"cut_{span.cut}"] += 1
-                counts["recounted_whole"] += not span.verified_by_window
+                counts["recounted_whole"] += span.recount_reason is not None
             done_rows.append(
                 dict(
                     document_id=doc_id, config_hash=config_hash, shard=shard, n_tokens=res.n_tokens,
