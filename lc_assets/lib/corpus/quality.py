@@ -227,12 +227,6 @@ _MAX_RULES = (
 def fired_rules(stats: dict[str, Any], cfg: FilterConfig) -> list[tuple[str, str]]:
     """(rule, "value vs threshold") for every rule the measured values break, in a fixed order."""
     fired: list[tuple[str, str]] = []
-    if cfg.languages is not None and "languages" in stats:
-        found: dict[str, int] = stats["languages"]
-        share = sum(v for k, v in found.items() if k in cfg.languages) / max(sum(found.values()), 1)
-        if share < cfg.min_language_share:
-            seen = ", ".join(f"{k} {v}" for k, v in sorted(found.items(), key=lambda kv: -kv[1]))
-            fired.append(("language", f"{share:.2f} of samples in {cfg.languages} < {cfg.min_language_share} ({seen})"))
     for rule in _MAX_RULES:
         limit = getattr(cfg, rule)
         if limit is not None and rule in stats and stats[rule] > limit:
@@ -240,6 +234,14 @@ def fired_rules(stats: dict[str, Any], cfg: FilterConfig) -> list[tuple[str, str
     ratio, limit = stats.get("distinct_word_ratio"), cfg.min_distinct_word_ratio
     if limit is not None and ratio is not None and ratio < limit:
         fired.append(("distinct_word_ratio", f"distinct_word_ratio {ratio:.3f} < {limit}"))
+    if cfg.languages is not None and "languages" in stats:
+        found: dict[str, int] = stats["languages"]
+        share = sum(v for k, v in found.items() if k in cfg.languages) / max(sum(found.values()), 1)
+        if share < cfg.min_language_share:
+            seen = ", ".join(f"{k} {v}" for k, v in sorted(found.items(), key=lambda kv: -kv[1]))
+            fired.append(
+                ("language", f"language: {share:.2f} of samples in {cfg.languages} < {cfg.min_language_share} ({seen})")
+            )
     return fired
 
 
