@@ -45,6 +45,11 @@ def env(tmp_path: Path):
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "filler.txt").write_text(" ".join(f"This is filler sentence number {i}." for i in range(5000)))
+    tiny = tmp_path / "tiny"
+    for i in range(1500):
+        (tiny / f"d{i % 15}").mkdir(parents=True, exist_ok=True)
+        (tiny / f"d{i % 15}" / f"f{i:04d}.txt").write_text(f"tiny note number {i}\n")
+    (tiny / "book.txt").write_text(make_text(30, 60))
     hf = tmp_path / "hf"
     hf.mkdir()
     (hf / "part.jsonl").write_text(
@@ -55,6 +60,7 @@ def env(tmp_path: Path):
         "a": {"kind": "local", "path": str(shared / "a")},
         "b": {"kind": "local", "path": str(shared / "b")},
         "junk": {"kind": "local", "path": str(junk)},
+        "tiny": {"kind": "local", "path": str(tiny)},
         "hf": {"kind": "hf", "dataset": "json", "data_files": [str(hf / "*.jsonl")], "streaming": True},
     }
     (tmp_path / "sources.yaml").write_text(yaml.safe_dump(sources))
@@ -162,3 +168,15 @@ def test_chunks_before_filtering_is_a_clear_failure(env):
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "materialize filtered_corpus" in str(failure.event_specific_data.error)
+
+
+def test_very_many_tiny_files(env):
+    store = env[2]
+    result = _run(env, "tiny")
+    raw = materialization_metadata(result, "raw_corpus")
+    assert raw["inputs"] == raw["documents"] == 1501 and raw["skipped"] == 0
+    meta = materialization_metadata(result, "chunks")
+    assert meta["filtered_by_reason"] == {"below_min_tokens": 1500} and meta["chunked_documents"] == 1
+    assert "| tiny | 1501 | 1501 | 0: - | 0: - | 1500 | 1 |" in meta["shard_accounting"]
+    assert store.scalar("SELECT count(*) FROM filter_decisions") == 1501
+    assert all(_checks(result).values())

@@ -67,7 +67,13 @@ def chunk_shard(
     counts: Counter[str] = Counter()
     todo, counts["already_chunked"] = pending_documents(store, shard, config_hash, filter_hash)
     sizes = document_sizes(store, todo)
-    on_progress = (lambda tokens, docs: progress.update(tokens, documents=docs)) if progress else None  # noqa: E731
+    docs_done = [0]
+
+    def on_progress(tokens: int, docs: int) -> None:  # after each encoded batch: every few seconds on big documents
+        docs_done[0] += docs
+        if progress:
+            progress.update(tokens, documents=f"{docs_done[0]}/{len(todo)}")
+
     start = 0
     while start < len(todo):
         ids, size = [], 0
