@@ -126,7 +126,9 @@ CREATE TABLE IF NOT EXISTS filter_decisions (
 CREATE TABLE IF NOT EXISTS document_minhashes (
     document_id VARCHAR NOT NULL,
     config_hash VARCHAR NOT NULL,          -- the MinHash parameters
-    signature BLOB NOT NULL,
+    signature BLOB NOT NULL,               -- num_perm uint64 hash values
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (document_id, config_hash)
 );
 

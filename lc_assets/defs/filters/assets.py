@@ -74,7 +74,9 @@ def filter_shard(
                     signature = np.frombuffer(known[doc_id], np.uint64)
                 else:
                     signature = minhash_signature(texts[doc_id], cfg)
-                    signatures.append(dict(document_id=doc_id, config_hash=minhash_hash, signature=signature.tobytes()))
+                    signatures.append(
+                        dict(document_id=doc_id, config_hash=minhash_hash, signature=signature.tobytes(), run_id=run_id)
+                    )
                 verdict = _near_duplicate(store, index, doc_id, signature, verdict)
             decisions.append(
                 dict(
