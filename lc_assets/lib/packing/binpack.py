@@ -93,6 +93,7 @@ def plan_bins(
     pad_tolerance: int = 0,
     max_slack: int | None = None,
     cut_ranks: Sequence[np.ndarray] | None = None,
+    max_bins: int | None = None,
 ) -> BinPlan:
     """Assign items to bins of `capacity` tokens (see the module docstring).
 
@@ -103,6 +104,7 @@ def plan_bins(
     max_slack: when nothing closes the remaining gaps, bins with at most this slack are padded and
         the others dissolved (default: pad_tolerance, i.e. dissolve every bin that cannot be closed).
     cut_ranks: per item, the rank of each cut point (0 best); default all 0.
+    max_bins: at most this many bins (a curriculum stage's remaining quota); default floor(total / capacity).
     """
     max_slack = pad_tolerance if max_slack is None else max(max_slack, pad_tolerance)
     lens = np.asarray(lengths, dtype=np.int64)
@@ -119,6 +121,8 @@ def plan_bins(
     order = seeded_order(lens, keys, seed, bucket_ratio)
     rank = {item: r for r, item in enumerate(order)}
     n_bins = int(lens.sum()) // capacity if n else 0
+    if max_bins is not None:
+        n_bins = min(n_bins, max(0, max_bins))
     plan = BinPlan(capacity=capacity)
     if n_bins == 0:
         plan.unplaced = sorted(order, key=lambda i: keys[i])

@@ -217,13 +217,16 @@ def pack_sections(
     leftovers: Sequence[Section] = (),
     renderer: SectionRenderer | None = None,
     evidence: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+    max_samples: int | None = None,
 ) -> PackResult:
     """Pack `leftovers` (from the previous run) and `sections` into samples of exactly N tokens.
 
     Every section is placed at most once. Sections that do not complete a sample come back in
     `PackResult.leftovers`; sections that cannot be packed at all are in `rejected` with a
     reason. `evidence` (pair id -> evidence char spans in its chunk) gives the dependency
-    distances. Raises EmptyPoolError if both inputs are empty, ChatTemplateError if the tokenizer
+    distances. `max_samples` (a curriculum stage's remaining quota) draws a seeded random share of
+    the pool — sections, or whole documents in coherent mode — large enough for that many samples,
+    without regard to length, and leaves the rest in the leftovers. Raises EmptyPoolError if both inputs are empty, ChatTemplateError if the tokenizer
     has no usable chat template. When the packable pool holds a sample's worth of tokens but no
     sample was made, `result.failure` names the reason (`raise_for_failure()` raises it).
     """
@@ -252,6 +255,9 @@ def pack_sections(
     rejected += rendered.rejected
     metrics.seam_mismatches = rendered.seam_mismatches
     fitted, split_parts = _fit_to_capacity(rendered.rendered, capacity, renderer, config, rejected)
+    held_back: list[RenderedSection] = []
+    if max_samples is not None:
+        fitted, held_back = _draw(fitted, max_samples * capacity, config)
     metrics.render_seconds = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -260,6 +266,9 @@ def pack_sections(
     planned: list[list[tuple[RenderedSection, int | None]]] = []  # coherent full samples, in order
     if config.mode == "coherent":
         planned, items = _coherent(fitted, capacity, tol, max_slack)
+        if max_samples is not None and len(planned) > max_samples:
+            held_back += [r for pieces in planned[max_samples:] for r, _ in pieces]
+            planned = planned[:max_samples]
     else:
         items = [PackItem.of([r]) for r in fitted]
     plan = plan_bins(
@@ -272,6 +281,7 @@ def pack_sections(
         pad_tolerance=tol,
         max_slack=max_slack,
         cut_ranks=[it.cut_ranks for it in items],
+        max_bins=None if max_samples is None else max_samples - len(planned),
     )
     metrics.plan_seconds = time.perf_counter() - t1
 
@@ -301,9 +311,9 @@ def pack_sections(
     metrics.assemble_seconds = time.perf_counter() - t2
 
     leftover_sections = [m.section for i in plan.unplaced for m in items[i].members]
-    leftover_sections += [m.section for m in left_out] + carried
+    leftover_sections += [m.section for m in left_out + held_back] + carried
     packable = sum(r.length for r in fitted)
-    _fill_metrics(metrics, samples, fitted, cuts, rejected, leftover_sections, split_parts, plan)
+    _fill_metrics(metrics, samples, fitted + held_back, cuts, rejected, leftover_sections, split_parts, plan)
     metrics.packable_tokens = packable
     failure = ""
     if not samples and packable >= capacity:
@@ -328,7 +338,7 @@ def pack_sections(
         cuts=cuts,
         metrics=metrics,
         config_hash=config_hash,
-        tokenizer=tokenizer.fingerprint,
+        tokenizer=tokenizer.identity,
         message=message,
         split_parts=split_parts,
         failure=failure,
@@ -403,6 +413,31 @@ def _coherent(
                 i = j
             items += _in_order_items(run[i:], capacity)
     return full, items
+
+
+def _draw(
+    fitted: list[RenderedSection], tokens: int, config: PackingConfig
+) -> tuple[list[RenderedSection], list[RenderedSection]]:
+    """A seeded random share of the pool holding `tokens` (+5% to close the gaps): (drawn, held back).
+
+    The draw is by section id (mixed) or document id (coherent), through a hash of (seed, id): the
+    same pool and seed draw the same share, independent of order and of length.
+    """
+    unit = (lambda r: r.section.document_id) if config.mode == "coherent" else (lambda r: r.section_id)
+    groups: dict[str, list[RenderedSection]] = {}
+    for r in fitted:
+        groups.setdefault(unit(r), []).append(r)
+    order = sorted(groups, key=lambda k: hashlib.sha256(f"{config.seed}\x1f{k}".encode()).hexdigest())
+    drawn: list[RenderedSection] = []
+    held: list[RenderedSection] = []
+    total, want = 0, int(tokens * 1.05)
+    for k in order:
+        if total < want:
+            drawn += groups[k]
+            total += sum(r.length for r in groups[k])
+        else:
+            held += groups[k]
+    return drawn, held
 
 
 def _runs(ordered: list[RenderedSection]) -> Iterable[list[RenderedSection]]:
