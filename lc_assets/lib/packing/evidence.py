@@ -35,21 +35,29 @@ def _no_count(texts: Sequence[str]) -> list[int]:
 
 
 def paragraph_spans(chunk_text: str, paragraph_ids: Iterable[str], shown_text: str = "") -> Spans:
-    """Chunk char spans of the paragraphs with these ids (unlocatable ids are left out)."""
-    by_hash = {_sha8(p.text): (p.char_start, p.char_end) for p in split_paragraphs(chunk_text, _no_count, 1)}
+    """Chunk char spans of the paragraphs with these ids, in document order (unlocatable ids left out).
+
+    Ids come in document order, so each is looked for after the previous one (repeated text resolves
+    to the right occurrence).
+    """
+    by_hash: dict[str, list[tuple[int, int]]] = {}
+    for p in split_paragraphs(chunk_text, _no_count, 1):
+        by_hash.setdefault(_sha8(p.text), []).append((p.char_start, p.char_end))
     pieces: dict[str, str] | None = None
     out: Spans = []
+    cursor = 0
     for pid in paragraph_ids:
         h = pid.rsplit("-", 1)[-1]
-        if h in by_hash:
-            out.append(by_hash[h])
-            continue
-        if pieces is None:
-            pieces = {_sha8(part.strip()): part.strip() for part in shown_text.split("\n\n") if part.strip()}
-        piece = pieces.get(h)
-        at = chunk_text.find(piece) if piece else -1
-        if at >= 0:
-            out.append((at, at + len(piece)))
+        span = next((sp for sp in by_hash.get(h, ()) if sp[0] >= cursor), None)
+        if span is None:
+            if pieces is None:
+                pieces = {_sha8(part.strip()): part.strip() for part in shown_text.split("\n\n") if part.strip()}
+            piece = pieces.get(h)
+            at = chunk_text.find(piece, cursor) if piece else -1
+            span = (at, at + len(piece)) if piece and at >= 0 else None
+        if span is not None:
+            out.append(span)
+            cursor = span[1]
     return out
 
 

@@ -255,34 +255,24 @@ def pack_sections(
     rejected += rendered.rejected
     metrics.seam_mismatches = rendered.seam_mismatches
     fitted, split_parts = _fit_to_capacity(rendered.rendered, capacity, renderer, config, rejected)
-    held_back: list[RenderedSection] = []
-    if max_samples is not None:
-        fitted, held_back = _draw(fitted, max_samples * capacity, config)
     metrics.render_seconds = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    tol = config.pad_tolerance_tokens
-    max_slack = int(config.sample_tokens * (1.0 - config.min_fill))
-    planned: list[list[tuple[RenderedSection, int | None]]] = []  # coherent full samples, in order
-    if config.mode == "coherent":
-        planned, items = _coherent(fitted, capacity, tol, max_slack)
+    all_fitted = fitted
+    held_back: list[RenderedSection] = []
+    # a quota draws a random share of the pool, larger each time the drawn share packs too few samples
+    for margin in (1.1, 1.5, 2.5, None) if max_samples is not None else (None,):
+        if margin is not None:
+            assert max_samples is not None
+            fitted, held_back = _draw(all_fitted, int(max_samples * capacity * margin), config)
+        else:
+            fitted, held_back = all_fitted, []
+        planned, items, plan = _plan(fitted, capacity, config, max_samples)
         if max_samples is not None and len(planned) > max_samples:
             held_back += [r for pieces in planned[max_samples:] for r, _ in pieces]
             planned = planned[:max_samples]
-    else:
-        items = [PackItem.of([r]) for r in fitted]
-    plan = plan_bins(
-        [it.length for it in items],
-        [it.cut_tokens for it in items],
-        capacity,
-        keys=[it.key for it in items],
-        seed=config.seed,
-        bucket_ratio=config.length_bucket_ratio,
-        pad_tolerance=tol,
-        max_slack=max_slack,
-        cut_ranks=[it.cut_ranks for it in items],
-        max_bins=None if max_samples is None else max_samples - len(planned),
-    )
+        if max_samples is None or len(planned) + len(plan.bins) >= max_samples or not held_back:
+            break
     metrics.plan_seconds = time.perf_counter() - t1
 
     t2 = time.perf_counter()
@@ -413,6 +403,32 @@ def _coherent(
                 i = j
             items += _in_order_items(run[i:], capacity)
     return full, items
+
+
+def _plan(
+    fitted: list[RenderedSection], capacity: int, config: PackingConfig, max_samples: int | None
+) -> tuple[list[list[tuple[RenderedSection, int | None]]], list[PackItem], BinPlan]:
+    """Coherent whole samples (if that mode) and the bin plan of the remaining items."""
+    tol = config.pad_tolerance_tokens
+    max_slack = int(config.sample_tokens * (1.0 - config.min_fill))
+    planned: list[list[tuple[RenderedSection, int | None]]] = []
+    if config.mode == "coherent":
+        planned, items = _coherent(fitted, capacity, tol, max_slack)
+    else:
+        items = [PackItem.of([r]) for r in fitted]
+    plan = plan_bins(
+        [it.length for it in items],
+        [it.cut_tokens for it in items],
+        capacity,
+        keys=[it.key for it in items],
+        seed=config.seed,
+        bucket_ratio=config.length_bucket_ratio,
+        pad_tolerance=tol,
+        max_slack=max_slack,
+        cut_ranks=[it.cut_ranks for it in items],
+        max_bins=None if max_samples is None else max_samples - len(planned),
+    )
+    return planned, items, plan
 
 
 def _draw(
