@@ -216,3 +216,49 @@ def reused_sections(store: LineageStore, key: str) -> list[str]:
 def committed_runs(store: LineageStore) -> set[str]:
     """Run ids with committed packing rows (their temporary folders may be published)."""
     return {r[0] for r in store.query("SELECT DISTINCT run_id FROM packing_runs")}
+
+
+@dataclass(frozen=True)
+class SampleMember:
+    """One packed item of a sample, walked back to its chunk and document."""
+
+    position: int
+    section_id: str
+    title: str
+    source: str
+    license: str
+    chunk_index: int
+    chunk_tokens: int
+    pairs_in_sample: int
+    prompts: int
+
+
+def sample_members(store: LineageStore, sample_id: str) -> list[SampleMember]:
+    """A packed sample's items in order, with their documents, licenses, pairs placed and prompts made."""
+    rows = store.query(
+        """SELECT ps.position, ps.section_id, coalesce(d.title, d.source), d.source, d.license, c.chunk_index,
+                  c.n_tokens, coalesce(len(ps.used_pair_ids),
+                      (SELECT count(*) FROM qa_pairs q WHERE q.section_id = s.section_id)),
+                  (SELECT count(*) FROM masked_prompts m WHERE m.section_id = s.section_id)
+           FROM packed_sample_sections ps
+           JOIN sections s ON s.section_id = ps.base_section_id
+           JOIN chunks c ON c.chunk_id = s.chunk_id
+           JOIN documents d ON d.document_id = s.document_id
+           WHERE ps.sample_id = ? ORDER BY ps.position""",
+        [sample_id],
+    )
+    return [SampleMember(*r) for r in rows]
+
+
+def document_samples(store: LineageStore, document_id: str) -> list[tuple[str, str, int]]:
+    """(sample id, packing config hash, sample tokens) of every packed sample that used the document."""
+    return [
+        (sid, cfg, int(n))
+        for sid, cfg, n in store.query(
+            """SELECT DISTINCT ps.sample_id, ps.config_hash, p.n_tokens FROM sections s
+               JOIN packed_sample_sections ps ON ps.base_section_id = s.section_id
+               JOIN packed_samples p ON p.sample_id = ps.sample_id
+               WHERE s.document_id = ? ORDER BY 1""",
+            [document_id],
+        )
+    ]
