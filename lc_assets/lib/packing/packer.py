@@ -548,7 +548,7 @@ def _split(r: RenderedSection, capacity: int, renderer: SectionRenderer) -> tupl
         if part.length > capacity:
             return [], (
                 f"chunk with one pair is longer than a sample ({part.length:,} > {capacity:,}): cannot be split at "
-                "pair boundaries"
+                "pair boundaries (not packed: it stays in the pool for longer samples)"
             )
         parts.append(part)
         start = stop

@@ -81,10 +81,13 @@ def publish(tmp: Path, final: Path) -> Path:
     return final
 
 
-def recover(root: Path, committed: set[str]) -> dict[str, list[str]]:
-    """Publish temporary folders whose run committed its rows; delete the others (their rows never committed)."""
+def recover(root: Path, committed: set[str], key: str = "*") -> dict[str, list[str]]:
+    """Publish temporary folders of pool `key` whose run committed its rows; delete the others.
+
+    Call it holding the pool's lock: then no run of that pool is writing a temporary folder.
+    """
     done: dict[str, list[str]] = {"published": [], "removed": []}
-    for tmp in sorted(Path(root).glob(f"*/*/{TMP_PREFIX}*")):
+    for tmp in sorted(Path(root).glob(f"{key}/*/{TMP_PREFIX}*")):
         run_id = tmp.name[len(TMP_PREFIX) :]
         final = tmp.parent / run_id
         if run_id in committed and not final.exists():

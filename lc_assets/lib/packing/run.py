@@ -118,7 +118,7 @@ def pack_pool(
             f"packing generation config {config.generation_config_hash}; not packing {others} (set generation_config_hash)"
         )
     with pool_lock(root, key, lock_timeout_s, on_wait=log):
-        recovered = recover(root, committed_runs(store))
+        recovered = recover(root, committed_runs(store), key)
         if recovered["published"] or recovered["removed"]:
             log(f"recovered earlier packing folders: {recovered}")
         stages = [
