@@ -124,7 +124,7 @@ def format_summary(s: RunSummary, dagster_home: str | None = None) -> str:
         dep = f"; median dependency {s.dependency_median:,.0f} tokens" if s.dependency_median is not None else ""
         lines.append(f"samples    {sum(s.samples_by_length.values()):>8,}   {per} tokens; fill {s.fill_mean:.5f}{dep}")
     else:
-        lines.append("samples           0   (packed_documents made none: see its metadata in the UI)")
+        lines.append("samples           0   (none packed yet; packed_documents says why in its metadata)")
     if s.ruler:
         lengths = sorted({n for row in s.ruler.values() for n in row})
         lines.append(f"RULER      model {s.ruler_model}")
