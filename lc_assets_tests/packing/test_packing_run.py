@@ -183,3 +183,27 @@ def test_coherent_mode_keeps_a_book_in_reading_order(store, tok, tmp_path):
     assert result.metrics.dependency["median"] > 0
     mixed = pack_sections(load_pool(store, "other-pool", "gen-a"), tok, _cfg(8192))
     assert result.metrics.documents_per_sample < mixed.metrics.documents_per_sample
+
+
+def test_a_chunk_longer_than_a_short_stage_is_cut_into_pieces_with_their_own_pairs(store, tok, tmp_path):
+    rng = random.Random(3)
+    paragraphs = [" ".join(rng.choice(["alpha", "beta", "gamma", "delta"]) for _ in range(60)) + "." for _ in range(40)]
+    pairs = tuple(QAPair(f"long-p{j}", j, f"What about part {j}?", f"Answer {j}. " * 6) for j in range(24))
+    long = Section("long", "clong", "dlong", "books", "cc-by-4.0", "\n\n".join(paragraphs), pairs)
+    seed_lineage(store, [long, *make_pool(30, seed=4, prefix="sm", paragraphs=(1, 3))])
+    cfg = _cfg(2048, pad_tolerance=0.01, min_fill=0.95)
+    run = pack_pool(store, tok, cfg, run_id="short", root=tmp_path, log=lambda m: None)
+    result = run.stages[0].result
+    pieces = result.split_parts["long"]
+    assert pieces and all(p.startswith("long@") for p in pieces)  # the chunk (~3k tokens) alone exceeds 2,048
+    placed = [x for s in result.samples for x in s.placed if x.section.section_id.startswith("long@")]
+    assert placed, "pieces of the long chunk are packed at the short stage"
+    for x in placed:  # every pair placed with a piece has its evidence inside that piece's text
+        for pid in x.used_pair_ids:
+            j = int(pid.rsplit("p", 1)[1])
+            shown = paragraphs[j % len(paragraphs)]
+            assert shown in x.section.text
+    rest = [s for s in load_pool(store, run.pool_key, "gen-a") if s.section_id.startswith("long")]
+    used = {p for x in placed for p in (*x.used_pair_ids, *x.dropped_pair_ids)}
+    assert {p.pair_id for s in rest for p in s.pairs} == {p.pair_id for p in pairs} - used
+    assert result.metrics.dependency["median"] > 0

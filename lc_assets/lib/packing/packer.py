@@ -21,10 +21,11 @@ Modes:
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -336,8 +337,9 @@ def pack_sections(
 
 
 def base_section_id(item_id: str) -> str:
-    """The section an item came from: split parts ("<id>/part-k") and pair remainders ("<id>#pairs-k") name it first."""
-    return item_id.split("#", 1)[0].split("/", 1)[0]
+    """The section an item came from: split parts ("<id>/part-k"), pair remainders ("<id>#pairs-k") and chunk
+    pieces ("<id>@k") name it first."""
+    return re.split(r"[#/@]", item_id, maxsplit=1)[0]
 
 
 def sample_id(section_ids: Sequence[str], cut_tokens: int | None, config_hash: str, tokenizer: TextTokenizer) -> str:
@@ -503,7 +505,13 @@ def _fit_to_capacity(
     config: PackingConfig,
     rejected: list[Rejection],
 ) -> tuple[list[RenderedSection], dict[str, list[str]]]:
-    """Sections longer than a sample are split at pair boundaries (each part repeats the chunk) or rejected."""
+    """Sections longer than a sample are split (or rejected, with `oversize="reject"`).
+
+    A section whose chunk leaves room for pairs is split at pair boundaries: parts = the chunk + a
+    run of pairs. A chunk too long for that (a 100k-token chunk in a 65,536-token stage) is cut into
+    pieces at paragraph (else line) ends, each piece carrying the pairs whose evidence lies inside it
+    (known evidence only; the other pairs stay in the pool for longer samples).
+    """
     items: list[RenderedSection] = []
     split_parts: dict[str, list[str]] = {}
     for r in rendered:
@@ -513,6 +521,20 @@ def _fit_to_capacity(
         if config.oversize == "reject":
             rejected.append(Rejection(r.section_id, f"longer than a sample ({r.length:,} > {capacity:,})", r.length))
             continue
+        head = int(r.target_spans[0][0]) if len(r.target_spans) else r.length
+        if head > capacity // 2 and renderer.evidence:
+            pieces = _pieces_by_evidence(r, head, capacity, renderer)
+            parts: list[RenderedSection] = []
+            for piece in pieces:
+                if piece.length <= capacity:
+                    parts.append(piece)
+                else:
+                    more, _ = _split(piece, capacity, renderer)
+                    parts += more
+            if parts:
+                items.extend(parts)
+                split_parts[r.section_id] = [p.section_id for p in parts]
+                continue
         parts, reason = _split(r, capacity, renderer)
         if reason:
             rejected.append(Rejection(r.section_id, reason, r.length))
@@ -520,6 +542,41 @@ def _fit_to_capacity(
         items.extend(parts)
         split_parts[r.section_id] = [p.section_id for p in parts]
     return items, split_parts
+
+
+_PIECE_BREAK_RE = re.compile(r"\n[^\S\n]*\n+|\n+")
+
+
+def _pieces_by_evidence(
+    r: RenderedSection, head_tokens: int, capacity: int, renderer: SectionRenderer
+) -> list[RenderedSection]:
+    """Consecutive pieces of the chunk (about a third of a sample each), with the pairs whose evidence is inside."""
+    s = r.section
+    text = s.text
+    chars_per_token = max(len(text) / max(head_tokens, 1), 0.5)
+    target = int(capacity / 3 * chars_per_token)
+    bounds = [0]
+    for m in _PIECE_BREAK_RE.finditer(text):
+        if m.end() - bounds[-1] >= target and m.end() < len(text):
+            bounds.append(m.end())
+    bounds.append(len(text))
+    spans = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if text[a:b].strip()]
+    assigned: dict[int, list] = {}
+    for p in s.pairs:
+        ev = renderer.evidence.get(p.pair_id)
+        if not ev:
+            continue
+        lo, hi = min(a for a, _ in ev), max(b for _, b in ev)
+        k = next((i for i, (a, b) in enumerate(spans) if a <= lo and hi <= b), None)
+        if k is not None:
+            assigned.setdefault(k, []).append(p)
+    pieces = []
+    for k, pairs in sorted(assigned.items()):
+        a, b = spans[k]
+        piece = replace(s, section_id=f"{s.section_id}@{k + 1}", text=text[a:b], pairs=tuple(pairs))
+        renderer.text_offsets[piece.section_id] = a
+        pieces.append(renderer.render_one(piece))
+    return pieces
 
 
 def _split(r: RenderedSection, capacity: int, renderer: SectionRenderer) -> tuple[list[RenderedSection], str]:

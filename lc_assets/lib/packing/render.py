@@ -137,6 +137,8 @@ class SectionRenderer:
         self.tok = tokenizer
         self.config = config
         self.evidence = evidence or {}
+        #: chunk pieces ("<id>@k"): where their text starts in the chunk (evidence spans are chunk-relative)
+        self.text_offsets: dict[str, int] = {}
         self._skeletons: dict[int, list[str]] = {}
         self._piece_ids: dict[str, np.ndarray] = {}
         first = self._render_skeleton(0)
@@ -361,7 +363,11 @@ class SectionRenderer:
         if not self.evidence or offsets is None or not len(offsets):
             return out
         starts = np.fromiter((o[0] for o in offsets), dtype=np.int64, count=len(offsets))
-        lead = len(section.text) - len(section.text.lstrip())
+        lead = (
+            len(section.text)
+            - len(section.text.lstrip())
+            + self.text_offsets.get(re.split(r"[#/]", section.section_id, maxsplit=1)[0], 0)
+        )
         n_chunk = len(section.text.strip())
         for j, (pair, (answer_start, _)) in enumerate(zip(section.pairs, targets, strict=False)):
             spans = [c0 - lead for c0, _ in self.evidence.get(pair.pair_id, ()) if 0 <= c0 - lead < n_chunk]
