@@ -368,6 +368,7 @@ def _mode_row(res, seconds: float) -> dict:
         "fill_mean": round(m.fill_mean, 6),
         "fill_min": round(m.fill_min, 6),
         "documents_per_sample": round(m.documents_per_sample, 2),
+        "main_document_share": round(m.main_document_share, 3),
         "cuts_by_kind": m.cuts_by_kind,
         "pairs": m.n_pairs,
         "dependency_tokens": {k: round(v) for k, v in m.dependency.items()},

@@ -66,6 +66,8 @@ class PackingMetrics:
     packable_tokens: int = 0  # rendered pool after rejections and splits
     source_tokens: dict[str, int] = field(default_factory=dict)
     documents_per_sample: float = 0.0
+    #: mean share of a sample's real tokens that come from its largest document (1.0: one document per sample)
+    main_document_share: float = 0.0
     n_pairs: int = 0  # QA pairs in the samples
     #: dependency distance (answer -> farthest evidence, tokens) over the pairs with known evidence
     dependency: dict[str, float] = field(default_factory=dict)

@@ -757,3 +757,11 @@ def _fill_metrics(
     m.n_pairs = sum(s.n_pairs for s in samples)
     m.dependency = distance_summary(np.concatenate([s.dependency_distances for s in samples]) if samples else [])
     m.documents_per_sample = float(np.mean([len(set(s.document_ids)) for s in samples])) if samples else 0.0
+    m.main_document_share = float(np.mean([_main_share(s) for s in samples])) if samples else 0.0
+
+
+def _main_share(sample: PackedSample) -> float:
+    tokens: Counter[str] = Counter()
+    for doc, (a, b) in zip(sample.document_ids, sample.section_spans, strict=True):
+        tokens[doc] += int(b - a)
+    return max(tokens.values()) / max(sample.num_real_tokens, 1)

@@ -200,6 +200,7 @@ def stage_summary(stage: StageOutcome) -> dict[str, Any]:
         "fill_min": round(m.fill_min, 6) if m else 0.0,
         "sections_packed": m.n_sections_packed if m else 0,
         "documents_per_sample": round(m.documents_per_sample, 2) if m else 0.0,
+        "main_document_share": round(m.main_document_share, 3) if m else 0.0,
         "cuts_by_kind": m.cuts_by_kind if m else {},
         "leftover_sections": m.n_leftover_sections if m else 0,
         "rejected_by_reason": m.rejected_by_reason if m else {},
