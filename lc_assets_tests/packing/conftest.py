@@ -65,8 +65,13 @@ def pool_factory():
     return make_pool
 
 
-def seed_lineage(store, sections: list[Section], generation_hash: str = "gen-a", run_id: str = "seed") -> None:
-    """Store documents, chunks, finished sections, their pairs and prompts as the upstream stages would."""
+def seed_lineage(
+    store, sections: list[Section], generation_hash: str = "gen-a", run_id: str = "seed", max_paragraph_tokens=10_000
+) -> None:
+    """Store documents, chunks, finished sections, their pairs and prompts as the upstream stages would.
+
+    Pair j's prompt shows paragraph j (mod n) of its chunk, split as generation splits long ones.
+    """
     import json
 
     from lc_assets.lib.generation.masking import split_paragraphs
@@ -91,7 +96,7 @@ def seed_lineage(store, sections: list[Section], generation_hash: str = "gen-a",
                 backend="b", run_id=run_id,
             )
         )  # fmt: skip
-        paragraphs = split_paragraphs(s.text, lambda xs: [len(x) // 4 for x in xs], 10_000)
+        paragraphs = split_paragraphs(s.text, lambda xs: [len(x) // 4 for x in xs], max_paragraph_tokens)
         for j, p in enumerate(s.pairs):
             shown = paragraphs[j % len(paragraphs)]
             prompt_id = f"{s.section_id}:{p.step}"

@@ -119,14 +119,17 @@ def _metadata(run: PackingRun) -> dict:
 
 
 def _stage_table(rows: list[dict]) -> str:
-    head = "| tokens | quota | pool | samples | fill mean | fill min | sections | docs/sample | pairs | dep. median |"
+    head = (
+        "| tokens | quota | pool | samples | fill mean | fill min | sections | docs/sample | main doc share | pairs "
+        "| dep. median |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         median = f"{r['dependency_median']:,.0f}" if r["dependency_median"] is not None else "-"
         lines.append(
             f"| {r['sample_tokens']:,} | {r['quota'] or '-'} | {r['pool_sections']} | {r['samples']} | "
             f"{r['fill_mean']:.5f} | {r['fill_min']:.5f} | {r['sections_packed']} | {r['documents_per_sample']} | "
-            f"{r['pairs']} | {median} |"
+            f"{r['main_document_share']} | {r['pairs']} | {median} |"
         )
     return "\n".join(lines)
 

@@ -34,31 +34,44 @@ def _no_count(texts: Sequence[str]) -> list[int]:
     return [0] * len(texts)  # every paragraph "fits": split_paragraphs then splits nothing
 
 
-def paragraph_spans(chunk_text: str, paragraph_ids: Iterable[str], shown_text: str = "") -> Spans:
-    """Chunk char spans of the paragraphs with these ids, in document order (unlocatable ids left out).
+class ChunkParagraphs:
+    """A chunk's blank-line paragraphs by text hash (built once per chunk, shared by its pairs)."""
 
-    Ids come in document order, so each is looked for after the previous one (repeated text resolves
-    to the right occurrence).
-    """
-    by_hash: dict[str, list[tuple[int, int]]] = {}
-    for p in split_paragraphs(chunk_text, _no_count, 1):
-        by_hash.setdefault(_sha8(p.text), []).append((p.char_start, p.char_end))
-    pieces: dict[str, str] | None = None
-    out: Spans = []
-    cursor = 0
-    for pid in paragraph_ids:
-        h = pid.rsplit("-", 1)[-1]
-        span = next((sp for sp in by_hash.get(h, ()) if sp[0] >= cursor), None)
-        if span is None:
-            if pieces is None:
-                pieces = {_sha8(part.strip()): part.strip() for part in shown_text.split("\n\n") if part.strip()}
-            piece = pieces.get(h)
-            at = chunk_text.find(piece, cursor) if piece else -1
-            span = (at, at + len(piece)) if piece and at >= 0 else None
-        if span is not None:
-            out.append(span)
-            cursor = span[1]
-    return out
+    def __init__(self, chunk_text: str) -> None:
+        self.text = chunk_text
+        self.by_hash: dict[str, list[tuple[int, int]]] = {}
+        for p in split_paragraphs(chunk_text, _no_count, 1):
+            self.by_hash.setdefault(_sha8(p.text), []).append((p.char_start, p.char_end))
+
+    def spans(self, paragraph_ids: Iterable[str], shown_text: str | None = None) -> Spans | None:
+        """Spans of the ids in document order; None if some id needs the prompt text and none was given.
+
+        Ids come in document order, so each is looked for after the previous one (repeated text
+        resolves to the right occurrence). Ids still not found with the prompt text are left out.
+        """
+        pieces: dict[str, str] | None = None
+        out: Spans = []
+        cursor = 0
+        for pid in paragraph_ids:
+            h = pid.rsplit("-", 1)[-1]
+            span = next((sp for sp in self.by_hash.get(h, ()) if sp[0] >= cursor), None)
+            if span is None:
+                if shown_text is None:
+                    return None
+                if pieces is None:
+                    pieces = {_sha8(part.strip()): part.strip() for part in shown_text.split("\n\n") if part.strip()}
+                piece = pieces.get(h)
+                at = self.text.find(piece, cursor) if piece else -1
+                span = (at, at + len(piece)) if piece and at >= 0 else None
+            if span is not None:
+                out.append(span)
+                cursor = span[1]
+        return out
+
+
+def paragraph_spans(chunk_text: str, paragraph_ids: Iterable[str], shown_text: str = "") -> Spans:
+    """Chunk char spans of the paragraphs with these ids, in document order (unlocatable ids left out)."""
+    return ChunkParagraphs(chunk_text).spans(paragraph_ids, shown_text) or []
 
 
 def _table_exists(store: LineageStore, name: str) -> bool:
@@ -82,13 +95,32 @@ def load_evidence(store: LineageStore, sections: Sequence[Section]) -> tuple[dic
         counts["qa_evidence"] = len(found)
     missing = [p for p in pair_ids if p not in found]
     if missing:
-        text_of = {p.pair_id: s.text for s in sections for p in s.pairs}
-        for pid, paragraph_ids, record in store.query(
-            """SELECT q.pair_id, m.paragraph_ids, m.record FROM qa_pairs q JOIN masked_prompts m USING (prompt_id)
+        section_of = {p.pair_id: s for s in sections for p in s.pairs}
+        chunks: dict[str, ChunkParagraphs] = {}
+        need_prompt: list[str] = []
+        for pid, paragraph_ids in store.query(
+            """SELECT q.pair_id, m.paragraph_ids FROM qa_pairs q JOIN masked_prompts m USING (prompt_id)
                WHERE q.pair_id IN (SELECT unnest(?::VARCHAR[]))""",
             [missing],
         ):
-            spans = paragraph_spans(text_of[pid], paragraph_ids or [], _user_text(record))
+            section = section_of[pid]
+            paragraphs = chunks.setdefault(section.chunk_id, ChunkParagraphs(section.text))
+            spans = paragraphs.spans(paragraph_ids or [])
+            if spans is None:
+                need_prompt.append(pid)  # a piece of a split paragraph: its text is in the prompt only
+            elif spans:
+                found[pid] = spans
+                counts["shown_paragraphs"] += 1
+        for pid, paragraph_ids, record in (
+            store.query(
+                """SELECT q.pair_id, m.paragraph_ids, m.record FROM qa_pairs q JOIN masked_prompts m USING (prompt_id)
+               WHERE q.pair_id IN (SELECT unnest(?::VARCHAR[]))""",
+                [need_prompt],
+            )
+            if need_prompt
+            else ()
+        ):
+            spans = chunks[section_of[pid].chunk_id].spans(paragraph_ids or [], _user_text(record))
             if spans:
                 found[pid] = spans
                 counts["shown_paragraphs"] += 1
