@@ -63,6 +63,8 @@ def packed_documents(
             lock_timeout_s=config.lock_timeout_s,
         )
     except NoSectionsError as exc:
+        if cfg.generation_config_hash:  # an explicit config that has no finished sections is a config error
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         context.log.warning(str(exc))
         yield dg.MaterializeResult(metadata={"samples": 0, "message": str(exc)})
         for name in CHECKS:
