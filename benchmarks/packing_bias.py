@@ -352,7 +352,10 @@ def modes(entries: list[str] | None, seed: int) -> dict:
         res = pack_sections(pool, tok, cfg, evidence=evidence, max_samples=quota)
         row = _mode_row(res, 0.0)
         row.update(
-            sample_tokens=n, quota=quota, deferred_longer_than_sample=sum(res.metrics.rejected_by_reason.values())
+            sample_tokens=n,
+            quota=quota,
+            chunk_pieces=sum(1 for v in res.split_parts.values() for p in v if "@" in p),
+            not_packed=sum(res.metrics.rejected_by_reason.values()),
         )
         curriculum.append(row)
         used = {base_section_id(p.section.section_id) for smp in res.samples for p in smp.placed}
