@@ -247,6 +247,35 @@ CREATE TABLE IF NOT EXISTS packed_sample_sections (
     config_hash VARCHAR NOT NULL,
     PRIMARY KEY (sample_id, position)
 );
+-- packing (issue 13): which pool a row belongs to, which pairs of a section an item used or dropped
+ALTER TABLE packed_samples ADD COLUMN IF NOT EXISTS pool_key VARCHAR;
+ALTER TABLE packed_samples ADD COLUMN IF NOT EXISTS generation_config_hash VARCHAR;
+ALTER TABLE packed_samples ADD COLUMN IF NOT EXISTS tokenizer VARCHAR;
+ALTER TABLE packed_samples ADD COLUMN IF NOT EXISTS n_pairs INTEGER;
+ALTER TABLE packed_samples ADD COLUMN IF NOT EXISTS dependency_median DOUBLE;
+ALTER TABLE packed_sample_sections ADD COLUMN IF NOT EXISTS pool_key VARCHAR;
+ALTER TABLE packed_sample_sections ADD COLUMN IF NOT EXISTS used_pair_ids VARCHAR[];
+ALTER TABLE packed_sample_sections ADD COLUMN IF NOT EXISTS dropped_pair_ids VARCHAR[];
+ALTER TABLE packed_sample_sections ADD COLUMN IF NOT EXISTS run_id VARCHAR;
+
+-- one row per packing run and stage: what it packed from which pool, where the files are
+CREATE TABLE IF NOT EXISTS packing_runs (
+    run_id VARCHAR NOT NULL,
+    sample_tokens BIGINT NOT NULL,         -- the stage
+    pool_key VARCHAR NOT NULL,             -- (pool name, generation config, target tokenizer)
+    pool VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,          -- packing config of the stage
+    generation_config_hash VARCHAR NOT NULL,
+    tokenizer VARCHAR NOT NULL,            -- vocabulary + chat template identity
+    mode VARCHAR NOT NULL,
+    n_samples INTEGER NOT NULL,
+    output_dir VARCHAR,                    -- published folder (NULL when no sample was made)
+    message VARCHAR NOT NULL,
+    metrics JSON NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (run_id, sample_tokens)
+);
+
 CREATE TABLE IF NOT EXISTS ruler_samples (
     sample_key VARCHAR PRIMARY KEY,        -- tasks_config_hash:task:length:index
     config_hash VARCHAR NOT NULL,
