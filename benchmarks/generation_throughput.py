@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lineage_fixture import SHARD, seeded_catalog  # noqa: E402
 
+from lc_assets.lib.corpus.lineage import latest_chunk_config  # noqa: E402
 from lc_assets.lib.generation.backend import GenerationBackend, GenerationRequest  # noqa: E402
 from lc_assets.lib.generation.config import GenerationConfig, GeneratorIdentity  # noqa: E402
 from lc_assets.lib.generation.prompts import qa_json_schema  # noqa: E402
 from lc_assets.lib.generation.run import grow_sections  # noqa: E402
 from lc_assets.lib.lineage.generation import (  # noqa: E402
-    latest_chunk_config,
     rebuild_prompt,
     sections_to_grow,
     sent_prompts,

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from lc_assets.defs.chunks.assets import chunk_shard
 from lc_assets.defs.corpus.assets import ingest_shard
+from lc_assets.defs.filters.assets import filter_shard
 from lc_assets.defs.resources import TokenizerResource
 from lc_assets.lib.chunking import ChunkingConfig
+from lc_assets.lib.corpus.quality import FilterConfig
 from lc_assets.lib.corpus.sources import SourceSpec
 from lc_assets.lib.lineage import LineageStore
 
@@ -25,7 +27,7 @@ CHUNKING = ChunkingConfig(min_tokens=50_000, max_tokens=150_000)
 
 
 def _template(cache_dir: Path) -> Path:
-    path = cache_dir / f"template-{CHUNKING.config_hash()}.duckdb"
+    path = cache_dir / f"template-v2-{CHUNKING.config_hash()}.duckdb"
     if path.is_file():
         return path
     tmp = path.with_suffix(".building")
@@ -33,6 +35,7 @@ def _template(cache_dir: Path) -> Path:
     store = LineageStore(tmp)
     spec = SourceSpec(kind="embedded", entries=ENTRIES)
     ingest_shard(SHARD, spec, store, TokenizerResource(), "bench-ingest", 1 << 26)
+    filter_shard(SHARD, store, FilterConfig(), "bench-filter")
     chunk_shard(SHARD, store, TokenizerResource(), CHUNKING, "bench-chunks")
     tmp.rename(path)
     return path
@@ -51,15 +54,18 @@ def seeded_catalog(path: Path, n_chunks: int, cache_dir: Path) -> LineageStore:
         # benchmark fixture only: copies of real chunks under new ids, so there are enough sections
         con.execute(
             """INSERT INTO chunks
-               SELECT c.chunk_id || '-copy' || r.k, c.document_id, c.config_hash, c.shard, c.chunk_index,
-                      c.char_start, c.char_end, c.token_start, c.token_end, c.n_tokens, c.cut_kind, c.tokenizer,
-                      c.text, c.run_id, c.created_at
-               FROM chunks c, range(1, ?) r(k)""",
+               SELECT c.* REPLACE (c.chunk_id || '-copy' || r.k AS chunk_id) FROM chunks c, range(1, ?) r(k)""",
             [-(-n_chunks // have)],
         )
         con.execute(
             """DELETE FROM chunks WHERE chunk_id NOT IN (
                    SELECT chunk_id FROM chunks ORDER BY chunk_id LIMIT ?)""",
             [n_chunks],
+        )
+        con.execute("DELETE FROM shard_chunks")  # the shard uses exactly these chunks
+        con.execute(
+            """INSERT INTO shard_chunks (shard, config_hash, chunk_id, document_id, run_id)
+               SELECT ?, config_hash, chunk_id, document_id, 'bench-copies' FROM chunks""",
+            [SHARD],
         )
     return store

@@ -36,13 +36,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lineage_fixture import SHARD, seeded_catalog  # noqa: E402
 
+from lc_assets.lib.corpus.lineage import latest_chunk_config  # noqa: E402
 from lc_assets.lib.generation.backend import GenerationBackend, GenerationRequest, GenerationResult  # noqa: E402
 from lc_assets.lib.generation.config import GenerationConfig, GeneratorIdentity  # noqa: E402
 from lc_assets.lib.generation.records import GenerationSummary, MemorySink  # noqa: E402
 from lc_assets.lib.generation.run import grow_sections  # noqa: E402
 from lc_assets.lib.generation.scheduler import GenerationScheduler  # noqa: E402
 from lc_assets.lib.lineage.catalog import merge_pending  # noqa: E402
-from lc_assets.lib.lineage.generation import iter_section_tasks, latest_chunk_config, sections_to_grow  # noqa: E402
+from lc_assets.lib.lineage.generation import iter_section_tasks, sections_to_grow  # noqa: E402
 from lc_assets.lib.tokenizer import TextTokenizer, load_tokenizer  # noqa: E402
 
 _WORDS = ("section", "chunk", "paragraph", "answer", "token", "model", "engine", "request", "lineage", "commit")

@@ -13,16 +13,19 @@ from pathlib import Path
 
 from lc_assets.defs.chunks.assets import chunk_shard
 from lc_assets.defs.corpus.assets import ingest_shard
+from lc_assets.defs.filters.assets import filter_shard
 from lc_assets.defs.generation.resources import GeneratorResource
 from lc_assets.defs.resources import TokenizerResource
 from lc_assets.lib.chunking import ChunkingConfig
+from lc_assets.lib.corpus.lineage import latest_chunk_config
+from lc_assets.lib.corpus.quality import FilterConfig
 from lc_assets.lib.corpus.sources import SourceSpec
 from lc_assets.lib.generation.backend import GenerationRequest
 from lc_assets.lib.generation.config import GenerationConfig, GeneratorIdentity
 from lc_assets.lib.generation.run import RunResult, grow_sections
 from lc_assets.lib.lineage import LineageStore
 from lc_assets.lib.lineage.catalog import merge_pending
-from lc_assets.lib.lineage.generation import latest_chunk_config, sections_to_grow
+from lc_assets.lib.lineage.generation import sections_to_grow
 from lc_assets_tests.foundation.conftest import make_text
 from lc_assets_tests.generation.conftest import small_config
 from lc_assets_tests.generation.doubles import Reply, ScriptedBackend, unique_reply
@@ -38,8 +41,9 @@ def seed_shard(catalog: LineageStore, shard: str, folder: Path, n_books: int, se
         (folder / f"book{i}.txt").write_text(make_text(seed + i, 40))
     spec = SourceSpec(kind="local", path=str(folder), license="CC0-1.0")
     ingest_shard(shard, spec, catalog, TokenizerResource(), f"ingest-{shard}", 1 << 20)
+    filter_shard(shard, catalog, FilterConfig(), f"filter-{shard}")
     chunk_shard(shard, catalog, TokenizerResource(), CHUNKING, f"chunks-{shard}")
-    return catalog.scalar("SELECT count(*) FROM chunks WHERE shard = ?", [shard])
+    return catalog.scalar("SELECT count(*) FROM shard_chunks WHERE shard = ?", [shard])
 
 
 def config(commit_every: int = 3) -> GenerationConfig:

@@ -12,10 +12,11 @@ import pytest
 
 from lc_assets.cli import main
 from lc_assets.defs.resources import TokenizerResource
+from lc_assets.lib.corpus.lineage import latest_chunk_config
 from lc_assets.lib.generation.run import grow_sections
 from lc_assets.lib.lineage import LineageStore
 from lc_assets.lib.lineage.catalog import merge_pending, merge_run_file, pending_run_files
-from lc_assets.lib.lineage.generation import latest_chunk_config, rebuild_prompt, sections_to_grow
+from lc_assets.lib.lineage.generation import rebuild_prompt, sections_to_grow
 from lc_assets.lib.lineage.writer import LineageWriter
 from lc_assets_tests.generation.doubles import ScriptedBackend
 from lc_assets_tests.lineage.run_worker import STEPS, config, grow_shard, seed_shard

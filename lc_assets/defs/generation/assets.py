@@ -16,11 +16,12 @@ from pydantic import Field, ValidationError, create_model
 from lc_assets.defs.generation.resources import GeneratorResource
 from lc_assets.defs.partitions import corpus_shards
 from lc_assets.defs.resources import LineageStoreResource, TokenizerResource
+from lc_assets.lib.corpus.lineage import latest_chunk_config
 from lc_assets.lib.generation.config import GenerationConfig, GeneratorIdentity
 from lc_assets.lib.generation.records import ProgressEvent
 from lc_assets.lib.generation.run import grow_sections, run_until_stopped
 from lc_assets.lib.lineage.catalog import merge_pending
-from lc_assets.lib.lineage.generation import SectionDescriptor, generation_stats, latest_chunk_config, sections_to_grow
+from lc_assets.lib.lineage.generation import SectionDescriptor, generation_stats, sections_to_grow
 
 GPU_RUN_TAG = {"lc_assets/gpu": "true"}
 

@@ -42,14 +42,6 @@ def record_generation_config(store: LineageStore, config: GenerationConfig, run_
     return config_hash
 
 
-def latest_chunk_config(store: LineageStore, shard: str) -> str | None:
-    """The chunking config most recently used on a shard."""
-    return store.scalar(
-        "SELECT config_hash FROM chunks WHERE shard = ? GROUP BY config_hash ORDER BY max(created_at) DESC LIMIT 1",
-        [shard],
-    )
-
-
 @dataclass(frozen=True)
 class SectionDescriptor:
     """A section to grow, without its text (loaded page by page when the section is admitted)."""
@@ -67,12 +59,14 @@ def sections_to_grow(
     store: LineageStore, shard: str, chunk_config_hash: str, generation_hash: str
 ) -> tuple[list[SectionDescriptor], int]:
     """The shard's sections under this generation config not finished yet, and how many are finished."""
+    # the chunks the shard uses (`shard_chunks`: its own and those of documents it shares), without text
     rows = store.query(
         """SELECT c.chunk_id, c.document_id, d.source, d.license, c.n_tokens,
                   s.finish_reason IS NOT NULL AS finished
-           FROM chunks c JOIN documents d USING (document_id)
+           FROM shard_chunks m JOIN chunks c ON c.chunk_id = m.chunk_id
+           JOIN documents d ON d.document_id = c.document_id
            LEFT JOIN sections s ON s.chunk_id = c.chunk_id AND s.config_hash = ?
-           WHERE c.shard = ? AND c.config_hash = ? ORDER BY c.document_id, c.chunk_index, c.chunk_id""",
+           WHERE m.shard = ? AND m.config_hash = ? ORDER BY c.document_id, c.chunk_index, c.chunk_id""",
         [generation_hash, shard, chunk_config_hash],
     )
     todo = [
