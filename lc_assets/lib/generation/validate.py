@@ -434,7 +434,13 @@ def _find_segment(seg: str, win: _Window, threshold: float, after: int = 0) -> t
     res = fuzz.partial_ratio_alignment(seg, hay, score_cutoff=threshold)
     if res is None or res.score < threshold:
         return None
-    return after + res.dest_start, after + res.dest_end, float(res.score)
+    # the alignment may stop inside a word where the model changed punctuation: widen to whole words
+    start, end = after + res.dest_start, after + res.dest_end
+    while start > 0 and win.norm[start - 1].isalnum() and win.norm[start].isalnum():
+        start -= 1
+    while end < len(win.norm) and win.norm[end - 1].isalnum() and win.norm[end].isalnum():
+        end += 1
+    return start, end, float(res.score)
 
 
 def locate_quote(quote: str, windows: Sequence[_Window], threshold: float) -> tuple[int, int, int, float] | None:
@@ -506,11 +512,13 @@ def _derived(pool_numbers: set[str]) -> set[str]:
 
 def sentence_support(sentence: str, pool: set[str], pool_numbers: set[str]) -> tuple[float, list[str]]:
     """Share of the sentence's content words in ``pool`` (0 if one of its numbers is missing), and the misses."""
-    missing_numbers = sorted(numbers(sentence) - pool_numbers)
+    found_numbers = numbers(sentence)
+    missing_numbers = sorted(found_numbers - pool_numbers)
     if missing_numbers:
         missing_numbers = sorted(set(missing_numbers) - _derived(pool_numbers))
+    supported_numbers = found_numbers - set(missing_numbers)
     cw = content_words(sentence)
-    misses = [w for w in cw if w not in pool]
+    misses = [w for w in cw if w not in pool and w not in supported_numbers]
     share = 1.0 if not cw else 1.0 - len(misses) / len(cw)
     if missing_numbers:
         return 0.0, missing_numbers + misses
