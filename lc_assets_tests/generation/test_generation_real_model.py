@@ -30,7 +30,7 @@ Visitors can climb 112 steps to the lantern room, which holds the original Fresn
 @pytest.fixture(scope="module")
 def local():
     # 1 thread: with 2 threads llama.cpp stalls badly when other processes share the 2 cores (measured 80x)
-    backend = LocalLlamaBackend(n_parallel=2, n_ctx_per_slot=1024, n_threads=1)
+    backend = LocalLlamaBackend(model="smollm2-135m", n_parallel=2, n_ctx_per_slot=1024, n_threads=1)
     yield backend
     backend.close()
 
