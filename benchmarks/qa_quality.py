@@ -29,7 +29,14 @@ from lc_assets.lib.corpus.documents import RawDocument
 from lc_assets.lib.corpus.embedded import iter_embedded
 from lc_assets.lib.generation.backend import GenerationRequest
 from lc_assets.lib.generation.local_backend import LocalBackendConfig, LocalLlamaBackend
-from lc_assets.lib.generation.masking import Mask, Paragraph, SectionMasker, sample_earlier_pairs, split_paragraphs
+from lc_assets.lib.generation.masking import (
+    Mask,
+    Paragraph,
+    SectionMasker,
+    sample_earlier_pairs,
+    split_paragraphs,
+    windows_of,
+)
 from lc_assets.lib.generation.prompts import INSTRUCTION_TEXTS, fit_prompt, qa_json_schema, suggest_kind
 from lc_assets.lib.generation.validate import ValidationConfig, validate_output
 from lc_assets.lib.sections import QAPair
@@ -184,6 +191,57 @@ def run_model(name: str, path: str | None, masks, args: argparse.Namespace, out_
     return summary
 
 
+def revalidate(name: str, masks, args: argparse.Namespace, out_dir: Path) -> dict:
+    """Re-judge the stored raw outputs of ``name`` with the current validation (no model run).
+
+    The masks are rebuilt (deterministic); the shown windows are the stored ones, so a change to
+    the checks can be measured on the same real outputs.
+    """
+    vcfg = ValidationConfig(max_question_chars=args.max_question_chars, max_answer_chars=args.max_answer_chars)
+    by_doc = {doc.source: paras for doc, _, paras, _ in masks}
+    rows = [json.loads(line) for line in (out_dir / f"{name}.jsonl").read_text().splitlines()]
+    accepted: dict[str, list[QAPair]] = {}
+    for row in rows:
+        paras = by_doc[row["doc"]]
+        shown = [p for p in paras if any(s <= p.char_start and p.char_end <= e for s, e in row["windows"])]
+        done = accepted.setdefault(row["doc"], [])
+        verdict = validate_output(
+            row["raw"],
+            windows_of(shown),
+            earlier=done,
+            long_range=row["long_range"],
+            instructions=INSTRUCTION_TEXTS,
+            config=vcfg,
+        )
+        if verdict.ok:
+            done.append(verdict.to_pair(f"{row['doc']}:{row['step']}", row["step"]))
+        row.update(
+            ok=verdict.ok,
+            reason=verdict.reason,
+            detail=verdict.detail,
+            question=verdict.question,
+            answer=verdict.answer,
+            kind=verdict.kind,
+            support=verdict.support,
+            spans=[[sp.char_start, sp.char_end, sp.score] for sp in verdict.spans],
+        )
+    with (out_dir / f"{name}.jsonl").open("w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    ok = [r for r in rows if r["ok"]]
+    return {
+        "model": name,
+        "attempts": len(rows),
+        "accepted": len(ok),
+        "accepted_share": round(len(ok) / len(rows), 3) if rows else 0.0,
+        "rejections": dict(Counter(r["reason"] for r in rows if not r["ok"]).most_common()),
+        "kinds": dict(Counter(r["kind"] for r in ok).most_common()),
+        "cpu_s_per_attempt": round(sum(r["cpu_s"] for r in rows) / max(1, len(rows)), 1),
+        "cpu_s_per_accepted": round(sum(r["cpu_s"] for r in rows) / max(1, len(ok)), 1),
+        "wall_s_per_accepted": round(sum(r["wall_s"] for r in rows) / max(1, len(ok)), 1),
+    }
+
+
 def reading_sheet(out_dir: Path, names: list[str], masks) -> None:
     """Markdown: each accepted pair with every quote highlighted in the chunk text around it."""
     texts = {doc.source: text for doc, text, _, _ in masks}
@@ -225,9 +283,16 @@ def main() -> None:
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("data/bench/qa_quality"))
+    ap.add_argument("--revalidate", action="store_true", help="re-judge stored outputs with the current checks")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     masks = fixed_masks(load_chunks(args.docs, args.chunk_chars), args.steps, args)
+    if args.revalidate:
+        names = [spec.partition("=")[0] for spec in args.model]
+        for name in names:
+            print(json.dumps(revalidate(name, masks, args, args.out), indent=2))
+        reading_sheet(args.out, names, masks)
+        return
     summaries = []
     names = []
     for spec in args.model:

@@ -43,7 +43,8 @@ def test_messages_show_excerpts_and_earlier_questions(target_tokenizer):
 def test_kind_long_range_and_title_shape_the_task(target_tokenizer):
     paras = split_paragraphs(make_chunk(10), target_tokenizer.count_batch, 512)
     numeric = build_messages([paras[1]], len(paras), [], kind="numeric", title="PostgreSQL Functions")[1]["content"]
-    assert numeric.startswith("Document: PostgreSQL Functions") and KIND_HINTS["numeric"] in numeric
+    assert numeric.startswith("The excerpts come from the document titled 'PostgreSQL Functions'")
+    assert KIND_HINTS["numeric"] in numeric
     long = build_messages([paras[1], paras[8]], len(paras), [], long_range=True)[1]["content"]
     assert "BOTH" in long and "far apart" in long
     with pytest.raises(ValueError, match="unknown question kind"):

@@ -86,6 +86,14 @@ def test_quote_over_a_paragraph_break_and_altered_punctuation_maps_to_the_chunk(
     (span,) = res.spans
     assert 90 <= span.score < 100
     assert "kerosene.\n\nThe keeper, Thomas Reed" in CHUNK[span.char_start : span.char_end]
+    labelled = check(  # the prompt's own "Excerpt 1:" label copied into the quote is not held against it
+        out("Who kept the Carrow Point light?", "Thomas Reed.", ["Excerpt 1: The keeper, Thomas Reed, kept the light"])
+    )
+    assert labelled.ok, labelled.failure
+    identifier = check(  # a long identifier is a quote; a short word is not
+        out("Which asyncio method raises when the transport is closed?", "_check_closed.", ["def _check_closed(self)"])
+    )
+    assert identifier.ok, identifier.failure
     elided = check(
         out(
             "What did the village use to rebuild the northern pier?",

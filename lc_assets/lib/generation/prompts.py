@@ -40,8 +40,8 @@ SYSTEM_PROMPT = (
     "You write reading-comprehension training data. You are shown excerpts of a long document; each "
     'starts with "Excerpt N:" and the marker {marker} stands where text was skipped. Reply with ONE JSON '
     "object whose keys come in this order:\n"
-    '1. "evidence": one to {max_quotes} short quotes copied word for word from the excerpts (a sentence or '
-    "a line each): the facts your answer rests on.\n"
+    '1. "evidence": one to {max_quotes} short quotes copied word for word from the excerpts\' text (a sentence '
+    'or a line each; never the title or an "Excerpt N:" label): the facts your answer rests on.\n'
     '2. "question": one question that the quotes answer. It must stand alone: name its subject (the '
     "function, command, option, term or person) so that a reader who never saw the excerpts understands "
     'it. Never write "the excerpt", "the text", "the passage", "the snippet" or "the given code".\n'
@@ -162,7 +162,7 @@ def build_messages(
     else:
         task = TASK_ANY
     user = USER_TEMPLATE.format(
-        title=f"Document: {title}\n\n" if title else "",
+        title=f"The excerpts come from the document titled {title!r}.\n\n" if title else "",
         context=context,
         earlier=render_earlier_pairs(earlier_pairs),
         task=task,

@@ -61,7 +61,10 @@ class ValidationConfig(StepConfig):
     max_question_chars: int = Field(250, ge=16, le=4000, description="Longest question kept.")
     max_answer_chars: int = Field(600, ge=16, le=20000, description="Longest answer kept.")
     max_quote_chars: int = Field(300, ge=20, le=4000, description="Longest evidence quote kept.")
-    min_quote_words: int = Field(3, ge=1, le=20, description="Shorter quotes ground nothing ('the', 'None').")
+    min_quote_words: int = Field(
+        3, ge=1, le=20, description="A quote needs this many words or min_quote_chars ('the', 'None' ground nothing)."
+    )
+    min_quote_chars: int = Field(20, ge=1, le=200, description="...or this many characters (a long identifier).")
     fuzzy_threshold: float = Field(
         90.0, ge=50.0, le=100.0, description="rapidfuzz partial_ratio a quote needs when not found exactly."
     )
@@ -419,8 +422,12 @@ def _prepare_windows(windows: Sequence[MaskWindow]) -> list[_Window]:
     return out
 
 
+_EXCERPT_LABEL = re.compile(r"^\s*excerpt\s+\d+\s*:\s*", re.IGNORECASE)
+
+
 def _strip_quote(quote: str) -> str:
-    return quote.strip().strip("\"'`“”‘’").strip()
+    """The quote without wrapping quote marks and without the prompt's own "Excerpt N:" label."""
+    return _EXCERPT_LABEL.sub("", quote.strip().strip("\"'`“”‘’").strip())
 
 
 def _find_segment(seg: str, win: _Window, threshold: float, after: int = 0) -> tuple[int, int, float] | None:
@@ -660,8 +667,13 @@ def validate_output(
         return _reject("evidence_missing", "no evidence quote", **kw)
     spans: list[EvidenceSpan] = []
     for i, quote in enumerate(quotes):
-        if len(words(quote)) < cfg.min_quote_words:
-            return _reject("evidence_not_found", f"quote {i} {quote!r} has < {cfg.min_quote_words} words", **kw)
+        # a long identifier ("pg_create_physical_replication_slot") grounds as much as a phrase does
+        if len(words(quote)) < cfg.min_quote_words and len(quote) < cfg.min_quote_chars:
+            return _reject(
+                "evidence_not_found",
+                f"quote {i} {quote!r} has < {cfg.min_quote_words} words and < {cfg.min_quote_chars} chars",
+                **kw,
+            )
         found = locate_quote(quote, prepared, cfg.fuzzy_threshold)
         if found is None:
             return _reject("evidence_not_found", f"quote {i} {quote[:80]!r} is not in the shown text", **kw)
