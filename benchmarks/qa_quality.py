@@ -37,7 +37,13 @@ from lc_assets.lib.generation.masking import (
     split_paragraphs,
     windows_of,
 )
-from lc_assets.lib.generation.prompts import INSTRUCTION_TEXTS, fit_prompt, qa_json_schema, suggest_kind
+from lc_assets.lib.generation.prompts import (
+    INSTRUCTION_TEXTS,
+    evidence_choices,
+    fit_prompt,
+    qa_json_schema,
+    suggest_kind,
+)
 from lc_assets.lib.generation.validate import ValidationConfig, validate_output
 from lc_assets.lib.sections import QAPair
 from lc_assets.lib.tokenizer import load_tokenizer
@@ -113,6 +119,7 @@ def run_model(name: str, path: str | None, masks, args: argparse.Namespace, out_
                     max_quote_chars=args.max_quote_chars,
                     min_quotes=2 if fitted.long_range else 1,
                     max_quotes=2,
+                    quote_choices=evidence_choices(fitted.windows, args.max_quote_chars) if args.quote_enum else None,
                 )
                 req = GenerationRequest(
                     f"{section}/{mask.step}", fitted.messages, args.max_tokens, args.temperature, schema, seed=mask.step
@@ -283,6 +290,7 @@ def main() -> None:
     ap.add_argument("--ctx", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("data/bench/qa_quality"))
+    ap.add_argument("--quote-enum", action="store_true", help="evidence items constrained to the shown sentences")
     ap.add_argument("--revalidate", action="store_true", help="re-judge stored outputs with the current checks")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -127,6 +127,23 @@ def test_quote_over_a_paragraph_break_and_altered_punctuation_maps_to_the_chunk(
             "not_standalone",
         ),
         (
+            # Qwen on debian-policy: the question leans on the prompt's excerpt labels
+            out(
+                "What is the difference between the keeper mentioned in Excerpt 1 and the pier in Excerpt 2?",
+                "Thomas Reed kept the light; the pier was rebuilt with granite.",
+                ["The keeper, Thomas Reed, kept the light"],
+            ),
+            "not_standalone",
+        ),
+        (
+            out(
+                "Who kept the light at Carrow Point?",
+                "The excerpt states that Thomas Reed kept the light.",
+                ["The keeper, Thomas Reed, kept the light"],
+            ),
+            "not_standalone",
+        ),
+        (
             out("Who built the lighthouse at Carrow Point?", "Margaret Hale.", ["Carrow Point was built by Hale"]),
             "evidence_not_found",
         ),

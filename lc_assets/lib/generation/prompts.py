@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +98,34 @@ def suggest_kind(seed: int, section_id: str, step: int, kinds: Sequence[str] = t
     return order[pos]
 
 
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?:;])\s+|\n+")
+
+
+def evidence_choices(
+    windows: Sequence[MaskWindow], max_quote_chars: int = 200, min_words: int = 3, min_chars: int = 20
+) -> list[str]:
+    """The shown text cut into quotable pieces: sentences of prose, lines of code, in document order.
+
+    Passed as the schema's ``enum`` of evidence items (:func:`qa_json_schema`), grammar-constrained
+    decoding can then only copy real text: small models paraphrase quotes ("The excerpt states
+    that ...") when they may write them freely. Each piece is a verbatim substring of a window; a
+    piece longer than ``max_quote_chars`` is cut at a word boundary (still verbatim).
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    for window in windows:
+        for piece in _SENTENCE_BREAK.split(window.text):
+            piece = piece.strip()
+            if len(piece) > max_quote_chars:
+                cut = piece.rfind(" ", 0, max_quote_chars)
+                piece = piece[: cut if cut > max_quote_chars // 2 else max_quote_chars].rstrip()
+            if piece in seen or (len(piece.split()) < min_words and len(piece) < min_chars):
+                continue
+            seen.add(piece)
+            out.append(piece)
+    return out
+
+
 def qa_json_schema(
     max_question_chars: int,
     max_answer_chars: int,
@@ -105,21 +134,21 @@ def qa_json_schema(
     min_quotes: int = 1,
     max_quotes: int = 2,
     kinds: Sequence[str] | None = None,
+    quote_choices: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The strict output schema: evidence first, then (optionally) kind, question, answer.
 
     ``maxLength`` bounds every string so a small model cannot copy pages; property order is the
-    order grammar-constrained decoding writes them in.
+    order grammar-constrained decoding writes them in. ``quote_choices`` (see
+    :func:`evidence_choices`) makes every evidence item one of the shown sentences/lines verbatim.
     """
     if not 1 <= min_quotes <= max_quotes:
         raise ValueError(f"need 1 <= min_quotes <= max_quotes, got {min_quotes}..{max_quotes}")
+    item: dict[str, Any] = {"type": "string", "minLength": 8, "maxLength": max_quote_chars}
+    if quote_choices:
+        item = {"type": "string", "enum": list(quote_choices)}
     props: dict[str, Any] = {
-        "evidence": {
-            "type": "array",
-            "items": {"type": "string", "minLength": 8, "maxLength": max_quote_chars},
-            "minItems": min_quotes,
-            "maxItems": max_quotes,
-        }
+        "evidence": {"type": "array", "items": item, "minItems": min_quotes, "maxItems": max_quotes}
     }
     if kinds:
         props["kind"] = {"type": "string", "enum": list(kinds)}

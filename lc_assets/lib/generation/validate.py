@@ -44,7 +44,7 @@ REJECTION_REASONS: dict[str, str] = {
     "degenerate": "looping output (repeated 4-grams) or an answer that repeats the question",
     "echo": "a copy of the prompt's instructions or of an earlier pair of the section",
     "duplicate_question": "near-duplicate of an earlier question of the section (ROUGE-L over the threshold)",
-    "not_standalone": "the question points at 'the given code/excerpt/text' instead of naming its subject",
+    "not_standalone": "question or answer points at 'the given code/excerpt/text' instead of naming its subject",
     "wrong_language": "question or answer in another language than the source text",
     "evidence_missing": "no evidence quote",
     "evidence_not_found": "a quote is not in the shown text (or too short to ground anything)",
@@ -284,7 +284,8 @@ _REFUSAL = re.compile(
 # "the text" is also an ordinary noun phrase in docs ("the text of the message"): only the phrasings
 # that point at the prompt itself count
 _POINTS_AT_PROMPT = re.compile(
-    r"\b(?:given|provided|above|following|shown|preceding|this)\s+(?:code\s+)?"
+    r"\bexcerpts?\b"  # the prompt's own word: "mentioned in Excerpt 1", "the excerpt states"
+    r"|\b(?:given|provided|above|following|shown|preceding|this)\s+(?:code\s+)?"
     r"(?:snippet|excerpt|passage|text|document|section|paragraph|example|code|context|article)s?\b"
     r"|\b(?:in|from|according to|based on)\s+the\s+(?:code\s+)?(?:snippet|excerpt|passage|text|document|context)s?\b"
     r"|\bthe\s+(?:code\s+)?(?:snippet|excerpt|passage)s?\b"
@@ -651,8 +652,10 @@ def validate_output(
     score, match = index.nearest(question, cfg.duplicate_rouge_l)
     if match is not None:
         return _reject("duplicate_question", f"ROUGE-L {score:.2f} to {match[:80]!r}", **kw)
-    if _POINTS_AT_PROMPT.search(question):
-        return _reject("not_standalone", f"question {question[:80]!r}", **kw)
+    for part, value in (("question", question), ("answer", answer)):
+        pointer = _POINTS_AT_PROMPT.search(value)
+        if pointer:
+            return _reject("not_standalone", f"{part} says {pointer.group(0)!r}: {value[:80]!r}", **kw)
 
     prepared = _prepare_windows(windows)
     if cfg.check_language:
