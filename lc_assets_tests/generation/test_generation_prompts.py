@@ -6,12 +6,13 @@ import json
 
 import pytest
 
-from lc_assets.lib.generation.masking import SectionMasker, split_paragraphs
+from lc_assets.lib.generation.masking import SectionMasker, split_paragraphs, windows_of
 from lc_assets.lib.generation.prompts import (
     KIND_HINTS,
     PROMPT_VERSION,
     PromptOverflowError,
     build_messages,
+    evidence_choices,
     fit_prompt,
     normalize_question,
     parse_qa_output,
@@ -163,3 +164,20 @@ def test_guard_keeps_long_range_only_while_both_windows_are_shown(target_tokeniz
     second = mask.windows[1].n_tokens
     tight = fit_prompt(mask, len(paras), [], count, context_window=full.prompt_tokens + 100 - second, max_tokens=100)
     assert not tight.long_range and "BOTH" not in tight.messages[1]["content"]
+
+
+def test_evidence_choices_are_verbatim_pieces_of_the_shown_windows(target_tokenizer):
+    text = (
+        "The lamp burned whale oil until 1903. It was then converted to kerosene!\n\n"
+        "def drain(self):\n    # wait until the buffer is below the low-water mark\n    return x\n\n"
+        "Ok.\n\n" + "A very long sentence " * 30 + "ends here."
+    )
+    paras = split_paragraphs(text, target_tokenizer.count_batch, 512)
+    windows = windows_of(paras)
+    choices = evidence_choices(windows, max_quote_chars=80)
+    assert choices[:2] == ["The lamp burned whale oil until 1903.", "It was then converted to kerosene!"]
+    assert "# wait until the buffer is below the low-water mark" in choices
+    assert "Ok." not in choices and "return x" not in choices  # too short to ground anything
+    assert all(len(c) <= 80 and c in text for c in choices)  # cut at a word boundary: still verbatim
+    schema = qa_json_schema(100, 200, quote_choices=choices)
+    assert schema["properties"]["evidence"]["items"] == {"type": "string", "enum": choices}
