@@ -120,6 +120,9 @@ def run_model(name: str, path: str | None, masks, args: argparse.Namespace, out_
                     min_quotes=2 if fitted.long_range else 1,
                     max_quotes=2,
                     quote_choices=evidence_choices(fitted.windows, args.max_quote_chars) if args.quote_enum else None,
+                    quote_choices_per_window=[evidence_choices([w], args.max_quote_chars) for w in fitted.windows]
+                    if args.quote_enum and fitted.long_range
+                    else None,
                 )
                 req = GenerationRequest(
                     f"{section}/{mask.step}", fitted.messages, args.max_tokens, args.temperature, schema, seed=mask.step

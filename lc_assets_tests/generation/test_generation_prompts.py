@@ -181,3 +181,6 @@ def test_evidence_choices_are_verbatim_pieces_of_the_shown_windows(target_tokeni
     assert all(len(c) <= 80 and c in text for c in choices)  # cut at a word boundary: still verbatim
     schema = qa_json_schema(100, 200, quote_choices=choices)
     assert schema["properties"]["evidence"]["items"] == {"type": "string", "enum": choices}
+    per_window = qa_json_schema(100, 200, quote_choices_per_window=[choices[:2], choices[2:]])["properties"]
+    assert per_window["evidence"]["prefixItems"][1] == {"type": "string", "enum": choices[2:]}
+    assert per_window["evidence"]["minItems"] == per_window["evidence"]["maxItems"] == 2

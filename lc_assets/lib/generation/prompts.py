@@ -135,21 +135,31 @@ def qa_json_schema(
     max_quotes: int = 2,
     kinds: Sequence[str] | None = None,
     quote_choices: Sequence[str] | None = None,
+    quote_choices_per_window: Sequence[Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """The strict output schema: evidence first, then (optionally) kind, question, answer.
 
     ``maxLength`` bounds every string so a small model cannot copy pages; property order is the
     order grammar-constrained decoding writes them in. ``quote_choices`` (see
-    :func:`evidence_choices`) makes every evidence item one of the shown sentences/lines verbatim.
+    :func:`evidence_choices`) makes every evidence item one of the shown sentences/lines verbatim;
+    ``quote_choices_per_window`` (long-range steps) makes item i one of window i's pieces, so the
+    evidence comes from every window (JSON Schema ``prefixItems``).
     """
     if not 1 <= min_quotes <= max_quotes:
         raise ValueError(f"need 1 <= min_quotes <= max_quotes, got {min_quotes}..{max_quotes}")
     item: dict[str, Any] = {"type": "string", "minLength": 8, "maxLength": max_quote_chars}
     if quote_choices:
         item = {"type": "string", "enum": list(quote_choices)}
-    props: dict[str, Any] = {
-        "evidence": {"type": "array", "items": item, "minItems": min_quotes, "maxItems": max_quotes}
-    }
+    evidence: dict[str, Any] = {"type": "array", "items": item, "minItems": min_quotes, "maxItems": max_quotes}
+    if quote_choices_per_window and all(quote_choices_per_window):
+        n = len(quote_choices_per_window)
+        evidence = {
+            "type": "array",
+            "prefixItems": [{"type": "string", "enum": list(c)} for c in quote_choices_per_window],
+            "minItems": n,
+            "maxItems": n,
+        }
+    props: dict[str, Any] = {"evidence": evidence}
     if kinds:
         props["kind"] = {"type": "string", "enum": list(kinds)}
     props["question"] = {"type": "string", "minLength": 8, "maxLength": max_question_chars}
