@@ -303,3 +303,21 @@ def test_config_thresholds_change_verdicts():
     strict = ValidationConfig(fuzzy_threshold=100.0)
     assert check(text, config=strict).reason == "evidence_not_found"
     assert ValidationConfig().config_hash() != strict.config_hash()
+
+
+def test_identifier_parts_and_word_forms_support_prose_answers():
+    chunk = "pg_create_physical_replication_slot ( slot_name name ) → record\n\nOther text about slots here."
+    paras = split_paragraphs(chunk, _count, 512)
+    text = out(
+        "What does the PostgreSQL function pg_create_physical_replication_slot create?",
+        "It creates a physical replication slot.",
+        ["pg_create_physical_replication_slot ( slot_name name ) → record"],
+    )
+    res = validate_output(text, windows_of(paras))
+    assert res.ok, res.failure
+    invented = out(
+        "What does the PostgreSQL function pg_create_physical_replication_slot create?",
+        "It creates a logical decoding plugin for streaming backups.",
+        ["pg_create_physical_replication_slot ( slot_name name ) → record"],
+    )
+    assert validate_output(invented, windows_of(paras)).reason == "unsupported_answer"

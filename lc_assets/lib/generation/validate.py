@@ -493,15 +493,30 @@ _SENTENCES = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9`\"'(])|\n+")
 
 
 def _stem(word: str) -> str:
+    """A crude stem: create/creates/created/creating all give "creat" (enough for support, not linguistics)."""
+    if word.isdigit():
+        return word
     for suffix in ("ies", "ing", "ed", "es", "ly", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return word
+        if word.endswith(suffix) and not word.endswith("ss") and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
 
-def content_words(text: str) -> list[str]:
-    """Stemmed words that carry content (stopwords and 1-letter tokens dropped; numbers kept)."""
-    return [_stem(w) for w in words(text) if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())]
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def content_words(text: str, identifier_parts: bool = False) -> list[str]:
+    """Stemmed words that carry content (stopwords and 1-letter tokens dropped; numbers kept).
+
+    With ``identifier_parts`` (for the evidence side) identifiers also give their parts:
+    ``pg_create_physical_replication_slot`` supports "creates a physical replication slot".
+    """
+    tokens = words(text)
+    if identifier_parts:
+        split = words(_CAMEL.sub("_", text))
+        tokens += [p for w in split if "_" in w.strip("_") for p in w.split("_") if p]
+    return [_stem(w) for w in tokens if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())]
 
 
 def numbers(text: str) -> set[str]:
@@ -690,8 +705,8 @@ def validate_output(
     if long_range and len(cited) < min(2, len(prepared)):
         return _reject("long_range_evidence", f"quotes cite {len(cited)} of the 2 far-apart windows", **kw)
 
-    shown_words = {w for win in prepared for w in content_words(win.text)}
-    pool = {w for s in spans for w in content_words(s.source_text)}
+    shown_words = {w for win in prepared for w in content_words(win.text, identifier_parts=True)}
+    pool = {w for s in spans for w in content_words(s.source_text, identifier_parts=True)}
     pool |= {w for w in content_words(question) if w in shown_words}
     pool_numbers = {n for s in spans for n in numbers(s.source_text)}
     shown_numbers = {n for win in prepared for n in numbers(win.text)}
