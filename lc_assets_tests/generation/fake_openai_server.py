@@ -12,9 +12,13 @@ from typing import Any
 class FakeOpenAIServer:
     """Serves /v1/models, /v1/chat/completions (scripted) and a vLLM-style /tokenize on 127.0.0.1."""
 
-    def __init__(self, script: list[str] | None = None, reject_response_format: bool = False) -> None:
+    def __init__(
+        self, script: list[str] | None = None, reject_response_format: bool = False, tokenize_status: int = 200
+    ) -> None:
         self.script = list(script or [])  # per chat request: "ok" | "500" | "400" | "sleep:<s>"
         self.reject_response_format = reject_response_format
+        self.tokenize_status = tokenize_status  # 200, or the error /tokenize answers with
+        self.tokenize_calls = 0
         self.requests: list[dict[str, Any]] = []
         server = self
 
@@ -39,6 +43,10 @@ class FakeOpenAIServer:
             def do_POST(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if self.path == "/tokenize":
+                    server.tokenize_calls += 1
+                    if server.tokenize_status != 200:
+                        self._send(server.tokenize_status, {"error": {"message": "scripted tokenize failure"}})
+                        return
                     text = json.dumps(body.get("messages")) if "messages" in body else body.get("prompt", "")
                     self._send(200, {"count": len(text.split())})
                     return

@@ -1,8 +1,12 @@
-"""OpenAI-compatible backend failure modes against a scripted local server."""
+"""OpenAI-compatible backend failure modes against a scripted local server.
+
+Retries and their backoff are the `openai` client's own (0.5 s, doubling): the scripts keep retries few.
+"""
 
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -19,7 +23,7 @@ def _req(i: int = 0) -> GenerationRequest:
 
 
 def _backend(url: str, **kw) -> OpenAICompatibleBackend:
-    opts = dict(base_url=url, max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05, timeout_s=2.0)
+    opts = dict(base_url=url, max_retries=3, timeout_s=2.0)
     opts.update(kw)
     return OpenAICompatibleBackend(**opts)
 
@@ -43,8 +47,8 @@ def test_transient_500s_are_retried():
 
 
 def test_timeouts_end_as_error_results():
-    with FakeOpenAIServer(script=["sleep:1.0"] * 3) as srv:
-        b = _backend(srv.base_url, timeout_s=0.2, max_retries=2)
+    with FakeOpenAIServer(script=["sleep:1.0"] * 2) as srv:
+        b = _backend(srv.base_url, timeout_s=0.2, max_retries=1)
         res = b.generate_batch([_req()])[0]
         assert res.finish_reason == "error" and "timeout" in res.error
         b.close()
@@ -76,7 +80,7 @@ def _free_port() -> int:
 def test_server_down_names_endpoint():
     url = f"http://127.0.0.1:{_free_port()}/v1"
     with pytest.raises(BackendUnavailableError, match=url.replace(".", r"\.")):
-        _backend(url)
+        _backend(url, max_retries=0)
 
 
 def test_server_going_down_mid_run_raises_unavailable():
@@ -91,3 +95,41 @@ def test_server_going_down_mid_run_raises_unavailable():
     with pytest.raises(BackendUnavailableError):
         b.submit(_req(1))
     b.close()
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_failing_tokenize_is_loud_not_zero(status):
+    """A count the server cannot give stops the run with the server named; it is never taken as 0 tokens."""
+    with FakeOpenAIServer(tokenize_status=status) as srv:
+        b = _backend(srv.base_url, max_retries=0)
+        try:
+            with pytest.raises(BackendUnavailableError, match=srv.base_url.replace(".", r"\.") + ".*/tokenize"):
+                b.count_text_tokens(["one two three"])
+            with pytest.raises(BackendUnavailableError, match="/tokenize"):
+                b.count_prompt_tokens([{"role": "user", "content": "a b c"}])
+        finally:
+            b.close()
+
+
+def test_text_counts_go_out_concurrently_and_exactly():
+    with FakeOpenAIServer() as srv:
+        b = _backend(srv.base_url)
+        texts = [" ".join(["w"] * n) for n in range(40)]
+        assert b.count_text_tokens(texts) == list(range(40))
+        assert srv.tokenize_calls == 1 + 39  # the flavour probe, then one call per non-empty text
+        b.close()
+
+
+def test_abort_frees_the_slot_and_drops_the_result():
+    """With one slot, an aborted slow request must not hold up the next one, and never surfaces."""
+    with FakeOpenAIServer(script=["sleep:3.0", "ok"]) as srv:
+        b = _backend(srv.base_url, max_concurrency=1, max_retries=0, timeout_s=10.0)
+        b.submit(_req(0))
+        time.sleep(0.3)  # the slow request is at the server
+        b.abort("r0")
+        started = time.monotonic()
+        (res,) = b.generate_batch([_req(1)])
+        assert res.request_id == "r1" and res.error is None
+        assert time.monotonic() - started < 2.5  # did not wait for the aborted request's 3 s
+        assert b.wait(timeout=3.5) == []  # the aborted one never comes back
+        b.close()

@@ -4,7 +4,9 @@ backend against the same engine's OpenAI-compatible HTTP server (127.0.0.1, clos
 from __future__ import annotations
 
 import json
+import time
 
+import httpx
 import pytest
 
 from lc_assets.lib.generation.backend import GenerationRequest
@@ -101,3 +103,37 @@ def test_raw_completion_prompts_on_local_and_openai(local):
         assert served.error is None and served.text == direct.text  # greedy: same engine, same answer
     finally:
         backend.close()
+
+
+def _busy_slots(local: LocalLlamaBackend) -> int:
+    return sum(1 for slot in httpx.get(f"{local.base_url}/slots", timeout=10).json() if slot["is_processing"])
+
+
+def _until(predicate, limit_s: float, every_s: float) -> None:
+    """Poll `predicate()` until it holds; fail after `limit_s`."""
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < limit_s, f"not within {limit_s} s"
+        time.sleep(every_s)
+
+
+@pytest.mark.parametrize("client", ["local", "openai"])
+def test_abort_stops_generation_and_frees_the_slot(local, client):
+    """An aborted request stops at once (llama.cpp's slot goes idle) and its result never comes back."""
+    # the grammar forces >= 400 array items (~800+ tokens, 10+ s here): only an abort ends it early
+    schema = {"type": "array", "items": {"type": "integer"}, "minItems": 400}
+    req = GenerationRequest("long", ({"role": "user", "content": "List numbers."},), 900, 0.0, schema)
+    backend = local if client == "local" else OpenAICompatibleBackend(base_url=local.openai_base_url, timeout_s=120)
+    try:
+        backend.submit(req)
+        _until(lambda: _busy_slots(local) == 1, limit_s=30, every_s=0.1)
+        time.sleep(0.5)  # decoding
+        backend.abort("long")
+        # llama.cpp notices a closed connection within ~1 s; polling /slots faster than that delays it (measured)
+        _until(lambda: _busy_slots(local) == 0, limit_s=5, every_s=1.5)
+        assert backend.wait(timeout=0.5) == []
+        (after,) = backend.generate_batch([GenerationRequest("next", req.messages, 4, 0.0, None)])
+        assert after.error is None  # the backend goes on serving
+    finally:
+        if backend is not local:
+            backend.close()

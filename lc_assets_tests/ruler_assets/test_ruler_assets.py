@@ -101,19 +101,25 @@ def env(tmp_path: Path):
     return resources, LineageStore(tmp_path / "lineage.duckdb"), tmp_path
 
 
-def _materialize(resources, tasks_cfg, tmp_path):
+def _materialize(resources, tasks_cfg, tmp_path, instance=None):
     return dg.materialize(
         [ruler_tasks, ruler_scores],
         resources=resources,
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance or dg.DagsterInstance.ephemeral(),
         run_config={"ops": {"ruler_tasks": {"config": tasks_cfg}, "ruler_scores": {"config": {"model": "reader"}}}},
     )
+
+
+def _scores_metadata(result) -> dict:
+    mat = next(m for m in result.get_asset_materialization_events() if m.asset_key.to_user_string() == "ruler_scores")
+    return {k: v.value for k, v in mat.materialization.metadata.items()}
 
 
 def test_scores_of_a_perfect_reader_and_resume(env):
     resources, store, tmp_path = env
     cfg = {"tasks": SYNTHETIC, "lengths": [1024, 2048], "num_samples": 2, "squad_source": str(tmp_path / "none.json")}
-    result = _materialize(resources, cfg, tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    result = _materialize(resources, cfg, tmp_path, instance)
     assert result.success
     scores = {(t, n): s for t, n, s in store.query("SELECT task, max_seq_length, score FROM ruler_scores")}
     assert set(scores) == {(t, n) for t in SYNTHETIC for n in (1024, 2048)}
@@ -122,6 +128,12 @@ def test_scores_of_a_perfect_reader_and_resume(env):
     meta = mat.materialization.metadata
     assert meta["average"].value == 100.0 and meta["effective_length"].value == 2048
     assert "data:image/png;base64," in meta["heatmap"].value
+    # 8 of the 13 tasks were configured: the average says so, it does not pass for a 13-task average
+    assert meta["average_over_tasks"].value.startswith(f"{len(SYNTHETIC)} of 13 (")
+    assert "| tasks averaged (of 13) | 8 | 8 |" in meta["scores"].value
+    # progress in the Dagster log at every 5% of the samples (here: every answer the double returns)
+    logs = [e.user_message for e in instance.all_logs(result.run_id) if "RULER predictions:" in e.user_message]
+    assert len(logs) >= 32 // 8 and logs[-1].startswith("RULER predictions: 32/32 samples")
     asked = len(ASKED)
     assert asked == len(SYNTHETIC) * 2 * 2
     # a second run asks nothing again: predictions are stored
@@ -149,8 +161,12 @@ def test_qa_tasks_are_not_run_without_datasets(env, monkeypatch):
     assert builds["qa_1"][0] == "not_run" and "missing_squad.json" in builds["qa_1"][1]
     assert builds["qa_2"][0] == "not_run"
     assert builds["niah_single_1"][0] == "ok"
-    # not-run tasks get no score row (never a faked 0 or 100)
+    # not-run tasks get no score row (never a faked 0 or 100), and the average names them with the reason
     assert {t for (t,) in store.query("SELECT DISTINCT task FROM ruler_scores")} == {"niah_single_1"}
+    coverage = _scores_metadata(result)["average_over_tasks"]
+    assert coverage.startswith("1 of 13 (") and "qa_1 not run: " in coverage and "missing_squad.json" in coverage
+    assert "qa_2 not run: " in coverage
+    assert "niah_single_2" in coverage and "not configured" in coverage
 
 
 def test_bad_task_name_is_a_clear_failure(env):
@@ -165,3 +181,25 @@ def test_bad_task_name_is_a_clear_failure(env):
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "niah_single_9" in str(failure.event_specific_data.error)
+
+
+def test_progress_logs_at_every_fraction_and_after_every_interval(monkeypatch):
+    from types import SimpleNamespace
+
+    from lc_assets.defs import progress as progress_module
+
+    lines: list[str] = []
+    context = SimpleNamespace(log=SimpleNamespace(info=lines.append))
+    clock = [0.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: clock[0])
+    p = progress_module.StepProgress(context, "RULER predictions", 200, "samples", every_s=30, every_fraction=0.05)
+    for _ in range(200):  # one sample a second: 5% = 10 samples come before 30 s
+        clock[0] += 1.0
+        p.update(1)
+    assert len(lines) == 20 and lines[0].startswith("RULER predictions: 10/200 samples")
+    lines.clear()
+    slow = progress_module.StepProgress(context, "slow", 1000, "samples", every_s=30, every_fraction=0.05)
+    for _ in range(10):  # a heartbeat every 10 s, no sample finishing: a line every 30 s all the same
+        clock[0] += 10.0
+        slow.update(0)
+    assert len(lines) == 3

@@ -73,3 +73,14 @@ def test_backend_module_imports_neither_vllm_nor_torch() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_engine_batch_holds_the_requests_in_flight() -> None:
+    # only max_in_flight: the engine's batch is sized to it, so no request waits in the engine's queue
+    cfg = VllmEngineConfig(model="m", max_in_flight=48)
+    assert cfg.max_num_seqs == 48
+    assert VllmEngineConfig(model="m", max_in_flight=8, max_num_seqs=32).max_num_seqs == 32
+    with pytest.raises(ValidationError, match="max_in_flight=64 > max_num_seqs=16"):
+        VllmEngineConfig(model="m", max_in_flight=64, max_num_seqs=16)
+    # capacity only: the hash (and so lineage) does not change
+    assert cfg.config_hash() == VllmEngineConfig(model="m").config_hash()

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import jsonschema
-import psutil
 import pytest
 
 from lc_assets.lib.generation.backend import BackendUnavailableError, GenerationRequest, GenerationResult
@@ -123,6 +122,52 @@ def test_too_long_prompt_fails_alone(backend: VllmBackend) -> None:
     assert out[1].finish_reason == "stop"  # the engine went on
 
 
+def test_each_prompt_is_rendered_once_and_sent_as_token_ids(
+    backend: VllmBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting then sending the same messages renders the chat template once; the engine gets those ids."""
+    renders = 0
+    template = backend._tokenizer.apply_chat_template
+
+    def counting_template(*args: object, **kwargs: object) -> object:
+        nonlocal renders
+        renders += 1
+        return template(*args, **kwargs)
+
+    monkeypatch.setattr(backend._tokenizer, "apply_chat_template", counting_template)
+    req = _request(30, messages=({"role": "user", "content": "Passage 30: a fresh prompt, never seen."},))
+    counted = backend.count_prompt_tokens(req.messages)
+    (out,) = backend.generate_batch([req])
+    assert renders == 1
+    assert out.error is None and out.prompt_tokens == counted
+
+
+def test_text_counts_are_one_batched_tokenizer_call(backend: VllmBackend) -> None:
+    texts = ["the river rises in spring.", "", "Passage 3: " + "mill " * 50]
+    expected = [len(backend._tokenizer.encode(t, add_special_tokens=False)) for t in texts]
+    assert backend.count_text_tokens(texts) == expected
+    assert backend.count_text_tokens([]) == []
+
+
+def test_batch_holds_every_request_in_flight(backend: VllmBackend) -> None:
+    assert backend.engine_info["max_num_seqs"] == 16 == backend.max_in_flight
+
+
+def test_abort_frees_the_batch_slot_and_drops_the_result(backend: VllmBackend) -> None:
+    """A request the caller gave up on leaves the engine at once; its result never comes back."""
+    long_ones = [_request(40 + i, max_tokens=800, json_schema=None, temperature=0.0) for i in range(4)]
+    for req in long_ones:
+        backend.submit(req)
+    assert backend.engine_stats()["unfinished"] >= 1  # running (random weights may stop early, not all four)
+    for req in long_ones:
+        backend.abort(req.request_id)
+    assert backend.engine_stats()["unfinished"] == 0  # the abort reached the engine before this question
+    (short,) = backend.generate_batch([_request(50, max_tokens=8, json_schema=None)])
+    assert short.error is None
+    assert backend.wait(timeout=1.0) == []  # nothing of the aborted four surfaces
+    assert not backend._aborted  # every abort was acknowledged
+
+
 def test_close_ends_worker(backend: VllmBackend) -> None:
     pid = backend._proc.pid
     backend.close()
@@ -136,9 +181,11 @@ def test_close_ends_worker(backend: VllmBackend) -> None:
 def test_engine_crash_is_reported(tiny_engine_config: VllmEngineConfig) -> None:
     # vLLM 0.32 leaves LLMEngine.step() blocked forever when its EngineCore process dies; the worker's
     # watchdog must turn that into BackendUnavailableError instead of a hang.
+    import psutil  # comes with vLLM: imported here so the module collects on hosts without vLLM
+
     with VllmBackend(tiny_engine_config) as crashing:
         group = crashing._proc.pid
-        children = psutil.Process(group).children(recursive=True)  # psutil comes with vLLM
+        children = psutil.Process(group).children(recursive=True)
         engine_core = next(p.pid for p in children if "EngineCore" in " ".join(p.cmdline()))
         for i in range(4):
             crashing.submit(_request(i, max_tokens=900, json_schema=None))

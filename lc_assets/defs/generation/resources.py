@@ -37,6 +37,7 @@ class GeneratorResource(dg.ConfigurableResource):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     device: Literal["auto", "cuda", "cpu"] = "auto"
     enforce_eager: bool = False
+    max_num_seqs: int | None = None  # engine batch; None = vLLM's default, and the backend keeps that many in flight
     extra_engine_args: dict[str, Any] = {}
 
     def build(self, log: Any = None) -> GenerationBackend:
@@ -82,6 +83,7 @@ class GeneratorResource(dg.ConfigurableResource):
                 dtype=self.dtype,
                 device=self.device,
                 enforce_eager=self.enforce_eager,
+                max_num_seqs=self.max_num_seqs,
                 extra_engine_args=self.extra_engine_args,
             )
         )

@@ -1,6 +1,5 @@
 """ruler_tasks + ruler_scores: NVIDIA RULER's 13 tasks built at configured lengths, and a model's scores."""
 
-import json
 import time
 
 import dagster as dg
@@ -8,29 +7,35 @@ from pydantic import ValidationError
 
 from lc_assets.defs.generation.resources import GeneratorResource
 from lc_assets.defs.metadata import png_markdown
+from lc_assets.defs.progress import StepProgress
 from lc_assets.defs.resources import LineageStoreResource
 from lc_assets.lib.corpus.documents import RawDocument
 from lc_assets.lib.corpus.embedded import iter_embedded
-from lc_assets.lib.generation.backend import GenerationRequest
 from lc_assets.lib.generation.models import PACKAGED_MODELS
-from lc_assets.lib.lineage import LineageStore, insert_rows
+from lc_assets.lib.lineage import LineageStore
 from lc_assets.lib.ruler import (
     ALL_TASKS,
     DEFAULT_LENGTHS,
+    EFFECTIVE_LENGTH_THRESHOLD,
     Prediction,
     RulerLengthError,
-    RulerSample,
     RulerTaskBuilder,
     RulerTasksConfig,
-    build_prompt,
-    max_new_tokens,
     score_heatmap_png,
     score_predictions,
     score_table_markdown,
     summarize,
 )
+from lc_assets.lib.ruler import store as ruler_store
 from lc_assets.lib.ruler.base import TaskBuild
+from lc_assets.lib.ruler.predict import predict_with_backend
+from lc_assets.lib.ruler.report import task_coverage
+from lc_assets.lib.ruler.store import sample_key
 from lc_assets.lib.tokenizer import load_tokenizer
+
+#: ruler_scores logs progress at least this often, and at every PROGRESS_FRACTION of the samples
+PROGRESS_EVERY_S = 30.0
+PROGRESS_FRACTION = 0.05
 
 # haystack text for the essay-type NIAH tasks when the lineage store holds no documents yet
 _FALLBACK_ESSAY_ENTRIES = ["devils-dictionary", "jargon-file", "debian-policy"]
@@ -64,15 +69,11 @@ class RulerTasksAssetConfig(dg.Config):
 
 def essay_haystack(store: LineageStore, max_words: int) -> str:
     """Prose for the essay haystack: the project's corpus (lineage store first, else the embedded default)."""
-    texts = [r[0] for r in store.query("SELECT text FROM documents ORDER BY byte_size DESC, document_id LIMIT 8")]
+    texts = ruler_store.largest_documents(store)
     if not texts:
         texts = [d.text for d in iter_embedded(_FALLBACK_ESSAY_ENTRIES) if isinstance(d, RawDocument)]
     words = " ".join(texts).split()
     return " ".join(words[:max_words])
-
-
-def sample_key(config_hash: str, s: RulerSample) -> str:
-    return f"{config_hash}:{s.task}:{s.max_seq_length}:{s.index}"
 
 
 @dg.asset(
@@ -92,10 +93,7 @@ def ruler_tasks(
     except ValidationError as exc:
         raise dg.Failure(description=f"invalid RULER config: {exc}") from exc
     cfg_hash = cfg.config_hash()
-    done = {
-        (t, n)
-        for t, n in store.query("SELECT task, max_seq_length FROM ruler_task_builds WHERE config_hash = ?", [cfg_hash])
-    }
+    done = ruler_store.built_task_lengths(store, cfg_hash)
     todo = [(t, n) for t in cfg.tasks for n in cfg.lengths if (t, n) not in done]
     builder = RulerTaskBuilder(
         load_tokenizer(cfg.tokenizer),
@@ -111,40 +109,19 @@ def ruler_tasks(
             build = builder.build(task, length, cfg.num_samples)
         except RulerLengthError as exc:  # the length cannot hold even RULER's smallest haystack
             build = TaskBuild(task, length, "not_run", reason=str(exc))
-        rows = [
-            dict(
-                sample_key=sample_key(cfg_hash, s), config_hash=cfg_hash, task=s.task, max_seq_length=s.max_seq_length,
-                idx=s.index, length=s.length, sample=json.dumps(s.to_dict()), run_id=context.run_id,
-            )
-            for s in build.samples
-        ]  # fmt: skip
-        with store.transaction() as con:  # a task x length lands whole or not at all
-            insert_rows(con, "ruler_samples", rows)
-            insert_rows(
-                con,
-                "ruler_task_builds",
-                [
-                    dict(
-                        config_hash=cfg_hash, task=task, max_seq_length=length, status=build.status,
-                        reason=build.reason, n_samples=len(build.samples), run_id=context.run_id,
-                    )
-                ],
-            )  # fmt: skip
+        ruler_store.record_task_build(store, cfg_hash, build, context.run_id)
         if build.status != "ok":
             context.log.warning(f"{task} @ {length}: not run — {build.reason}")
         context.log.info(
             f"built {task} @ {length}: {len(build.samples)} samples ({i}/{len(todo)}, {time.monotonic() - t0:.0f}s)"
         )
-    builds = store.query(
-        "SELECT task, max_seq_length, status, reason, n_samples FROM ruler_task_builds WHERE config_hash = ? ORDER BY 1, 2",
-        [cfg_hash],
-    )
-    not_run = {f"{t}@{n}": r for t, n, st, r, _ in builds if st != "ok"}
+    builds = ruler_store.task_builds(store, cfg_hash)
+    not_run = {f"{b.task}@{b.max_seq_length}": b.reason for b in builds if b.status != "ok"}
     return dg.MaterializeResult(
         metadata={
             "tasks_config_hash": cfg_hash,
-            "samples": sum(b[4] for b in builds),
-            "task_lengths_built": sum(1 for b in builds if b[2] == "ok"),
+            "samples": sum(b.n_samples for b in builds),
+            "task_lengths_built": sum(1 for b in builds if b.status == "ok"),
             "not_run": dg.MetadataValue.json(not_run),
             "lengths": str(list(cfg.lengths)),
             "tokenizer": cfg.tokenizer,
@@ -156,13 +133,8 @@ def ruler_tasks(
 class RulerScoresConfig(dg.Config):
     model: str = ""  # label for the scores; default: the backend's model name. A checkpoint dir for vllm.
     tasks_config_hash: str | None = None  # which ruler_tasks build; default: the latest
-    effective_length_threshold: float = 85.6  # Llama-2-7B at 4k, as RULER reports
+    effective_length_threshold: float = EFFECTIVE_LENGTH_THRESHOLD  # Llama-2-7B at 4k, as RULER reports
     max_new_tokens_override: int | None = None
-    batch_size: int = 16
-
-
-def _latest_tasks_hash(store: LineageStore) -> str | None:
-    return store.scalar("SELECT config_hash FROM ruler_task_builds ORDER BY created_at DESC LIMIT 1")
 
 
 @dg.asset(
@@ -174,7 +146,8 @@ def _latest_tasks_hash(store: LineageStore) -> str | None:
     pool="gpu",
     op_tags={"lc_assets/gpu": "true"},
     description="A model's RULER scores per task x length (NVIDIA's string_match_all / string_match_part, greedy), "
-    "the per-length average and the effective length; predictions are stored and never asked twice.",
+    "the per-length average (saying how many of the 13 tasks it covers) and the effective length; predictions "
+    "are stored and never asked twice.",
 )
 def ruler_scores(
     context: dg.AssetExecutionContext,
@@ -183,15 +156,10 @@ def ruler_scores(
     generator: GeneratorResource,
 ) -> dg.MaterializeResult:
     store = lineage.store()
-    tasks_hash = config.tasks_config_hash or _latest_tasks_hash(store)
+    tasks_hash = config.tasks_config_hash or ruler_store.latest_tasks_hash(store)
     if tasks_hash is None:
         raise dg.Failure("no RULER tasks built yet: materialize `ruler_tasks` first")
-    samples = [
-        RulerSample(**json.loads(r[0]))
-        for r in store.query(
-            "SELECT sample FROM ruler_samples WHERE config_hash = ? ORDER BY task, max_seq_length, idx", [tasks_hash]
-        )
-    ]
+    samples = ruler_store.load_samples(store, tasks_hash)
     gen = generator
     # a checkpoint path in `model` replaces the engine's model (the checkpoint sensor sets it)
     if config.model and generator.backend == "vllm":
@@ -201,70 +169,61 @@ def ruler_scores(
         gen = generator.model_copy(update={"gguf_path": config.model})
     with gen.build(context.log) as backend:
         model = config.model or backend.model
-        stored = dict(store.query("SELECT sample_key, prediction FROM ruler_predictions WHERE model = ?", [model]))
+        backend_name = backend.name
+        stored = ruler_store.stored_predictions(store, model)
         todo = [s for s in samples if sample_key(tasks_hash, s) not in stored]
         context.log.info(
-            f"{len(samples)} samples, {len(samples) - len(todo)} already predicted, {len(todo)} to ask {model!r}"
+            f"{len(samples)} samples, {len(samples) - len(todo)} already predicted, {len(todo)} to ask {model!r} "
+            f"({backend.max_in_flight} in flight)"
         )
-        for start in range(0, len(todo), config.batch_size):
-            batch = todo[start : start + config.batch_size]
-            requests = [
-                GenerationRequest(
-                    request_id=sample_key(tasks_hash, s),
-                    messages=(),
-                    prompt=build_prompt(s),
-                    max_tokens=config.max_new_tokens_override or max_new_tokens(s.task),
-                    temperature=0.0,  # RULER decodes greedily
-                )
-                for s in batch
-            ]
-            results = backend.generate_batch(requests)
-            rows = [
-                dict(
-                    sample_key=r.request_id, model=model, backend=backend.name, prediction=r.text, run_id=context.run_id
-                )
-                for r in results
-                if r.error is None
-            ]
-            failed = [r for r in results if r.error is not None]
-            with store.transaction() as con:  # finished predictions are kept even if a later batch fails
-                insert_rows(con, "ruler_predictions", rows)
-            for r in rows:
-                stored[r["sample_key"]] = r["prediction"]
-            if failed:
-                raise dg.Failure(f"{len(failed)} RULER request(s) failed, e.g. {failed[0].error}; re-run to resume")
-            context.log.info(f"predicted {min(start + len(batch), len(todo))}/{len(todo)}")
-        backend_name = backend.name
+        progress = StepProgress(
+            context,
+            "RULER predictions",
+            len(todo),
+            "samples",
+            every_s=PROGRESS_EVERY_S,
+            every_fraction=PROGRESS_FRACTION,
+        )
+
+        def save(results: list) -> None:
+            pairs = [(r.request_id, r.text) for r in results]
+            ruler_store.record_predictions(store, model, backend_name, pairs, context.run_id)
+            stored.update(pairs)
+
+        failed = predict_with_backend(
+            backend,
+            todo,
+            lambda s: sample_key(tasks_hash, s),
+            save,
+            max_new_tokens_override=config.max_new_tokens_override,
+            progress=progress.update,
+        )
+        progress.close()
+        if failed:
+            raise dg.Failure(f"{len(failed)} RULER request(s) failed, e.g. {failed[0].error}; re-run to resume")
     predictions = [
         Prediction(s.task, s.max_seq_length, s.index, stored.get(sample_key(tasks_hash, s), "")) for s in samples
     ]
     scores = score_predictions(samples, predictions)
     table = {k: v.score for k, v in scores.items()}
-    summary = summarize(table, config.effective_length_threshold) if table else None
-    with store.transaction() as con:
-        con.execute("DELETE FROM ruler_scores WHERE model = ? AND tasks_config_hash = ?", [model, tasks_hash])
-        insert_rows(
-            con,
-            "ruler_scores",
-            [
-                dict(
-                    model=model, backend=backend_name, tasks_config_hash=tasks_hash, task=v.task,
-                    max_seq_length=v.max_seq_length, score=v.score, nulls=v.nulls, num_samples=v.num_samples,
-                    metric=v.metric, run_id=context.run_id,
-                )
-                for v in scores.values()
-            ],
-        )  # fmt: skip
+    not_run = {
+        (b.task, b.max_seq_length): b.reason or ""
+        for b in ruler_store.task_builds(store, tasks_hash)
+        if b.status != "ok"
+    }
+    ruler_store.replace_scores(store, model, backend_name, tasks_hash, list(scores.values()), context.run_id)
     meta: dict = {"model": model, "backend": backend_name, "tasks_config_hash": tasks_hash, "samples": len(samples)}
-    if summary:
-        png = score_heatmap_png(table, title=f"RULER — {model}")
+    if table:
+        summary = summarize(table, config.effective_length_threshold)
+        threshold = config.effective_length_threshold
         meta.update(
             {
                 "average": summary.avg,
+                "average_over_tasks": task_coverage(table, not_run),
                 "effective_length": summary.effective_length or 0,
                 "per_length": dg.MetadataValue.json({str(k): v for k, v in summary.per_length.items()}),
-                "scores": dg.MetadataValue.md(score_table_markdown(table, config.effective_length_threshold)),
-                "heatmap": png_markdown(png, "RULER heatmap"),
+                "scores": dg.MetadataValue.md(score_table_markdown(table, threshold, not_run)),
+                "heatmap": png_markdown(score_heatmap_png(table, title=f"RULER — {model}"), "RULER heatmap"),
             }
         )
     return dg.MaterializeResult(metadata=meta)

@@ -8,9 +8,12 @@ slow request never holds back the others.
 from __future__ import annotations
 
 import abc
+import queue
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,19 @@ class GenerationResult:
     seconds: float
     error: str | None = None  # set when the backend failed this request (text is then "")
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def take_ready(source: queue.Queue[T], timeout: float | None) -> list[T]:
+    """Wait up to `timeout` s (None: forever) for one item, then take every item already queued; [] on timeout."""
+    try:
+        items = [source.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            items.append(source.get_nowait())
+        except queue.Empty:
+            return items
 
 
 class BackendUnavailableError(RuntimeError):
@@ -78,6 +94,9 @@ class GenerationBackend(abc.ABC):
     @abc.abstractmethod
     def wait(self, timeout: float | None = None) -> list[GenerationResult]:
         """Block until at least one request finished (or timeout); return all finished ones."""
+
+    def abort(self, request_id: str) -> None:  # noqa: B027 - optional hook
+        """Stop generating a request the caller gave up on (frees its batch slot); late results are dropped."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the engine / connections."""

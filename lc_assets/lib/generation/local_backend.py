@@ -8,6 +8,8 @@ Default model: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF, Apache-2.0), chosen by 
 
 llama.cpp's own server engine runs in-process with ``n_parallel`` slots; requests are issued
 from a thread pool of the same size, so the engine decodes them together (continuous batching).
+Each request streams its tokens back through a callback, so `abort` can stop it between two tokens
+(llama.cpp then frees the slot).
 The engine also listens on 127.0.0.1 (random port): we use that for exact token counting with
 the model's own chat template (`/apply-template` + `/tokenize`), and it is an OpenAI-compatible
 endpoint for the `openai` backend in tests.
@@ -33,6 +35,7 @@ from lc_assets.lib.generation.backend import (
     GenerationBackend,
     GenerationRequest,
     GenerationResult,
+    take_ready,
 )
 from lc_assets.lib.generation.models import (  # noqa: F401 - ModelNotFoundError re-exported for callers
     DEFAULT_MODEL,
@@ -184,6 +187,7 @@ class LocalLlamaBackend(GenerationBackend):
         self._http = httpx.Client(base_url=self.base_url, timeout=60.0)
         self._pool = ThreadPoolExecutor(self.config.n_parallel, thread_name_prefix="llama-slot")
         self._done: queue.Queue[GenerationResult] = queue.Queue()
+        self._aborted: set[str] = set()  # read by the slot threads between tokens
         self._closed = False
 
     # -- interface --------------------------------------------------------------------------------
@@ -227,16 +231,23 @@ class LocalLlamaBackend(GenerationBackend):
             raise BackendUnavailableError("local llama.cpp backend is closed")
         self._pool.submit(self._run, request)
 
+    def abort(self, request_id: str) -> None:
+        """Stop the request at its next token (llama.cpp frees the slot); its result is dropped."""
+        self._aborted.add(request_id)
+
     def wait(self, timeout: float | None = None) -> list[GenerationResult]:
-        try:
-            first = self._done.get(timeout=timeout)
-        except queue.Empty:
-            return []
-        out = [first]
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            try:
-                out.append(self._done.get_nowait())
-            except queue.Empty:
+            batch = take_ready(self._done, None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if not batch:
+                return []
+            out = []
+            for res in batch:
+                if res.request_id in self._aborted:
+                    self._aborted.discard(res.request_id)  # every request ends in one result: the set stays small
+                else:
+                    out.append(res)
+            if out or (deadline is not None and time.monotonic() >= deadline):
                 return out
 
     def close(self) -> None:
@@ -262,31 +273,60 @@ class LocalLlamaBackend(GenerationBackend):
 
     def _run(self, req: GenerationRequest) -> None:
         start = time.monotonic()
+        stream = _Stream(req.request_id, self._aborted)
         try:
-            body = self._body(req)
-            if req.prompt is not None:
-                resp = self._server.handle_completions(body)
-            else:
-                resp = self._server.handle_chat_completions(body)
-            result = self._result(req, resp, time.monotonic() - start)
+            if req.request_id not in self._aborted:
+                body = {**self._body(req), "stream": True, "stream_options": {"include_usage": True}}
+                if req.prompt is not None:
+                    self._server.handle_completions(body, stream.on_chunk)
+                else:
+                    self._server.handle_chat_completions(body, stream.on_chunk)
+            result = stream.result(time.monotonic() - start)
         except Exception as exc:  # noqa: BLE001 - reported per request, the scheduler decides
             result = GenerationResult(req.request_id, "", 0, 0, "error", time.monotonic() - start, error=repr(exc))
         self._done.put(result)
 
-    @staticmethod
-    def _result(req: GenerationRequest, resp: dict[str, Any], seconds: float) -> GenerationResult:
-        if "error" in resp or not resp.get("choices"):
-            err = resp.get("error", resp)
-            msg = err.get("message", str(err)) if isinstance(err, dict) else str(err)
-            return GenerationResult(req.request_id, "", 0, 0, "error", seconds, error=msg)
-        choice = resp["choices"][0]
-        usage = resp.get("usage", {})
+
+class _Stream:
+    """Collects one streamed completion; tells llama.cpp to stop once the request is aborted."""
+
+    def __init__(self, request_id: str, aborted: set[str]) -> None:
+        self.request_id, self.aborted = request_id, aborted
+        self.parts: list[str] = []
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] = {}
+        self.timings: dict[str, Any] = {}
+        self.error: str | None = None
+
+    def on_chunk(self, chunk: dict[str, Any]) -> bool:
+        """Called by llama.cpp for every streamed event; returning True stops generation."""
+        if "error" in chunk or not ("choices" in chunk or "usage" in chunk):
+            err = chunk.get("error", chunk)
+            self.error = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+            return True
+        for choice in chunk.get("choices") or []:
+            piece = (choice.get("delta") or {}).get("content") or choice.get("text")
+            if piece:
+                self.parts.append(piece)
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        self.usage = chunk.get("usage") or self.usage
+        self.timings = chunk.get("timings") or self.timings
+        return self.request_id in self.aborted
+
+    def result(self, seconds: float) -> GenerationResult:
+        if self.request_id in self.aborted:
+            return GenerationResult(self.request_id, "", 0, 0, "error", seconds, error="aborted")
+        if self.error is not None:
+            return GenerationResult(self.request_id, "", 0, 0, "error", seconds, error=self.error)
+        if self.finish_reason is None:
+            return GenerationResult(self.request_id, "", 0, 0, "error", seconds, error="the stream ended unfinished")
         return GenerationResult(
-            request_id=req.request_id,
-            text=choice.get("message", {}).get("content") or choice.get("text") or "",
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-            finish_reason=choice.get("finish_reason") or "stop",
+            request_id=self.request_id,
+            text="".join(self.parts),
+            prompt_tokens=int(self.usage.get("prompt_tokens", 0)),
+            completion_tokens=int(self.usage.get("completion_tokens", 0)),
+            finish_reason=self.finish_reason,
             seconds=seconds,
-            extra={"timings": resp.get("timings", {})},
+            extra={"timings": self.timings},
         )

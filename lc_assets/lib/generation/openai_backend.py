@@ -1,23 +1,26 @@
 """Any OpenAI-compatible server: vLLM's api_server, llama.cpp's server, a remote endpoint.
 
-Requests run on a thread pool (one HTTP call each) so the server always has ``max_concurrency``
-requests to batch. Transient failures (connection errors, timeouts, 429, 5xx) are retried with
-exponential backoff; a server that stays unreachable raises :class:`BackendUnavailableError`
-naming the endpoint, so a run stops cleanly with its committed steps kept.
+Requests go through the official `openai` async client on an event loop of the backend's own thread:
+the client keeps one connection pool, retries transient failures (connection errors, timeouts, 408,
+409, 429, 5xx) with exponential backoff, and enforces the per-request timeout; a semaphore keeps at
+most ``max_concurrency`` requests at the server, the batch it should run. `abort` cancels a request's
+task, which closes its connection: vLLM and llama.cpp then stop generating it. A server that stays
+unreachable raises :class:`BackendUnavailableError` naming the endpoint, so a run stops cleanly with
+its committed steps kept; so does a server whose /tokenize fails (a count is never guessed as 0).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import queue
-import random
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from collections.abc import Coroutine, Sequence
+from typing import Any, Literal, TypeVar
 
-import httpx
+import openai
 from pydantic import BaseModel, ConfigDict, Field
 
 from lc_assets.lib.generation.backend import (
@@ -25,12 +28,16 @@ from lc_assets.lib.generation.backend import (
     GenerationBackend,
     GenerationRequest,
     GenerationResult,
+    take_ready,
 )
 from lc_assets.lib.tokenizer import TextTokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+T = TypeVar("T")
+
+#: /tokenize calls in flight at once when counting many texts through the server
+TOKENIZE_CONCURRENCY = 16
 
 
 class OpenAIBackendConfig(BaseModel):
@@ -42,11 +49,9 @@ class OpenAIBackendConfig(BaseModel):
     model: str | None = Field(None, description="Model id; None = the first one /models lists.")
     api_key: str = Field("EMPTY", description="Bearer token (vLLM/llama.cpp accept any unless configured).")
     max_concurrency: int = Field(16, ge=1, le=1024, description="Requests in flight = the server's batch.")
-    timeout_s: float = Field(300.0, gt=0, description="Per-request read timeout.")
+    timeout_s: float = Field(300.0, gt=0, description="Per-request timeout (each attempt).")
     connect_timeout_s: float = Field(5.0, gt=0)
-    max_retries: int = Field(4, ge=0, le=20, description="Retries of transient errors per request.")
-    backoff_base_s: float = Field(0.5, gt=0, description="First backoff; doubles each retry (with jitter).")
-    backoff_max_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(4, ge=0, le=20, description="Client retries of transient errors (exponential backoff).")
     context_window: int | None = Field(
         None, ge=256, description="None = ask the server (vLLM max_model_len / llama.cpp n_ctx)."
     )
@@ -54,12 +59,12 @@ class OpenAIBackendConfig(BaseModel):
         None, description="Local tokenizer dir for exact counts; None = the server's /tokenize."
     )
     structured_output: Literal["auto", "response_format", "vllm_extra_body"] = Field(
-        "auto", description="auto = OpenAI response_format json_schema, falling back to vLLM's guided/structured body."
+        "auto", description="auto = OpenAI response_format json_schema, falling back to vLLM's structured body."
     )
 
 
 class OpenAICompatibleBackend(GenerationBackend):
-    """Concurrent chat completions against an OpenAI-compatible endpoint."""
+    """Concurrent chat (or raw) completions against an OpenAI-compatible endpoint."""
 
     name = "openai"
 
@@ -69,40 +74,54 @@ class OpenAICompatibleBackend(GenerationBackend):
         self.base_url = cfg.base_url.rstrip("/")
         # vLLM and llama.cpp serve /tokenize, /props next to /v1, not under it
         self.root_url = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
-        timeout = httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s)
-        limits = httpx.Limits(max_connections=cfg.max_concurrency + 4, max_keepalive_connections=cfg.max_concurrency)
-        headers = {"Authorization": f"Bearer {cfg.api_key}"}
-        self._http = httpx.Client(timeout=timeout, limits=limits, headers=headers)
         self._structured = cfg.structured_output
         self._tokenizer: TextTokenizer | None = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
-        self._tokenize_flavor: str | None = None
-        self.model, self._window = self._discover()
-        self._pool = ThreadPoolExecutor(cfg.max_concurrency, thread_name_prefix="openai-req")
+        self._tokenize_flavor: Literal["vllm", "llamacpp"] | None = None
         self._done: queue.Queue[GenerationResult] = queue.Queue()
+        self._live: dict[str, concurrent.futures.Future[None]] = {}  # submitted, not yet returned or aborted
         self._fatal: BackendUnavailableError | None = None
-        self._lock = threading.Lock()
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="openai-loop", daemon=True)
+        self._loop_thread.start()
+        self._client = openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=cfg.api_key,
+            max_retries=cfg.max_retries,
+            timeout=openai.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
+        )
+        self._root = self._client.with_options(base_url=self.root_url)
+        self._slots = asyncio.Semaphore(cfg.max_concurrency)
+        try:
+            self.model, self._window = self._call(self._discover())
+        except BaseException:
+            self.close()
+            raise
 
-    # -- discovery ------------------------------------------------------------------------------
+    # -- the event loop ------------------------------------------------------------------------------
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the backend's loop and wait for it (counting, discovery)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
     def _unavailable(self, what: str, exc: BaseException | str) -> BackendUnavailableError:
         return BackendUnavailableError(f"OpenAI-compatible server at {self.base_url} {what}: {exc}")
 
-    def _discover(self) -> tuple[str, int | None]:
+    # -- discovery -----------------------------------------------------------------------------------
+    async def _discover(self) -> tuple[str, int | None]:
         try:
-            resp = self._http.get(f"{self.base_url}/models")
-            resp.raise_for_status()
-            models = resp.json().get("data", [])
-        except (httpx.HTTPError, ValueError) as exc:
+            models = (await self._client.models.list()).data
+        except openai.OpenAIError as exc:
             raise self._unavailable("is unreachable or not OpenAI-compatible (GET /models)", exc) from exc
         if not models and not self.config.model:
             raise self._unavailable("lists no models", "set `model`")
-        entry = next((m for m in models if m.get("id") == self.config.model), models[0] if models else {})
-        model = self.config.model or entry["id"]
-        window = self.config.context_window or entry.get("max_model_len")  # vLLM
+        entry = next((m for m in models if m.id == self.config.model), models[0] if models else None)
+        model = self.config.model or (entry.id if entry is not None else "")
+        window = self.config.context_window or getattr(entry, "max_model_len", None)  # vLLM
         if window is None:
             try:  # llama.cpp: per-slot context
-                props = self._http.get(f"{self.root_url}/props").json()
-                window = props.get("default_generation_settings", {}).get("n_ctx")
-            except (httpx.HTTPError, ValueError):
+                props = await self._root.get("/props", cast_to=object)
+                window = props.get("default_generation_settings", {}).get("n_ctx") if isinstance(props, dict) else None
+            except openai.OpenAIError:
                 window = None
         return model, int(window) if window else None
 
@@ -116,155 +135,191 @@ class OpenAICompatibleBackend(GenerationBackend):
     def max_in_flight(self) -> int:
         return self.config.max_concurrency
 
-    # -- token counting -------------------------------------------------------------------------
-    def _post_root(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    # -- token counting ------------------------------------------------------------------------------
+    async def _post_root(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST next to /v1 (vLLM's and llama.cpp's /tokenize, /apply-template); any failure is loud."""
         try:
-            resp = self._http.post(f"{self.root_url}{path}", json=body)
-        except httpx.HTTPError as exc:
-            raise self._unavailable(f"failed on {path}", exc) from exc
-        if resp.status_code >= 400:
-            return None
-        return resp.json()
+            out = await self._root.post(path, cast_to=object, body=body)
+        except openai.OpenAIError as exc:
+            raise self._unavailable(f"failed on POST {path}", exc) from exc
+        if not isinstance(out, dict):
+            raise self._unavailable(f"answered POST {path} with no JSON object", repr(out)[:200])
+        return out
+
+    async def _flavor(self) -> Literal["vllm", "llamacpp"]:
+        """Which /tokenize the server speaks: vLLM's (`prompt` -> `count`) or llama.cpp's (`content` -> `tokens`)."""
+        if self._tokenize_flavor is None:
+            probe = {"model": self.model, "prompt": "x", "content": "x", "add_special_tokens": False}
+            try:
+                out = await self._post_root("/tokenize", probe)
+            except BackendUnavailableError as exc:
+                raise BackendUnavailableError(
+                    f"{exc}\nthe server cannot count tokens (no vLLM or llama.cpp /tokenize): "
+                    "set `tokenizer` to a local tokenizer dir with a chat template"
+                ) from exc
+            if "count" in out:
+                self._tokenize_flavor = "vllm"
+            elif "tokens" in out:
+                self._tokenize_flavor = "llamacpp"
+            else:
+                raise self._unavailable("answered POST /tokenize with neither `count` nor `tokens`", str(out)[:200])
+        return self._tokenize_flavor
+
+    def _field(self, out: dict[str, Any], key: str, path: str) -> Any:
+        if key not in out:
+            raise self._unavailable(f"answered POST {path} without `{key}`", str(out)[:200])
+        return out[key]
+
+    async def _count_prompt(self, messages: list[dict[str, str]]) -> int:
+        if await self._flavor() == "vllm":
+            body = {"model": self.model, "messages": messages, "add_generation_prompt": True}
+            return int(self._field(await self._post_root("/tokenize", body), "count", "/tokenize"))
+        rendered = self._field(
+            await self._post_root("/apply-template", {"messages": messages}), "prompt", "/apply-template"
+        )
+        # the rendered template holds its special tokens as text: parse them, add none
+        out = await self._post_root("/tokenize", {"content": rendered, "add_special": False, "parse_special": True})
+        return len(self._field(out, "tokens", "/tokenize"))
+
+    async def _count_texts(self, texts: Sequence[str]) -> list[int]:
+        flavor = await self._flavor()
+        limit = asyncio.Semaphore(TOKENIZE_CONCURRENCY)
+
+        async def one(text: str) -> int:
+            if not text:
+                return 0
+            async with limit:
+                if flavor == "vllm":
+                    body = {"model": self.model, "prompt": text, "add_special_tokens": False}
+                    return int(self._field(await self._post_root("/tokenize", body), "count", "/tokenize"))
+                body = {"content": text, "add_special": False, "parse_special": False}
+                return len(self._field(await self._post_root("/tokenize", body), "tokens", "/tokenize"))
+
+        return list(await asyncio.gather(*(one(t) for t in texts)))
 
     def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
         msgs = [dict(m) for m in messages]
         if self._tokenizer is not None:
-            text = self._tokenizer.apply_chat_template(msgs, add_generation_prompt=True)
-            return self._tokenizer.count(text)
-        if self._tokenize_flavor in (None, "vllm"):
-            out = self._post_root("/tokenize", {"model": self.model, "messages": msgs, "add_generation_prompt": True})
-            if out is not None and "count" in out:
-                self._tokenize_flavor = "vllm"
-                return int(out["count"])
-        if self._tokenize_flavor in (None, "llamacpp"):
-            rendered = self._post_root("/apply-template", {"messages": msgs})
-            if rendered is not None and "prompt" in rendered:
-                out = self._post_root("/tokenize", {"content": rendered["prompt"], "parse_special": True})
-                if out is not None and "tokens" in out:
-                    self._tokenize_flavor = "llamacpp"
-                    return len(out["tokens"])
-        raise ValueError(
-            f"the server at {self.base_url} cannot count prompt tokens (no vLLM or llama.cpp /tokenize): "
-            "set `tokenizer` to a local tokenizer dir with a chat template"
-        )
+            return self._tokenizer.count(self._tokenizer.apply_chat_template(msgs, add_generation_prompt=True))
+        return self._call(self._count_prompt(msgs))
 
     def count_text_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Exact counts: one batched call of the local tokenizer, else concurrent /tokenize calls (no template)."""
         if self._tokenizer is not None:
             return self._tokenizer.count_batch(list(texts))
-        if self._tokenize_flavor is None:
-            self.count_prompt_tokens([{"role": "user", "content": "x"}])  # detect the flavour once
-        out: list[int] = []
-        for text in texts:
-            if not text:
-                out.append(0)
-                continue
-            if self._tokenize_flavor == "vllm":
-                body = {"model": self.model, "prompt": text, "add_special_tokens": False}
-                res = self._post_root("/tokenize", body)
-                out.append(int(res["count"]) if res else 0)
-            else:
-                res = self._post_root("/tokenize", {"content": text, "add_special": False, "parse_special": False})
-                out.append(len(res["tokens"]) if res else 0)
-        return out
+        return self._call(self._count_texts(list(texts)))
 
-    # -- requests -------------------------------------------------------------------------------
+    # -- requests ------------------------------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> None:
         if self._fatal is not None:
             raise self._fatal
-        self._pool.submit(self._run, request)
+        if self._closed:
+            raise BackendUnavailableError(f"openai backend for {self.base_url} is closed")
+        if request.request_id in self._live:
+            raise ValueError(f"request {request.request_id!r} is already in flight")
+        self._live[request.request_id] = asyncio.run_coroutine_threadsafe(self._run(request), self._loop)
+
+    def abort(self, request_id: str) -> None:
+        """Cancel the request's task: its connection closes, the server stops generating, no result returns."""
+        future = self._live.pop(request_id, None)
+        if future is not None:
+            future.cancel()
 
     def wait(self, timeout: float | None = None) -> list[GenerationResult]:
-        try:
-            first = self._done.get(timeout=timeout)
-        except queue.Empty:
-            first = None
-        out = [] if first is None else [first]
-        while True:
-            try:
-                out.append(self._done.get_nowait())
-            except queue.Empty:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._live:
+            batch = take_ready(self._done, None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if not batch:
                 break
-        if self._fatal is not None and not out:
+            # results of aborted requests (finished before the cancel landed) are dropped here
+            out = [r for r in batch if self._live.pop(r.request_id, None) is not None]
+            if out:
+                return out
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        if self._fatal is not None:
             raise self._fatal
-        return out
+        return []
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self._http.close()
+        if self._closed:
+            return
+        self._closed = True
+        for future in self._live.values():
+            future.cancel()
+        self._live.clear()
+        try:
+            asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result(timeout=10)
+        except Exception as exc:  # noqa: BLE001 - closing must not fail the caller
+            log.debug("closing the openai client failed: %s", exc)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join(timeout=10)
+        if not self._loop.is_running():
+            self._loop.close()
 
-    def _body(self, req: GenerationRequest, structured: str) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, "max_tokens": req.max_tokens, "temperature": req.temperature}
-        if req.prompt is not None:
-            body["prompt"] = req.prompt  # raw completion: /completions, no chat template
-        else:
-            body["messages"] = [dict(m) for m in req.messages]
+    def _structured_kwargs(self, req: GenerationRequest, structured: str) -> dict[str, Any]:
+        if req.json_schema is None:
+            return {}
+        if structured == "vllm_extra_body":
+            # vLLM < 0.11 reads guided_json, >= 0.11 structured_outputs
+            return {"extra_body": {"guided_json": req.json_schema, "structured_outputs": {"json": req.json_schema}}}
+        schema = {"name": "qa_pair", "schema": req.json_schema, "strict": True}
+        return {"response_format": {"type": "json_schema", "json_schema": schema}}
+
+    async def _complete(self, req: GenerationRequest, structured: str) -> tuple[str, str | None, Any]:
+        """One completion (the client retries transient failures); returns (text, finish_reason, usage)."""
+        common: dict[str, Any] = {"model": self.model, "max_tokens": req.max_tokens, "temperature": req.temperature}
         if req.seed is not None:
-            body["seed"] = req.seed
-        if req.json_schema is not None:
-            if structured == "vllm_extra_body":
-                body["guided_json"] = req.json_schema  # vLLM < 0.11
-                body["structured_outputs"] = {"json": req.json_schema}  # vLLM >= 0.11
-            else:
-                body["response_format"] = {
-                    "type": "json_schema",
-                    "json_schema": {"name": "qa_pair", "schema": req.json_schema, "strict": True},
-                }
-        return body
+            common["seed"] = req.seed
+        common.update(self._structured_kwargs(req, structured))
+        if req.prompt is not None:  # raw completion: /completions, no chat template (RULER)
+            comp = await self._client.completions.create(prompt=req.prompt, **common)
+            if not comp.choices:
+                raise ValueError(f"no choices in {str(comp)[:200]}")
+            return comp.choices[0].text or "", comp.choices[0].finish_reason, comp.usage
+        chat = await self._client.chat.completions.create(messages=[dict(m) for m in req.messages], **common)
+        if not chat.choices:
+            raise ValueError(f"no choices in {str(chat)[:200]}")
+        return chat.choices[0].message.content or "", chat.choices[0].finish_reason, chat.usage
 
-    def _backoff(self, attempt: int) -> float:
-        delay = min(self.config.backoff_max_s, self.config.backoff_base_s * 2**attempt)
-        return delay * (0.5 + random.random() / 2)  # jitter: concurrent retries do not stampede
-
-    def _run(self, req: GenerationRequest) -> None:
+    async def _run(self, req: GenerationRequest) -> None:
         start = time.monotonic()
-        last_error = ""
-        connect_failures = 0
-        attempt = 0
-        while attempt <= self.config.max_retries:
+        error: str | None = None
+        text, finish, usage = "", "error", None
+        async with self._slots:  # an abort (task cancel) releases the slot too
             structured = "vllm_extra_body" if self._structured == "vllm_extra_body" else "response_format"
             try:
-                endpoint = "completions" if req.prompt is not None else "chat/completions"
-                resp = self._http.post(f"{self.base_url}/{endpoint}", json=self._body(req, structured))
-            except httpx.ConnectError as exc:
-                connect_failures += 1
-                last_error = f"connection failed: {exc}"
-            except httpx.TimeoutException as exc:
-                last_error = f"timeout: {type(exc).__name__}"
-            except httpx.HTTPError as exc:
-                last_error = f"transport error: {exc}"
-            else:
-                rejected_format = resp.status_code == 400 and "response_format" in resp.text
-                if rejected_format and structured == "response_format" and self._structured != "response_format":
-                    with self._lock:
-                        self._structured = "vllm_extra_body"  # server rejects response_format: switch for good
-                    log.info("%s rejects response_format json_schema; using vLLM structured output body", self.base_url)
-                    continue
-                if resp.status_code < 400:
-                    self._done.put(self._result(req, resp.json(), time.monotonic() - start))
-                    return
-                last_error = f"HTTP {resp.status_code}: {resp.text[:300]}"
-                if resp.status_code not in _TRANSIENT_STATUS:
-                    break  # a bad request will not get better by retrying
-            attempt += 1
-            if attempt <= self.config.max_retries:
-                time.sleep(self._backoff(attempt - 1))
-        if connect_failures == attempt and attempt > self.config.max_retries:
-            self._fatal = self._unavailable("went down", last_error)
-        self._done.put(GenerationResult(req.request_id, "", 0, 0, "error", time.monotonic() - start, error=last_error))
-
-    @staticmethod
-    def _result(req: GenerationRequest, data: dict[str, Any], seconds: float) -> GenerationResult:
-        choices = data.get("choices") or []
-        if not choices:
-            return GenerationResult(
-                req.request_id, "", 0, 0, "error", seconds, error=f"no choices in {str(data)[:200]}"
+                try:
+                    text, finish, usage = await self._complete(req, structured)
+                except openai.BadRequestError as exc:
+                    auto = self.config.structured_output == "auto" and structured == "response_format"
+                    if not (auto and req.json_schema is not None and "response_format" in str(exc)):
+                        raise
+                    self._structured = "vllm_extra_body"  # the server rejects response_format: switch for good
+                    log.info(
+                        "%s rejects response_format json_schema; using vLLM's structured output body", self.base_url
+                    )
+                    text, finish, usage = await self._complete(req, "vllm_extra_body")
+            except openai.APITimeoutError as exc:
+                error = f"timeout after {self.config.max_retries} retries: {exc}"
+            except openai.APIConnectionError as exc:
+                error = f"connection failed after {self.config.max_retries} retries: {exc}"
+                self._fatal = self._unavailable("went down", exc)
+            except openai.APIStatusError as exc:
+                error = f"HTTP {exc.status_code}: {str(exc)[:300]}"
+            except (openai.OpenAIError, ValueError) as exc:
+                error = f"{type(exc).__name__}: {str(exc)[:300]}"
+        seconds = time.monotonic() - start
+        if error is not None:
+            self._done.put(GenerationResult(req.request_id, "", 0, 0, "error", seconds, error=error))
+            return
+        self._done.put(
+            GenerationResult(
+                request_id=req.request_id,
+                text=text,
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                finish_reason=finish or "stop",
+                seconds=seconds,
             )
-        usage = data.get("usage") or {}
-        return GenerationResult(
-            request_id=req.request_id,
-            text=(choices[0].get("message") or {}).get("content") or choices[0].get("text") or "",
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            finish_reason=choices[0].get("finish_reason") or "stop",
-            seconds=seconds,
         )

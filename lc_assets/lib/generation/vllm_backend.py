@@ -3,6 +3,9 @@
 `VllmBackend` starts `python -m lc_assets.lib.generation.vllm_worker`, hands it a `VllmEngineConfig`, and
 streams requests and results over the worker's stdin/stdout as JSON lines (see `vllm_worker`). The engine
 keeps a continuous batch: requests join while others run and results come back as each one finishes.
+Each prompt is rendered with the model's chat template and tokenized once, here: the ids that were counted
+are the ids the engine gets (a `TokensPrompt`). A request the caller gives up on is aborted in the engine,
+so a timed-out request does not keep its batch slot while its retry runs.
 Why a subprocess: vLLM does not give GPU memory back inside a long-lived process, and an engine crash must
 not take down the Dagster step; a dead or failed worker surfaces as `BackendUnavailableError` carrying the
 worker's stderr tail.
@@ -42,15 +45,19 @@ from lc_assets.lib.generation.backend import (
     GenerationBackend,
     GenerationRequest,
     GenerationResult,
+    take_ready,
 )
 from lc_assets.lib.generation.vllm_worker import (
+    EVENT_ABORTED,
     EVENT_FATAL,
     EVENT_READY,
     EVENT_RESULT,
+    EVENT_STATS,
+    OP_ABORT,
     OP_GENERATE,
     OP_SHUTDOWN,
     OP_START,
-    chat_prompt_ids,
+    OP_STATS,
 )
 from lc_assets.lib.stepconfig import StepConfig
 
@@ -61,6 +68,8 @@ WORKER_MODULE = "lc_assets.lib.generation.vllm_worker"
 GPU_POOL = "gpu"
 #: lines of worker/server stderr kept for error messages
 STDERR_TAIL_LINES = 60
+#: rendered prompts kept for reuse: a prompt is usually counted (fit to the window) just before it is sent
+PROMPT_IDS_CACHE_SIZE = 4096
 
 # Engine arguments that have a first-class field; `extra_engine_args` may not override them silently.
 _FIRST_CLASS_ENGINE_ARGS = frozenset(
@@ -114,8 +123,12 @@ class VllmEngineConfig(StepConfig):
     device: Literal["auto", "cuda", "cpu"] = Field(
         default="auto", description="checked against the installed vLLM build; 'cpu' also drops the GPU tags"
     )
-    max_num_seqs: int | None = Field(default=None, ge=1, description="engine batch size cap; None = vLLM default")
-    max_in_flight: int | None = Field(default=None, ge=1, description="requests the scheduler keeps outstanding")
+    max_num_seqs: int | None = Field(
+        default=None, ge=1, description="engine batch size; None = max_in_flight if set, else vLLM's default"
+    )
+    max_in_flight: int | None = Field(
+        default=None, ge=1, description="requests kept outstanding; None = the engine's max_num_seqs (a full batch)"
+    )
     structured_output_backend: Literal["auto", "xgrammar", "guidance", "outlines", "lm-format-enforcer"] = "guidance"
     json_disable_any_whitespace: bool = Field(
         default=True, description="compact JSON: small models otherwise loop on whitespace inside the grammar"
@@ -137,6 +150,24 @@ class VllmEngineConfig(StepConfig):
                 f"extra_engine_args must be JSON-serialisable (they cross a process boundary): {exc}"
             ) from exc
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_holds_in_flight(cls, data: Any) -> Any:
+        # Requests beyond the engine's batch wait in its queue: their timeouts would count queueing, and the
+        # batch could not take them anyway. So the batch is sized to the requests kept in flight.
+        if isinstance(data, dict) and data.get("max_in_flight") is not None and data.get("max_num_seqs") is None:
+            data = {**data, "max_num_seqs": data["max_in_flight"]}
+        return data
+
+    @model_validator(mode="after")
+    def _in_flight_fits_the_batch(self) -> VllmEngineConfig:
+        if self.max_in_flight is not None and self.max_num_seqs is not None and self.max_in_flight > self.max_num_seqs:
+            raise ValueError(
+                f"max_in_flight={self.max_in_flight} > max_num_seqs={self.max_num_seqs}: the engine's batch must hold "
+                "every request in flight (raise max_num_seqs, or leave it unset to follow max_in_flight)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _structured_whitespace_backend(self) -> VllmEngineConfig:
@@ -177,6 +208,28 @@ def gpu_tags(
     if pod_spec:
         k8s["pod_spec_config"] = pod_spec
     return {"dagster-k8s/config": k8s, GPU_POOL: "1"}
+
+
+def chat_prompt_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
+    """Token ids of `messages` rendered by the tokenizer's chat template, ready for the assistant's turn.
+
+    These ids are both counted and sent to the engine, so counts and prompts always agree. The template
+    inserts any BOS itself; tokenizing the rendered text again with special tokens would double it.
+    """
+    rendered = tokenizer.apply_chat_template(list(messages), tokenize=True, add_generation_prompt=True)
+    # transformers 5.x returns a BatchEncoding here, 4.x a plain list.
+    ids = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
+    return [int(i) for i in ids]
+
+
+def raw_prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """Token ids of a raw completion prompt (no chat template), with the BOS the tokenizer adds, as vLLM's
+    /v1/completions does."""
+    return [int(i) for i in tokenizer(prompt, add_special_tokens=True)["input_ids"]]
+
+
+def _messages_key(messages: Sequence[dict[str, str]]) -> tuple[tuple[tuple[str, str], ...], ...]:
+    return tuple(tuple(sorted(m.items())) for m in messages)
 
 
 def _load_tokenizer(path: str) -> Any:
@@ -256,7 +309,9 @@ class VllmBackend(GenerationBackend):
     """`GenerationBackend` over a vLLM engine in a worker subprocess.
 
     The constructor starts the worker and, unless `wait_ready=False`, blocks until the engine has loaded.
-    Requests submitted before that are queued by the worker and run once the engine is up.
+    Requests submitted before that are queued by the worker and run once the engine is up. `submit` returns
+    at once: a sender thread renders and tokenizes the prompt (or reuses the ids `count_prompt_tokens` just
+    made for the same messages) and writes it to the worker.
     """
 
     name = "vllm"
@@ -272,8 +327,13 @@ class VllmBackend(GenerationBackend):
         self.config = config
         self.model = config.model
         self._tokenizer = _load_tokenizer(config.tokenizer_path)
+        self._ids_cache: collections.OrderedDict[Any, list[int]] = collections.OrderedDict()
+        self._ids_lock = threading.Lock()
         self._results: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._pending: dict[str, float] = {}  # request_id -> submit time (parent clock)
+        self._aborted: set[str] = set()  # aborted ids whose worker ack has not come back yet
+        self._outbox: queue.Queue[tuple[str, Any] | None] = queue.Queue()  # generate/abort/stats, in order
+        self._stats: queue.Queue[dict[str, Any]] = queue.Queue()
         self._ready: dict[str, Any] | None = None
         self._ready_event = threading.Event()
         self._fatal: str | None = None
@@ -304,6 +364,8 @@ class VllmBackend(GenerationBackend):
         self._reader = threading.Thread(target=self._read_events, name="vllm-events", daemon=True)
         self._reader.start()
         self._send({"op": OP_START, "config": config.model_dump(mode="json")})
+        self._sender = threading.Thread(target=self._send_requests, name="vllm-sender", daemon=True)
+        self._sender.start()
         if wait_ready:
             self.wait_until_ready()
 
@@ -317,8 +379,10 @@ class VllmBackend(GenerationBackend):
                 logger.warning("vllm worker: unparsable protocol line %r", line[:200])
                 continue
             kind = event.get("event")
-            if kind == EVENT_RESULT:
+            if kind in (EVENT_RESULT, EVENT_ABORTED):
                 self._results.put(event)
+            elif kind == EVENT_STATS:
+                self._stats.put(event)
             elif kind == EVENT_READY:
                 self._ready = event
                 self._ready_event.set()
@@ -332,7 +396,7 @@ class VllmBackend(GenerationBackend):
         self._ready_event.set()
 
     def _send(self, message: dict[str, Any]) -> None:
-        line = json.dumps(message, ensure_ascii=False) + "\n"
+        line = json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n"
         with self._write_lock:
             try:
                 assert self._proc.stdin is not None
@@ -340,6 +404,47 @@ class VllmBackend(GenerationBackend):
                 self._proc.stdin.flush()
             except (BrokenPipeError, ValueError, OSError) as exc:
                 raise self._unavailable(f"cannot write to the worker ({exc})") from exc
+
+    def _send_requests(self) -> None:
+        """Sender thread: tokenize each submitted request and write it, keeping generate/abort order."""
+        while (item := self._outbox.get()) is not None:
+            kind, payload = item
+            try:
+                if kind == OP_GENERATE:
+                    message = self._generate_message(payload)
+                    if message is None:
+                        continue
+                    self._send(message)
+                else:
+                    self._send({"op": kind, **payload})
+            except BackendUnavailableError as exc:  # the worker is gone: the reader reports it to the waiters
+                logger.debug("vllm sender stops: %s", exc)
+                return
+
+    def _generate_message(self, request: GenerationRequest) -> dict[str, Any] | None:
+        if request.request_id not in self._pending:
+            return None  # aborted before it was sent
+        try:
+            ids = self._request_ids(request)
+        except Exception as exc:  # a prompt the template or tokenizer rejects fails alone
+            self._results.put(
+                {
+                    "event": EVENT_RESULT,
+                    "request_id": request.request_id,
+                    "finish_reason": "error",
+                    "error": f"cannot tokenize the prompt: {type(exc).__name__}: {exc}",
+                }
+            )
+            return None
+        return {
+            "op": OP_GENERATE,
+            "request_id": request.request_id,
+            "prompt_token_ids": ids,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "seed": request.seed,
+            "json_schema": request.json_schema,
+        }
 
     def _unavailable(self, what: str) -> BackendUnavailableError:
         """An error naming the model, the reason the worker gave, its exit code and its stderr tail."""
@@ -375,6 +480,36 @@ class VllmBackend(GenerationBackend):
         """The worker's ready message: max_model_len, max_num_seqs, seconds (engine load), vllm_version, device."""
         return dict(self.wait_until_ready())
 
+    def engine_stats(self, timeout: float = 60.0) -> dict[str, Any]:
+        """The engine's state after every request and abort sent so far: {"unfinished": n}."""
+        self._outbox.put((OP_STATS, {}))
+        try:
+            event = self._stats.get(timeout=timeout)
+        except queue.Empty:
+            raise self._unavailable(f"no stats answer within {timeout:.0f} s") from None
+        return {k: v for k, v in event.items() if k != "event"}
+
+    # -- prompts ---------------------------------------------------------------------------------------------
+    def _prompt_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Chat-template ids of `messages`, rendered once: counting and sending the same prompt reuse them."""
+        key = _messages_key(messages)
+        with self._ids_lock:
+            ids = self._ids_cache.get(key)
+            if ids is not None:
+                self._ids_cache.move_to_end(key)
+                return ids
+        ids = chat_prompt_ids(self._tokenizer, messages)
+        with self._ids_lock:
+            self._ids_cache[key] = ids
+            while len(self._ids_cache) > PROMPT_IDS_CACHE_SIZE:
+                self._ids_cache.popitem(last=False)
+        return ids
+
+    def _request_ids(self, request: GenerationRequest) -> list[int]:
+        if request.prompt is not None:
+            return raw_prompt_ids(self._tokenizer, request.prompt)
+        return self._prompt_ids(request.messages)
+
     # -- GenerationBackend -------------------------------------------------------------------------------------
     @property
     def context_window(self) -> int:
@@ -384,69 +519,75 @@ class VllmBackend(GenerationBackend):
 
     @property
     def max_in_flight(self) -> int:
+        """`max_in_flight` if set (the engine's batch is sized to hold it), else the engine's whole batch."""
         if self.config.max_in_flight is not None:
             return self.config.max_in_flight
         if self.config.max_num_seqs is not None:
             return self.config.max_num_seqs
-        return 64  # enough to keep a GPU batch busy; the engine queues the rest internally
+        return int(self.wait_until_ready()["max_num_seqs"])
 
     def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
-        return len(chat_prompt_ids(self._tokenizer, messages))
+        return len(self._prompt_ids(messages))
+
+    def count_text_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Exact counts of plain texts in one batched call of the model's (Rust) tokenizer, no template."""
+        if not texts:
+            return []
+        rust = getattr(self._tokenizer, "backend_tokenizer", None)  # fast tokenizers: skip the Python wrapper
+        if rust is not None:
+            return [len(e.ids) for e in rust.encode_batch_fast(list(texts), add_special_tokens=False)]
+        return [len(ids) for ids in self._tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     def submit(self, request: GenerationRequest) -> None:
         if self._closed:
             raise BackendUnavailableError(f"vllm backend for model {self.model!r} is closed")
         if self._dead():
             raise self._unavailable("the worker is not running")
-        if request.request_id in self._pending:
+        if request.request_id in self._pending or request.request_id in self._aborted:
             raise ValueError(f"request {request.request_id!r} is already in flight")
         self._pending[request.request_id] = time.monotonic()
-        self._send(
-            {
-                "op": OP_GENERATE,
-                "request_id": request.request_id,
-                "messages": [dict(m) for m in request.messages],
-                "prompt": request.prompt,
-                "max_tokens": request.max_tokens,
-                "temperature": request.temperature,
-                "seed": request.seed,
-                "json_schema": request.json_schema,
-            }
-        )
+        self._outbox.put((OP_GENERATE, request))
+
+    def abort(self, request_id: str) -> None:
+        """Abort a request in the engine (its batch slot frees at the next step); its result is never returned."""
+        if self._pending.pop(request_id, None) is None or self._closed:
+            return
+        self._aborted.add(request_id)
+        self._outbox.put((OP_ABORT, {"request_id": request_id}))
 
     def wait(self, timeout: float | None = None) -> list[GenerationResult]:
-        if not self._pending:
-            return []
-        try:
-            first = self._results.get(timeout=timeout)
-        except queue.Empty:
-            return []
-        events = [first]
-        while True:
-            try:
-                events.append(self._results.get_nowait())
-            except queue.Empty:
-                break
-        results = [self._to_result(e) for e in events if e is not None]
-        if None in events and not results:
-            # The worker is gone with requests outstanding: they will never finish.
-            self._results.put(None)  # keep the EOF marker for later calls
-            raise self._unavailable(f"the worker exited with {len(self._pending)} request(s) in flight")
-        if None in events:
-            self._results.put(None)
-        return results
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._pending:
+            events = take_ready(self._results, None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if not events:
+                return []
+            results = [r for e in events if e is not None and (r := self._to_result(e)) is not None]
+            if None in events:
+                self._results.put(None)  # keep the EOF marker for later calls
+                if not results:
+                    # The worker is gone with requests outstanding: they will never finish.
+                    raise self._unavailable(f"the worker exited with {len(self._pending)} request(s) in flight")
+            if results or (deadline is not None and time.monotonic() >= deadline):
+                return results
+        return []
 
-    def _to_result(self, event: dict[str, Any]) -> GenerationResult:
+    def _to_result(self, event: dict[str, Any]) -> GenerationResult | None:
         request_id = str(event["request_id"])
+        if event.get("event") == EVENT_ABORTED:
+            self._aborted.discard(request_id)
+            return None
+        if request_id in self._aborted:
+            return None  # finished before the abort reached the engine: the caller gave up on it
         submitted = self._pending.pop(request_id, None)
-        seconds = time.monotonic() - submitted if submitted is not None else float(event.get("engine_seconds", 0.0))
+        if submitted is None:
+            return None  # not ours (e.g. a duplicate after a failed tokenization); nobody waits for it
         return GenerationResult(
             request_id=request_id,
             text=str(event.get("text") or ""),
             prompt_tokens=int(event.get("prompt_tokens", 0)),
             completion_tokens=int(event.get("completion_tokens", 0)),
             finish_reason=str(event.get("finish_reason", "error")),
-            seconds=seconds,
+            seconds=time.monotonic() - submitted,
             error=event.get("error"),
             extra={"engine_seconds": event.get("engine_seconds")},
         )
@@ -456,6 +597,8 @@ class VllmBackend(GenerationBackend):
         if self._closed:
             return
         self._closed = True
+        self._outbox.put(None)  # the sender finishes what was submitted, then stops
+        self._sender.join(timeout=timeout)
         if self._proc.poll() is None:
             try:
                 self._send({"op": OP_SHUTDOWN})

@@ -6,20 +6,24 @@ to this process with JSON lines:
 
 parent -> worker (stdin)
     {"op": "start", "config": {...VllmEngineConfig fields...}}       first line, exactly once
-    {"op": "generate", "request_id", "messages" | "prompt", "max_tokens", "temperature", "seed", "json_schema"}
+    {"op": "generate", "request_id", "prompt_token_ids", "max_tokens", "temperature", "seed", "json_schema"}
+    {"op": "abort", "request_id"}                                     stop a request, free its batch slot
+    {"op": "stats"}                                                   ask for the engine's queue depth
     {"op": "shutdown"}                                                or EOF on stdin: finish at once
 worker -> parent (the ORIGINAL stdout; vLLM's own logs and prints go to stderr)
     {"event": "ready", "max_model_len", "max_num_seqs", "seconds", "vllm_version", "device"}
     {"event": "result", "request_id", "text", "prompt_tokens", "completion_tokens", "finish_reason",
      "engine_seconds", "error"}
+    {"event": "aborted", "request_id", "was_running"}                 after every abort op, in order
+    {"event": "stats", "unfinished"}
     {"event": "fatal", "error"}                                       then the process exits non-zero
 
 The engine is vLLM's synchronous `LLMEngine`, stepped by hand: requests are added between steps as they
 arrive, so the batch refills continuously and a long request never holds back short ones (the same
-continuous batching `AsyncLLM` gives, without an event loop). Prompts are rendered to token ids here with
-the model's own chat template, by the same function the parent uses to count them, so the counts agree.
+continuous batching `AsyncLLM` gives, without an event loop). Prompts arrive as token ids: the parent
+renders and tokenizes each prompt once (it counts with the same ids), so nothing is tokenized twice.
 
-This module imports vLLM only inside `main()`: the parent imports `chat_prompt_ids` from it without vLLM.
+This module imports vLLM only inside `main()`.
 """
 
 from __future__ import annotations
@@ -33,12 +37,11 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
 from typing import Any, TextIO
 
 #: message ops and events of the protocol (see the module docstring)
-OP_START, OP_GENERATE, OP_SHUTDOWN = "start", "generate", "shutdown"
-EVENT_READY, EVENT_RESULT, EVENT_FATAL = "ready", "result", "fatal"
+OP_START, OP_GENERATE, OP_ABORT, OP_STATS, OP_SHUTDOWN = "start", "generate", "abort", "stats", "shutdown"
+EVENT_READY, EVENT_RESULT, EVENT_ABORTED, EVENT_STATS, EVENT_FATAL = "ready", "result", "aborted", "stats", "fatal"
 #: internal op the engine watchdog puts in the inbox to wake an idle loop
 _OP_ENGINE_DEAD = "_engine_dead"
 #: after stdin closes (parent gone or closing), the worker ends itself at the latest this much later
@@ -47,24 +50,6 @@ ORPHAN_GRACE_S = 60.0
 WATCHDOG_INTERVAL_S = 1.0
 #: after the EngineCore died, how long the engine loop may take to notice before the watchdog exits for it
 ENGINE_DEAD_GRACE_S = 10.0
-
-
-def chat_prompt_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
-    """Token ids of `messages` rendered by the tokenizer's chat template, ready for the assistant's turn.
-
-    Used both for counting (parent) and for the engine's prompt (worker), so the two always agree. The
-    template inserts any BOS itself; tokenizing the rendered text again with special tokens would double it.
-    """
-    rendered = tokenizer.apply_chat_template(list(messages), tokenize=True, add_generation_prompt=True)
-    # transformers 5.x returns a BatchEncoding here, 4.x a plain list.
-    ids = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
-    return [int(i) for i in ids]
-
-
-def raw_prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
-    """Token ids of a raw completion prompt (no chat template), with the BOS the tokenizer adds, as vLLM's
-    /v1/completions does."""
-    return [int(i) for i in tokenizer(prompt, add_special_tokens=True)["input_ids"]]
 
 
 class _Protocol:
@@ -135,6 +120,7 @@ def _engine_args(config: dict[str, Any]) -> Any:
     kwargs: dict[str, Any] = {
         "model": config["model"],
         "tokenizer": config.get("tokenizer") or config["model"],
+        # prompts arrive as token ids; the engine still loads the tokenizer to detokenize outputs
         "tensor_parallel_size": config["tensor_parallel_size"],
         "gpu_memory_utilization": config["gpu_memory_utilization"],
         "dtype": config["dtype"],
@@ -201,7 +187,6 @@ class _Worker:
         self.config = config
         self.engine: Any = None
         self.per_request_seed = True
-        self.tokenizer: Any = None
         self.started_at: dict[str, float] = {}
         self.stopping = False
 
@@ -215,7 +200,6 @@ class _Worker:
         # offset"): on CPU, sampled requests use the engine's seed instead of their own
         self.per_request_seed = device != "cpu"
         self.engine = LLMEngine.from_engine_args(_engine_args(self.config))
-        self.tokenizer = self.engine.get_tokenizer()
         # add_request() asks the EngineCore for its supported tasks on first use, by a round trip that has no
         # timeout and never returns if the EngineCore has died meanwhile: ask now, while it is surely alive
         # (LLMEngine caches the answer).
@@ -285,15 +269,13 @@ class _Worker:
 
     def _add(self, msg: dict[str, Any]) -> None:
         from vllm.inputs import TokensPrompt
-
-        request_id = str(msg.get("request_id"))
         from vllm.v1.engine.exceptions import EngineDeadError
 
+        request_id = str(msg.get("request_id"))
         try:
-            if msg.get("prompt") is not None:
-                prompt_ids = raw_prompt_ids(self.tokenizer, msg["prompt"])
-            else:
-                prompt_ids = chat_prompt_ids(self.tokenizer, msg["messages"])
+            prompt_ids = msg.get("prompt_token_ids")
+            if not isinstance(prompt_ids, list) or not prompt_ids:
+                raise ValueError("the request carries no prompt_token_ids (the parent tokenizes every prompt)")
             self.engine.add_request(
                 request_id, TokensPrompt(prompt_token_ids=prompt_ids), _sampling_params(msg, self.per_request_seed)
             )
@@ -304,6 +286,14 @@ class _Worker:
             return
         self.started_at[request_id] = time.monotonic()
 
+    def _abort(self, msg: dict[str, Any]) -> None:
+        """Drop a request from the engine (its KV blocks and batch slot free at the next step); always acked."""
+        request_id = str(msg.get("request_id"))
+        was_running = self.started_at.pop(request_id, None) is not None
+        if was_running:
+            self.engine.abort_request([request_id])
+        self.protocol.send(EVENT_ABORTED, request_id=request_id, was_running=was_running)
+
     def _handle(self, msg: dict[str, Any] | None) -> None:
         if msg is None or msg.get("op") == OP_SHUTDOWN:
             self.stopping = True
@@ -311,6 +301,10 @@ class _Worker:
             raise RuntimeError("the vLLM EngineCore process died (its log is above in this stderr)")
         elif msg.get("op") == OP_GENERATE:
             self._add(msg)
+        elif msg.get("op") == OP_ABORT:
+            self._abort(msg)
+        elif msg.get("op") == OP_STATS:
+            self.protocol.send(EVENT_STATS, unfinished=int(self.engine.get_num_unfinished_requests()))
         else:
             print(f"vllm_worker: ignoring unknown message {msg!r}", file=sys.stderr)
 

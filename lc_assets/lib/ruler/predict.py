@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from lc_assets.lib.generation.backend import GenerationBackend, GenerationRequest, GenerationResult
 from lc_assets.lib.ruler.base import RulerSample
 from lc_assets.lib.ruler.scoring import TaskScore, score_task
 from lc_assets.lib.ruler.tasks import get_task
@@ -51,6 +53,62 @@ def run_predictions(
             answers.update({id(s): c for s, c in zip(group, completions, strict=True)})
         out.extend(Prediction(s.task, s.max_seq_length, s.index, answers[id(s)]) for s in batch)
     return out
+
+
+def predict_with_backend(
+    backend: GenerationBackend,
+    samples: Sequence[RulerSample],
+    request_id: Callable[[RulerSample], str],
+    save: Callable[[list[GenerationResult]], None],
+    *,
+    max_new_tokens_override: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    save_every: int = 32,
+    save_every_s: float = 10.0,
+    poll_s: float = 5.0,
+) -> list[GenerationResult]:
+    """Greedy predictions for `samples` with up to `backend.max_in_flight` requests outstanding.
+
+    Finished predictions go to `save` in groups (every `save_every` results or `save_every_s` seconds, and
+    at the end, also when the backend fails), so a stopped run keeps them. `progress(n)` hears of every n
+    newly finished samples, and of a heartbeat `progress(0)` at least every `poll_s` seconds. After the first
+    failed request nothing new is sent; the failures are returned (the caller reports them; a re-run resumes).
+    """
+    by_id = {request_id(s): s for s in samples}
+    if len(by_id) != len(samples):
+        raise ValueError("request ids of the samples are not unique")
+    todo = list(by_id.items())[::-1]  # popped from the end: sample order
+    in_flight: set[str] = set()
+    failures: list[GenerationResult] = []
+    batch: list[GenerationResult] = []
+    last_save = time.monotonic()
+    try:
+        while in_flight or (todo and not failures):
+            while todo and not failures and len(in_flight) < backend.max_in_flight:
+                rid, sample = todo.pop()
+                backend.submit(
+                    GenerationRequest(
+                        request_id=rid,
+                        messages=(),
+                        prompt=build_prompt(sample),
+                        max_tokens=max_new_tokens_override or max_new_tokens(sample.task),
+                        temperature=0.0,  # RULER decodes greedily
+                    )
+                )
+                in_flight.add(rid)
+            results = [r for r in backend.wait(timeout=poll_s) if r.request_id in in_flight]
+            for res in results:
+                in_flight.discard(res.request_id)
+                (failures if res.error is not None else batch).append(res)
+            if batch and (len(batch) >= save_every or time.monotonic() - last_save >= save_every_s):
+                save(batch)
+                batch, last_save = [], time.monotonic()
+            if progress is not None:
+                progress(len(results))
+    finally:
+        if batch:
+            save(batch)  # finished predictions are kept even when the backend went down
+    return failures
 
 
 def score_predictions(
