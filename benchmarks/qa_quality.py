@@ -10,7 +10,8 @@ It also writes a reading sheet (markdown): every accepted pair with its evidence
 chunk text around it, so a person can judge each pair (a real, standalone question; an answer fully
 supported by the excerpt). The figures and the reading are in docs/qa_quality.md.
 
-    python benchmarks/qa_quality.py --model smollm2 --model qwen-coder=/path/to/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+    python benchmarks/qa_quality.py --quote-enum --model qwen=qwen2.5-coder-1.5b --model smol=smollm2-135m
+    python benchmarks/qa_quality.py --model mine=/path/to/any.gguf       # NAME=packaged preset or GGUF path
 
 CPU time is the process's (llama.cpp threads run in-process): on an unloaded machine the wall time
 per pair is about CPU time / threads; under load, wall time is longer and noisy.
@@ -275,7 +276,9 @@ def reading_sheet(out_dir: Path, names: list[str], masks) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", action="append", required=True, help="NAME (packaged default) or NAME=PATH.gguf")
+    ap.add_argument(
+        "--model", action="append", required=True, help="NAME=PRESET or NAME=PATH.gguf (NAME alone: the default)"
+    )
     ap.add_argument("--docs", nargs="+", default=list(DEFAULT_DOCS))
     ap.add_argument("--steps", type=int, default=5, help="masks per document")
     ap.add_argument("--chunk-chars", type=int, default=200_000, help="~50k tokens: a chunk-sized slice")
