@@ -66,7 +66,7 @@ def test_report_over_a_run():
     assert sum(rep.depth_histogram) == 22 and rep.depth_histogram[0] == 4  # s2's two pairs quote decile 0
     assert rep.depth_coverage == 0.5 and rep.pairs_with_depth == 22
     assert rep.near_duplicate_share == round(1 / 22, 4)
-    assert rep.evidence_verbatim_share == round(21 / 22, 4)
+    assert rep.evidence_verbatim_share == round(21 / 22, 4) and rep.completed_evidence_share == 0.0
     assert rep.kind_mix == {"what": 20, "why": 2} and rep.max_kind_share == round(20 / 22, 4)
     assert rep.empty_answers == 0 and rep.question_chars["max"] > 0
     assert rep.completion_tokens == 24 * 50 and rep.generated_per_1m_packed == 1200.0

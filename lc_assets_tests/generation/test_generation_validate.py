@@ -321,3 +321,19 @@ def test_identifier_parts_and_word_forms_support_prose_answers():
         ["pg_create_physical_replication_slot ( slot_name name ) → record"],
     )
     assert validate_output(invented, windows_of(paras)).reason == "unsupported_answer"
+
+
+def test_evidence_is_completed_with_the_shown_sentence_that_supports_the_answer():
+    # Qwen with enum quotes: it quotes one sentence and answers from its neighbour
+    text = out(
+        "What did the village of Carrow Point rebuild the northern pier with?",
+        "The village rebuilt the northern pier with granite from Elm Quarry.",
+        ["The keeper, Thomas Reed, kept the light for forty-one years and logged every storm."],
+    )
+    res = check(text)
+    assert res.ok, res.failure
+    model_span, added = res.spans
+    assert model_span.origin == "model" and added.origin == "completed"
+    assert CHUNK[added.char_start : added.char_end] == PROSE[3]
+    strict = check(text, config=ValidationConfig(max_completed_quotes=0))
+    assert strict.reason == "unsupported_answer"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from lc_assets.lib.generation.validate import (  # noqa: F401 - re-exported: the
     ParsedQA,
     normalize_question,
     parse_qa_output,
+    quotable_pieces,
     repeated_ngram_share,
 )
 from lc_assets.lib.sections import QAPair
@@ -98,9 +98,6 @@ def suggest_kind(seed: int, section_id: str, step: int, kinds: Sequence[str] = t
     return order[pos]
 
 
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?:;])\s+|\n+")
-
-
 def evidence_choices(
     windows: Sequence[MaskWindow], max_quote_chars: int = 200, min_words: int = 3, min_chars: int = 20
 ) -> list[str]:
@@ -108,21 +105,16 @@ def evidence_choices(
 
     Passed as the schema's ``enum`` of evidence items (:func:`qa_json_schema`), grammar-constrained
     decoding can then only copy real text: small models paraphrase quotes ("The excerpt states
-    that ...") when they may write them freely. Each piece is a verbatim substring of a window; a
-    piece longer than ``max_quote_chars`` is cut at a word boundary (still verbatim).
+    that ...") when they may write them freely. Each piece is a verbatim substring of a window
+    (:func:`validate.quotable_pieces`).
     """
     out: list[str] = []
     seen: set[str] = set()
     for window in windows:
-        for piece in _SENTENCE_BREAK.split(window.text):
-            piece = piece.strip()
-            if len(piece) > max_quote_chars:
-                cut = piece.rfind(" ", 0, max_quote_chars)
-                piece = piece[: cut if cut > max_quote_chars // 2 else max_quote_chars].rstrip()
-            if piece in seen or (len(piece.split()) < min_words and len(piece) < min_chars):
-                continue
-            seen.add(piece)
-            out.append(piece)
+        for _, _, piece in quotable_pieces(window.text, max_quote_chars, min_words, min_chars):
+            if piece not in seen:
+                seen.add(piece)
+                out.append(piece)
     return out
 
 

@@ -38,6 +38,7 @@ class EvidenceRef:
     char_start: int
     char_end: int
     score: float = 100.0  # 100 = found verbatim (normalised whitespace/case)
+    origin: str = "model"  # or "completed": a shown sentence the validator added to support the answer
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,9 @@ def outcome_of(
         question=verdict.question if verdict.ok else None,
         answer=verdict.answer if verdict.ok else None,
         kind=verdict.kind,
-        evidence=tuple(EvidenceRef(s.char_start, s.char_end, s.score) for s in verdict.spans) if verdict.ok else (),
+        evidence=tuple(EvidenceRef(s.char_start, s.char_end, s.score, s.origin) for s in verdict.spans)
+        if verdict.ok
+        else (),
         chunk_chars=chunk_chars,
         completion_tokens=completion_tokens,
         shard=shard,
@@ -153,6 +156,7 @@ class QualityReport:
     pairs_with_depth: int
     near_duplicate_share: float
     evidence_verbatim_share: float  # accepted pairs whose every quote was found exactly
+    completed_evidence_share: float  # accepted pairs whose evidence the validator had to complete
     empty_answers: int
     kind_mix: dict[str, int]
     max_kind_share: float
@@ -201,6 +205,7 @@ def compute_quality(
         items.sort(key=lambda o: o.step)
         dups += sum(near_duplicate_flags([o.question or "" for o in items], duplicate_threshold))
     verbatim = sum(1 for o in ok if o.evidence and all(e.score >= 100.0 for e in o.evidence))
+    completed = sum(1 for o in ok if any(e.origin == "completed" for e in o.evidence))
     empty = sum(1 for o in ok if not (o.answer or "").strip() or not any(ch.isalnum() for ch in o.answer or ""))
     kinds = Counter(o.kind or "unclassified" for o in ok)
     completion = sum(o.completion_tokens for o in outcomes)
@@ -216,6 +221,7 @@ def compute_quality(
         pairs_with_depth=with_depth,
         near_duplicate_share=round(dups / len(ok), 4) if ok else 0.0,
         evidence_verbatim_share=round(verbatim / len(ok), 4) if ok else 0.0,
+        completed_evidence_share=round(completed / len(ok), 4) if ok else 0.0,
         empty_answers=empty,
         kind_mix=dict(kinds.most_common()),
         max_kind_share=round(max(kinds.values()) / len(ok), 4) if ok else 0.0,

@@ -81,6 +81,13 @@ class ValidationConfig(StepConfig):
         0.35, gt=0.0, le=1.0, description="Share of repeated word 4-grams above which output is a loop."
     )
     check_language: bool = Field(True, description="Reject question/answer in another language than the source.")
+    max_completed_quotes: int = Field(
+        2,
+        ge=0,
+        le=8,
+        description="An answer sentence the quotes do not support may be supported by this many shown sentences, "
+        "added to the evidence (origin 'completed'); 0 = only the model's quotes count.",
+    )
 
 
 # -- normalisation --------------------------------------------------------------------------------
@@ -141,6 +148,7 @@ class EvidenceSpan:
     char_end: int
     window_index: int  # which shown window (document order)
     score: float  # 100 = found exactly (normalised); else the fuzzy score
+    origin: str = "model"  # "model": quoted by the model; "completed": the shown sentence the validator added
 
     def row(self, pair_id: str, section_id: str, chunk_id: str, run_id: str, config_hash: str) -> dict[str, Any]:
         """One row of the lineage table ``qa_evidence``."""
@@ -477,6 +485,35 @@ def locate_quote(quote: str, windows: Sequence[_Window], threshold: float) -> tu
     return best
 
 
+_PIECE_BREAK = re.compile(r"(?<=[.!?:;])\s+|\n+")
+
+
+def quotable_pieces(
+    text: str, max_chars: int = 200, min_words: int = 3, min_chars: int = 20
+) -> list[tuple[int, int, str]]:
+    """``text`` cut into sentences (prose) and lines (code) as (start, end, piece), verbatim.
+
+    A piece longer than ``max_chars`` is cut at a word boundary; pieces shorter than ``min_words``
+    words and ``min_chars`` characters are left out (they ground nothing).
+    """
+    out = []
+    pos = 0
+    for match in [*_PIECE_BREAK.finditer(text), None]:
+        end = match.start() if match else len(text)
+        raw = text[pos:end]
+        lead = len(raw) - len(raw.lstrip())
+        piece = raw.strip()
+        start = pos + lead
+        pos = match.end() if match else len(text)
+        if len(piece) > max_chars:
+            cut = piece.rfind(" ", 0, max_chars)
+            piece = piece[: cut if cut > max_chars // 2 else max_chars].rstrip()
+        if not piece or (len(piece.split()) < min_words and len(piece) < min_chars):
+            continue
+        out.append((start, start + len(piece), piece))
+    return out
+
+
 # -- answer support -------------------------------------------------------------------------------
 
 _STOPWORDS = set(
@@ -712,8 +749,33 @@ def validate_output(
     shown_numbers = {n for win in prepared for n in numbers(win.text)}
     pool_numbers |= numbers(question) & shown_numbers
     support = 1.0
+    completed = 0
+    pieces: list[tuple[int, int, int, str]] | None = None
     for sentence in answer_sentences(answer):
         share, misses = sentence_support(sentence, pool, pool_numbers)
+        # small models quote one sentence and answer from its neighbour: add the shown sentence that
+        # supports the answer sentence (exact span, marked "completed"), never text that was not shown
+        while share < cfg.min_sentence_support and completed < cfg.max_completed_quotes:
+            if pieces is None:
+                pieces = [(w.index, a, b, t) for w in prepared for a, b, t in quotable_pieces(w.text)]
+            scored = []
+            for win_i, a, b, piece in pieces:
+                extra = set(content_words(piece, identifier_parts=True))
+                gain, _ = sentence_support(sentence, pool | extra, pool_numbers | numbers(piece))
+                scored.append((gain, -a, win_i, a, b, piece))
+            gain, _, win_i, a, b, piece = max(scored, default=(0.0, 0, 0, 0, 0, ""))
+            if gain <= share:
+                break
+            win = prepared[win_i]
+            spans.append(
+                EvidenceSpan(
+                    len(spans), piece, piece, win.char_start + a, win.char_start + b, win_i, 100.0, "completed"
+                )
+            )
+            pool |= set(content_words(piece, identifier_parts=True))
+            pool_numbers |= numbers(piece)
+            completed += 1
+            share, misses = sentence_support(sentence, pool, pool_numbers)
         support = min(support, share)
         if share < cfg.min_sentence_support:
             return _reject(
