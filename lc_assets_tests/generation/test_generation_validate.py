@@ -253,6 +253,13 @@ def test_long_range_steps_need_evidence_from_both_windows():
     res = check(both, long_range=True)
     assert res.ok, res.failure
     assert {s.window_index for s in res.spans} == {0, 1} and res.kind == "multi_hop"
+    decoration = out(  # Qwen: a second quote from the far window that the pair never uses
+        "Who built the lighthouse at Carrow Point?",
+        "The engineer Margaret Hale built it in 1851.",
+        ["The lighthouse at Carrow Point was built in 1851 by the engineer Margaret Hale.", CODE[1].splitlines()[1]],
+    )
+    res = check(decoration, long_range=True)
+    assert res.reason == "long_range_evidence" and "not used" in res.detail
 
 
 def test_numbers_must_come_from_the_evidence_or_its_arithmetic():

@@ -485,26 +485,45 @@ def locate_quote(quote: str, windows: Sequence[_Window], threshold: float) -> tu
     return best
 
 
-_PIECE_BREAK = re.compile(r"(?<=[.!?:;])\s+|\n+")
+_SENTENCE_OR_BLANK = re.compile(r"(?<=[.!?:;])\s+|\n\s*\n\s*")
+_LINE = re.compile(r"\n")
+
+
+def _is_wrap(text: str, newline: int) -> bool:
+    """A hard wrap inside prose: a long line ending in a word or comma, continued unindented in lower case."""
+    line_start = text.rfind("\n", 0, newline) + 1
+    line = text[line_start:newline]
+    nxt = text[newline + 1 : newline + 2]
+    return len(line) >= 40 and (line[-1:].isalnum() or line[-1:] == ",") and nxt.islower()
+
+
+def _breaks(text: str) -> list[tuple[int, int]]:
+    found = [(m.start(), m.end()) for m in _SENTENCE_OR_BLANK.finditer(text)]
+    found += [(m.start(), m.end()) for m in _LINE.finditer(text) if not _is_wrap(text, m.start())]
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(found):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def quotable_pieces(
     text: str, max_chars: int = 200, min_words: int = 3, min_chars: int = 20
 ) -> list[tuple[int, int, str]]:
-    """``text`` cut into sentences (prose) and lines (code) as (start, end, piece), verbatim.
+    """``text`` cut into sentences (prose, hard wraps joined) and lines (code) as (start, end, piece), verbatim.
 
     A piece longer than ``max_chars`` is cut at a word boundary; pieces shorter than ``min_words``
     words and ``min_chars`` characters are left out (they ground nothing).
     """
     out = []
     pos = 0
-    for match in [*_PIECE_BREAK.finditer(text), None]:
-        end = match.start() if match else len(text)
-        raw = text[pos:end]
-        lead = len(raw) - len(raw.lstrip())
+    for brk_start, brk_end in [*_breaks(text), (len(text), len(text))]:
+        raw = text[pos:brk_start]
+        start = pos + len(raw) - len(raw.lstrip())
         piece = raw.strip()
-        start = pos + lead
-        pos = match.end() if match else len(text)
+        pos = brk_end
         if len(piece) > max_chars:
             cut = piece.rfind(" ", 0, max_chars)
             piece = piece[: cut if cut > max_chars // 2 else max_chars].rstrip()
@@ -783,5 +802,16 @@ def validate_output(
                 f"sentence {sentence[:80]!r}: {share:.0%} of its content in the evidence (missing {misses[:6]})",
                 **{**kw, "spans": tuple(spans), "support": share},
             )
+    if long_range and len(prepared) >= 2:
+        # a quote from the far window that the pair never uses is decoration, not a long-range dependency
+        used = set(content_words(f"{question} {answer}"))
+        for win_i in sorted({s.window_index for s in spans}):
+            window_words = {w for s in spans if s.window_index == win_i for w in content_words(s.source_text, True)}
+            if len(used & window_words) < 2:
+                return _reject(
+                    "long_range_evidence",
+                    f"the quote from window {win_i} is not used by the question or answer",
+                    **{**kw, "spans": tuple(spans), "support": support},
+                )
     kind = classify_question_kind(question, answer, len(cited))
     return ValidatedQA(question, answer, quotes, tuple(spans), kind, model_kind, support)
