@@ -527,7 +527,7 @@ def quotable_pieces(
         if len(piece) > max_chars:
             cut = piece.rfind(" ", 0, max_chars)
             piece = piece[: cut if cut > max_chars // 2 else max_chars].rstrip()
-        if not piece or (len(piece.split()) < min_words and len(piece) < min_chars):
+        if not piece or (len(words(piece)) < min_words and len(piece) < min_chars):  # the quote rule's count
             continue
         out.append((start, start + len(piece), piece))
     return out
