@@ -344,3 +344,30 @@ def test_evidence_is_completed_with_the_shown_sentence_that_supports_the_answer(
     assert CHUNK[added.char_start : added.char_end] == PROSE[3]
     strict = check(text, config=ValidationConfig(max_completed_quotes=0))
     assert strict.reason == "unsupported_answer"
+
+
+def test_answers_are_judged_on_what_they_add_to_the_question():
+    # Qwen on asyncio: a real quote, then an invented reason; scattered words of unrelated lines
+    # ("supported for transport", "error code") must not add up to support
+    code = (
+        'if not fallback:\n    raise RuntimeError(\n        f"fallback is disabled and native sendfile is not "\n'
+        '        f"supported for transport {transport!r}")\n\n'
+        "if ssl is None:\n    raise RuntimeError('Python ssl module is not available')\n\n"
+        "# EBADF, but let's not rely on the exact error code)."
+    )
+    windows = windows_of(split_paragraphs(code, _count, 512))
+    invented = out(
+        "Why is the Python ssl module not available?",
+        "The Python ssl module is not available because it is not supported on the platform where the code is running.",
+        ["raise RuntimeError('Python ssl module is not available')"],
+    )
+    assert validate_output(invented, windows).reason == "unsupported_answer"
+    # an answer whose words are neither in the evidence nor given by a question grounded in the shown text
+    restating = out(
+        "What are the titles given to the ceremony of investing a sovereign with the outward signs?",
+        "The ceremony of investing a sovereign with the outward signs is known as the keeper's light.",
+        ["The keeper, Thomas Reed, kept the light for forty-one years"],
+    )
+    assert check(restating).reason == "unsupported_answer"
+    echo_only = out("Who logged every storm at Carrow Point?", "Every storm at Carrow Point was logged.")
+    assert check(echo_only).reason == "degenerate"

@@ -589,14 +589,21 @@ def _derived(pool_numbers: set[str]) -> set[str]:
     return {str(abs(a - b)) for a in values for b in values} | {str(a + b) for a in values for b in values}
 
 
-def sentence_support(sentence: str, pool: set[str], pool_numbers: set[str]) -> tuple[float, list[str]]:
-    """Share of the sentence's content words in ``pool`` (0 if one of its numbers is missing), and the misses."""
+def sentence_support(
+    sentence: str, pool: set[str], pool_numbers: set[str], given: frozenset[str] | set[str] = frozenset()
+) -> tuple[float, list[str]]:
+    """Share of the sentence's *new* content words in ``pool`` (0 if one of its numbers is missing), and the misses.
+
+    ``given``: words the answer may restate without support (the question's words found in the shown
+    text); they leave the count, so "The ceremony of investing a sovereign ... is known as coronation"
+    is judged on "coronation" alone, not carried by the restated question.
+    """
     found_numbers = numbers(sentence)
     missing_numbers = sorted(found_numbers - pool_numbers)
     if missing_numbers:
         missing_numbers = sorted(set(missing_numbers) - _derived(pool_numbers))
     supported_numbers = found_numbers - set(missing_numbers)
-    cw = content_words(sentence)
+    cw = [w for w in content_words(sentence) if w not in given]
     misses = [w for w in cw if w not in pool and w not in supported_numbers]
     share = 1.0 if not cw else 1.0 - len(misses) / len(cw)
     if missing_numbers:
@@ -763,27 +770,31 @@ def validate_output(
 
     shown_words = {w for win in prepared for w in content_words(win.text, identifier_parts=True)}
     pool = {w for s in spans for w in content_words(s.source_text, identifier_parts=True)}
-    pool |= {w for w in content_words(question) if w in shown_words}
+    given = {w for w in content_words(question) if w in shown_words}
     pool_numbers = {n for s in spans for n in numbers(s.source_text)}
     shown_numbers = {n for win in prepared for n in numbers(win.text)}
     pool_numbers |= numbers(question) & shown_numbers
+    if not [w for w in content_words(answer) if w not in given] and not numbers(answer) - numbers(question):
+        return _reject("degenerate", "the answer only restates the question", **{**kw, "spans": tuple(spans)})
     support = 1.0
     completed = 0
     pieces: list[tuple[int, int, int, str]] | None = None
     for sentence in answer_sentences(answer):
-        share, misses = sentence_support(sentence, pool, pool_numbers)
+        share, misses = sentence_support(sentence, pool, pool_numbers, given)
         # small models quote one sentence and answer from its neighbour: add the shown sentence that
-        # supports the answer sentence (exact span, marked "completed"), never text that was not shown
-        while share < cfg.min_sentence_support and completed < cfg.max_completed_quotes:
+        # supports the answer sentence (exact span, marked "completed"), never text that was not shown;
+        # a piece qualifies only if it alone holds at least half of what is missing (scattered words from
+        # unrelated lines must not add up to support)
+        while share < cfg.min_sentence_support and completed < cfg.max_completed_quotes and misses:
             if pieces is None:
                 pieces = [(w.index, a, b, t) for w in prepared for a, b, t in quotable_pieces(w.text)]
             scored = []
             for win_i, a, b, piece in pieces:
-                extra = set(content_words(piece, identifier_parts=True))
-                gain, _ = sentence_support(sentence, pool | extra, pool_numbers | numbers(piece))
-                scored.append((gain, -a, win_i, a, b, piece))
-            gain, _, win_i, a, b, piece = max(scored, default=(0.0, 0, 0, 0, 0, ""))
-            if gain <= share:
+                extra = set(content_words(piece, identifier_parts=True)) | numbers(piece)
+                cover = len(set(misses) & extra) / len(set(misses))
+                scored.append((cover, -a, win_i, a, b, piece))
+            cover, _, win_i, a, b, piece = max(scored, default=(0.0, 0, 0, 0, 0, ""))
+            if cover < 0.5:
                 break
             win = prepared[win_i]
             spans.append(
@@ -794,7 +805,7 @@ def validate_output(
             pool |= set(content_words(piece, identifier_parts=True))
             pool_numbers |= numbers(piece)
             completed += 1
-            share, misses = sentence_support(sentence, pool, pool_numbers)
+            share, misses = sentence_support(sentence, pool, pool_numbers, given)
         support = min(support, share)
         if share < cfg.min_sentence_support:
             return _reject(
