@@ -535,6 +535,8 @@ def quotable_pieces(
 
 # -- answer support -------------------------------------------------------------------------------
 
+# English function words, plus the words every answer about code uses for its subject ("the `x`
+# function", "the `y` method"): they carry no fact that the evidence could support
 _STOPWORDS = set(
     """a about above after again against all also am an and any are as at be because been before being below
     between both but by can could did do does doing done down during each either else few for from further had has
@@ -542,7 +544,8 @@ _STOPWORDS = set(
     must my neither no nor not now of off on once one only or other our ours out over own per same shall she
     should so some such than that the their theirs them then there these they this those through to too under
     until up upon use used uses using very via was we were what when where whether which while who whom whose why
-    will with within without would yes you your called named known example e g i e etc""".split()
+    will with within without would yes you your called named known example e g i e etc like
+    function functions method methods class classes module modules""".split()
 )
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
 _SENTENCES = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9`\"'(])|\n+")
@@ -555,6 +558,8 @@ def _stem(word: str) -> str:
     for suffix in ("ies", "ing", "ed", "es", "ly", "s"):
         if word.endswith(suffix) and not word.endswith("ss") and len(word) - len(suffix) >= 3:
             word = word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+            if suffix in ("ing", "ed") and len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeioulsz":
+                word = word[:-1]  # stripping -> strip, stopped -> stop
             break
     return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
