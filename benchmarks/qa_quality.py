@@ -84,7 +84,7 @@ def fixed_masks(
             max_windows=args.max_windows,
             long_range_share=args.long_range_share,
         )
-        out.append((doc, text, paras, [masker.mask(s) for s in range(steps)]))
+        out.append((doc, text, paras, [masker.mask(s) for s in range(args.first_step, args.first_step + steps)]))
     return out
 
 
@@ -281,6 +281,7 @@ def main() -> None:
     )
     ap.add_argument("--docs", nargs="+", default=list(DEFAULT_DOCS))
     ap.add_argument("--steps", type=int, default=5, help="masks per document")
+    ap.add_argument("--first-step", type=int, default=0, help="first mask (step) of each document")
     ap.add_argument("--chunk-chars", type=int, default=200_000, help="~50k tokens: a chunk-sized slice")
     ap.add_argument("--min-context", type=int, default=1024)
     ap.add_argument("--max-context", type=int, default=1536)
