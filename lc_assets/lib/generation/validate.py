@@ -303,6 +303,14 @@ _POINTS_AT_PROMPT = re.compile(
 )
 
 
+# a question that says "that package" / "this function" leans on context the reader of the pair never sees
+_DANGLING_REFERENCE = re.compile(
+    r"\b(?:that|this|these|those)\s+(?:package|function|method|class|module|file|command|option|variable|"
+    r"parameter|field|table|column|value|case|example|entry|definition|program|script|section)s?\b",
+    re.IGNORECASE,
+)
+
+
 def _has_alnum(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
@@ -459,7 +467,7 @@ def _find_segment(seg: str, win: _Window, threshold: float, after: int = 0) -> t
     return start, end, float(res.score)
 
 
-def locate_quote(quote: str, windows: Sequence[_Window], threshold: float) -> tuple[int, int, int, float] | None:
+def _locate_quote(quote: str, windows: Sequence[_Window], threshold: float) -> tuple[int, int, int, float] | None:
     """(window index, norm start, norm end, score) of a quote; an elided quote ("a ... b") matches in order."""
     segments = [s for s in (_normalize(p) for p in _ELLIPSIS.split(_strip_quote(quote))) if s]
     if not segments:
@@ -735,6 +743,9 @@ def validate_output(
     score, match = index.nearest(question, cfg.duplicate_rouge_l)
     if match is not None:
         return _reject("duplicate_question", f"ROUGE-L {score:.2f} to {match[:80]!r}", **kw)
+    dangling = _DANGLING_REFERENCE.search(question)
+    if dangling:
+        return _reject("not_standalone", f"question says {dangling.group(0)!r}: {question[:80]!r}", **kw)
     for part, value in (("question", question), ("answer", answer)):
         pointer = _POINTS_AT_PROMPT.search(value)
         if pointer:
@@ -760,7 +771,7 @@ def validate_output(
                 f"quote {i} {quote!r} has < {cfg.min_quote_words} words and < {cfg.min_quote_chars} chars",
                 **kw,
             )
-        found = locate_quote(quote, prepared, cfg.fuzzy_threshold)
+        found = _locate_quote(quote, prepared, cfg.fuzzy_threshold)
         if found is None:
             return _reject("evidence_not_found", f"quote {i} {quote[:80]!r} is not in the shown text", **kw)
         win_i, ns, ne, sc = found
