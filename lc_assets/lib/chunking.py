@@ -1,20 +1,31 @@
-"""Cut documents into contiguous token-bounded chunks at natural boundaries.
+"""Cut documents into contiguous token-bounded chunks at natural boundaries, in linear time.
 
-A document is encoded once (ids + character offsets, batch-parallel); cut points are
-chosen among paragraph, then line, then sentence, then whitespace boundaries that
-are also token boundaries, so no token is split and the chunks joined give back the
-document exactly. A chunk's token count is the number of whole-document tokens it
-covers; each cut is verified by re-encoding a small window on both sides, and a
-chunk whose cut fails that check is counted by encoding it whole. Counts are exact.
+A document is encoded once (ids + character offsets). Documents longer than
+`SEGMENT_CHARS` are encoded as pieces cut at likely pre-token boundaries, several pieces
+per parallel batch: memory stays bounded, both cores work on one long document and
+progress can be reported between batches. Every cut point is then found from those
+offsets: the boundary regexes run over a character window around the ideal cut, and each
+candidate position is mapped to its token by binary search over token start offsets
+(`Encoding.token_to_chars` is O(1); `char_to_token` scans and is never used). Boundaries
+fall back from paragraph to line, sentence, whitespace and finally token boundaries, so
+no token is split and the chunks joined give back the document exactly.
+
+Counts are exact. A cut (or a piece seam) is verified by encoding a window of ~48 tokens
+on each side alone, each window starting and ending at a pre-token boundary of the
+document's encoding; a chunk whose edges and seams all verify has exactly the tokens of
+the document's encoding that it covers. Any other chunk is encoded alone to count it, and
+the reason is recorded (`RECOUNT_REASONS`).
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import hashlib
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import model_validator
@@ -24,6 +35,31 @@ from lc_assets.lib.stepconfig import StepConfig
 from lc_assets.lib.tokenizer import TextTokenizer
 
 CutKind = Literal["paragraph", "line", "sentence", "whitespace", "token", "end"]
+RecountReason = Literal["cut_unverified", "seam_unverified"]
+
+#: what each cut kind means (shown with the counts in the chunks metadata)
+CUT_KINDS: dict[str, str] = {
+    "paragraph": "after a blank line",
+    "line": "after a line break: no blank line within the bounds",
+    "sentence": "after . ! or ? (and closing quotes/brackets), before the space: no line break within the bounds",
+    "whitespace": "before a space between words: no sentence end within the bounds",
+    "token": "at a pre-token boundary of the target tokenizer: no whitespace within the bounds (minified code, "
+    "long runs without spaces)",
+    "end": "the end of the document (the last chunk)",
+}
+
+#: why a chunk's count came from encoding it alone instead of from the document's encoding
+RECOUNT_REASONS: dict[str, str] = {
+    "cut_unverified": "at one of the chunk's cuts the text on either side, encoded alone, does not give the "
+    "document's tokens (a token or pre-token spans the cut, e.g. a cut inside a long run of letters or digits "
+    "with no other boundary, or a tokenizer that marks the start of a text)",
+    "seam_unverified": "a very long document is encoded in pieces; at a piece boundary inside this chunk the "
+    "tokens differ from the encoding across it",
+}
+
+#: documents longer than this (characters) are encoded in pieces of about this size, four pieces per
+#: parallel batch (bounds the tokenizer's working memory, ~150 bytes per character encoded at once)
+SEGMENT_CHARS = 1 << 20
 
 # A boundary is the character position where the next chunk starts. Cuts go right after
 # newlines and right before spaces: a chunk must not end in spaces or indentation, whose
@@ -34,8 +70,14 @@ _BOUNDARY_PATTERNS: tuple[tuple[CutKind, re.Pattern[str]], ...] = (
     ("sentence", re.compile(r"[.!?][\"')\]]*(?=[ \t]+\S)")),
     ("whitespace", re.compile(r"(?<=\S)(?=[ \t]+\S)")),
 )
+# where a long document is split into pieces: after a line break, else before a space between words
+_SEAM_PATTERNS = (re.compile(r"\n+(?=\S)"), re.compile(r"(?<=\w)(?= \w)"), re.compile(r"(?<=\w)(?=[^\w\s])"))
+_SEAM_SEARCH_CHARS = 1 << 16
 
 _VERIFY_WINDOW_TOKENS = 48
+_ANCHOR_SEARCH_TOKENS = 4096  # how far a window edge may move to reach a pre-token boundary
+_CANDIDATES_PER_CUT = 16  # nearest boundaries tried (verified) before a cut is taken unverified
+_TOKEN_FALLBACK_SCAN = 4096
 
 
 class ChunkingConfig(StepConfig):
@@ -45,10 +87,12 @@ class ChunkingConfig(StepConfig):
     max_tokens: int = 150_000
     #: preferred chunk size; None splits a document into equal parts within the bounds
     target_tokens: int | None = None
-    #: documents encoded per batch (memory bound); does not change results
+    #: at most this many documents per batch (one transaction each); does not change results
     batch_documents: int = 32
+    #: at most this many characters of text per batch (memory bound); does not change results
+    batch_chars: int = 64 * 1024 * 1024
 
-    HASH_EXCLUDE = frozenset({"batch_documents"})
+    HASH_EXCLUDE = frozenset({"batch_documents", "batch_chars"})
 
     @model_validator(mode="after")
     def _check_bounds(self) -> ChunkingConfig:
@@ -62,6 +106,8 @@ class ChunkingConfig(StepConfig):
             )
         if self.batch_documents < 1:
             raise ValueError(f"batch_documents must be >= 1, got {self.batch_documents}")
+        if self.batch_chars < 1:
+            raise ValueError(f"batch_chars must be >= 1, got {self.batch_chars}")
         return self
 
 
@@ -70,11 +116,11 @@ class ChunkSpan:
     index: int
     char_start: int
     char_end: int
-    token_start: int
+    token_start: int  # position in the document's encoding (for pieces: their concatenation)
     token_end: int
     n_tokens: int  # exact count of text[char_start:char_end] encoded alone
     cut: CutKind  # the kind of boundary that ends this chunk
-    verified_by_window: bool  # False: counted by a full re-encode
+    recount_reason: RecountReason | None = None  # None: counted from the document's encoding, edges verified
 
 
 @dataclass(frozen=True)
@@ -82,6 +128,8 @@ class DocumentChunking:
     n_tokens: int
     spans: tuple[ChunkSpan, ...]
     filtered_reason: str | None = None  # e.g. "below_min_tokens"
+    pieces: int = 1  # encoded in this many pieces (long documents)
+    unverified_seams: int = 0
 
 
 def chunk_id(document_id: str, char_start: int, char_end: int) -> str:
@@ -95,99 +143,186 @@ def _plan_chunk_count(n_tokens: int, cfg: ChunkingConfig) -> int:
     return max(1, min(max(round(n_tokens / target), fewest), most))
 
 
-class _DocCutter:
-    def __init__(self, text: str, enc: Encoding, tokenizer: TextTokenizer) -> None:
-        self.text = text
-        self.enc = enc
-        self.ids = enc.ids
-        self.n = len(enc.ids)
-        self.tokenizer = tokenizer
+def segment_starts(text: str, segment_chars: int | None = None) -> list[int]:
+    """Character positions where the pieces of a long document start (always [0, ...])."""
+    segment_chars = segment_chars or SEGMENT_CHARS
+    starts = [0]
+    while len(text) - starts[-1] > segment_chars + segment_chars // 2:
+        target = starts[-1] + segment_chars
+        for pattern in _SEAM_PATTERNS:
+            m = pattern.search(text, target, target + _SEAM_SEARCH_CHARS)
+            if m:
+                starts.append(m.end())
+                break
+        else:  # no line break or word gap nearby: any position (the seam check will tell)
+            starts.append(target)
+    return starts
 
-    def char_of_token(self, t: int) -> int:
+
+@dataclass
+class _Piece:
+    char_start: int
+    token_start: int
+    enc: Encoding
+    _ids: list[int] | None = field(default=None, repr=False)
+
+    @property
+    def ids(self) -> list[int]:
+        if self._ids is None:
+            self._ids = self.enc.ids
+        return self._ids
+
+
+class _DocTokens:
+    """The document's token sequence over its encoded pieces: O(1) offsets, O(log n) char -> token."""
+
+    def __init__(self, text: str, pieces: list[_Piece]) -> None:
+        self.text = text
+        self.pieces = pieces
+        self.piece_token_starts = [p.token_start for p in pieces]
+        last = pieces[-1]
+        self.n = last.token_start + len(last.enc)
+        self.bad_seams: set[int] = set()  # token indices of seams whose encoding across differs
+
+    def _piece(self, t: int) -> _Piece:
+        return self.pieces[bisect.bisect_right(self.piece_token_starts, t) - 1]
+
+    def char_of(self, t: int) -> int:
+        """Start offset of token t (len(text) for t == n)."""
         if t >= self.n:
             return len(self.text)
-        return self.enc.token_to_chars(t)[0]
+        p = self._piece(t)
+        return p.char_start + p.enc.token_to_chars(t - p.token_start)[0]
 
-    def token_at_char(self, p: int) -> int | None:
-        """Token index that starts exactly at char p, or None if p is inside a token."""
-        t = self.enc.char_to_token(p)
-        if t is None or self.enc.token_to_chars(t)[0] != p:
-            return None
-        # several tokens can share a start offset (byte-level pieces of one char): take the first
-        while t > 0 and self.enc.token_to_chars(t - 1)[0] == p:
-            t -= 1
-        return t
+    def end_of(self, t: int) -> int:
+        p = self._piece(t)
+        return p.char_start + p.enc.token_to_chars(t - p.token_start)[1]
+
+    def token_at(self, char: int) -> int | None:
+        """The token that starts exactly at `char`, or None when `char` is inside a token."""
+        t = bisect.bisect_left(range(self.n), char, key=self.char_of)
+        if t < self.n and self.char_of(t) == char:
+            return t
+        return None
+
+    def is_boundary(self, t: int) -> bool:
+        """Token t starts a pre-token of the encoding (no token or character spans the position)."""
+        if t <= 0 or t >= self.n:
+            return True
+        p = self._piece(t)
+        local = t - p.token_start
+        if local == 0:  # a piece seam: chosen at a likely pre-token boundary, then checked
+            return t not in self.bad_seams
+        if self.end_of(t - 1) > self.char_of(t):  # byte pieces of one character
+            return False
+        word, prev = p.enc.token_to_word(local), p.enc.token_to_word(local - 1)
+        return word is None or word != prev
+
+    def ids(self, a: int, b: int) -> list[int]:
+        out: list[int] = []
+        for p in self.pieces[bisect.bisect_right(self.piece_token_starts, a) - 1 :]:
+            if p.token_start >= b:
+                break
+            lo, hi = max(a, p.token_start) - p.token_start, min(b, p.token_start + len(p.enc)) - p.token_start
+            out.extend(p.ids[lo:hi])
+        return out
+
+
+class _DocCutter:
+    def __init__(self, text: str, tokens: _DocTokens, tokenizer: TextTokenizer) -> None:
+        self.text = text
+        self.tok = tokens
+        self.tokenizer = tokenizer
 
     def candidates(self, lo_tok: int, hi_tok: int, ideal_tok: int) -> tuple[CutKind, list[tuple[int, int]]]:
         """(kind, [(token, char)] nearest the ideal first) of the best boundary kind in [lo_tok, hi_tok].
 
         Searches a growing window around the ideal position, so a cut costs work in
-        proportion to the distance to the nearest boundary, not to the chunk size.
+        proportion to the distance to the nearest boundary, not to the document size.
         """
+        tok = self.tok
+        ideal_char = tok.char_of(ideal_tok)
         for radius in (1024, 16384, max(hi_tok - lo_tok, 1)):
             a, b = max(lo_tok, ideal_tok - radius), min(hi_tok, ideal_tok + radius)
-            lo_char, hi_char = self.char_of_token(a), self.char_of_token(b)
+            lo_char, hi_char = tok.char_of(a), tok.char_of(b)
             for kind, pattern in _BOUNDARY_PATTERNS:
+                positions = [m.end() for m in pattern.finditer(self.text, lo_char, hi_char + 1)]
+                positions.sort(key=lambda p: abs(p - ideal_char))
                 found: list[tuple[int, int]] = []
-                for m in pattern.finditer(self.text, lo_char, hi_char + 1):
-                    t = self.token_at_char(m.end())
-                    if t is not None and a <= t <= b:
-                        found.append((t, m.end()))
+                for p in positions:
+                    t = tok.token_at(p)
+                    if t is not None and a <= t <= b and tok.is_boundary(t):
+                        found.append((t, p))
+                        if len(found) == _CANDIDATES_PER_CUT:
+                            break
                 if found:
-                    found.sort(key=lambda tp: abs(tp[0] - ideal_tok))
                     return kind, found
-        # no natural boundary at all: any token start (never mid-token)
-        tokens = sorted(range(lo_tok, hi_tok + 1), key=lambda t: abs(t - ideal_tok))[:64]
-        return "token", [(t, self.char_of_token(t)) for t in tokens]
+        # no whitespace at all: the nearest pre-token boundaries (never mid-token)
+        found = []
+        for d in range(_TOKEN_FALLBACK_SCAN):
+            for t in {ideal_tok - d, ideal_tok + d}:
+                if lo_tok <= t <= hi_tok and tok.is_boundary(t):
+                    found.append((t, tok.char_of(t)))
+            if len(found) >= _CANDIDATES_PER_CUT:
+                break
+        if not found:  # one pre-token longer than the scan (a run of letters): any token start
+            t = next(
+                (t for d in range(hi_tok - lo_tok + 1) for t in (ideal_tok - d, ideal_tok + d)
+                 if lo_tok <= t <= hi_tok and (t == 0 or tok.end_of(t - 1) <= tok.char_of(t))),
+                ideal_tok,
+            )  # fmt: skip
+            found = [(t, tok.char_of(t))]
+        return "token", found
 
-    def _line_start_token_before(self, char: int) -> tuple[int, int] | None:
-        """The nearest line start at or before `char` that is also a token start."""
-        for _ in range(8):
-            nl = self.text.rfind("\n", 0, char)
-            if nl < 0:
-                return 0, 0
-            t = self.token_at_char(nl + 1)
-            if t is not None:
-                return t, nl + 1
-            char = nl
+    def _anchor(self, t: int, step: int, limit: int) -> int | None:
+        """The nearest pre-token boundary from t in direction `step`, not past `limit`."""
+        for _ in range(_ANCHOR_SEARCH_TOKENS):
+            if (step < 0 and t <= limit) or (step > 0 and t >= limit):
+                return limit
+            if self.tok.is_boundary(t):
+                return t
+            t += step
         return None
 
-    def _line_end_token_after(self, char: int) -> tuple[int, int] | None:
-        """The nearest newline at or after `char` that starts a token (or the end of text)."""
-        for _ in range(8):
-            nl = self.text.find("\n", char)
-            if nl < 0:
-                return self.n, len(self.text)
-            t = self.token_at_char(nl)
-            if t is not None:
-                return t, nl
-            char = nl + 1
-        return None
-
-    def cut_is_stable(self, t: int, p: int) -> bool:
-        """Encoding each side alone near the cut gives the whole-document tokens there.
-
-        Windows start and end at line breaks that are token starts, so each begins on a
-        pre-token boundary of the whole-document encoding.
-        """
+    def _window(self, t: int, floor_tok: int) -> tuple[int, int] | None:
         w = _VERIFY_WINDOW_TOKENS
-        left = self._line_start_token_before(self.char_of_token(max(0, t - w)))
-        right = self._line_end_token_after(self.char_of_token(min(self.n, t + w)))
-        if left is None or right is None:
+        left = self._anchor(t - w, -1, floor_tok)
+        right = self._anchor(t + w, +1, self.tok.n)
+        return None if left is None or right is None else (left, right)
+
+    def verified(self, t: int, p: int, floor_tok: int = 0) -> bool:
+        """Encoding each side alone near the cut gives the document's tokens there."""
+        window = self._window(t, floor_tok)
+        if window is None:
             return False
-        (left_tok, left_char), (right_tok, right_char) = left, right
-        left_ids, right_ids = self.tokenizer.encode_batch([self.text[left_char:p], self.text[p:right_char]])
-        return left_ids == self.ids[left_tok:t] and right_ids == self.ids[t:right_tok]
+        left, right = window
+        left_ids, right_ids = self.tokenizer.encode_batch(
+            [self.text[self.tok.char_of(left) : p], self.text[p : self.tok.char_of(right)]]
+        )
+        return left_ids == self.tok.ids(left, t) and right_ids == self.tok.ids(t, right)
+
+    def seam_verified(self, t: int) -> bool:
+        """Encoding across a piece seam gives the two pieces' tokens joined."""
+        window = self._window(t, 0)
+        if window is None:
+            return False
+        left, right = window
+        (ids,) = self.tokenizer.encode_batch([self.text[self.tok.char_of(left) : self.tok.char_of(right)]])
+        return ids == self.tok.ids(left, right)
 
 
-def chunk_encoded_document(text: str, enc: Encoding, tokenizer: TextTokenizer, cfg: ChunkingConfig) -> DocumentChunking:
-    """Chunk one document given its whole-text encoding."""
-    n = len(enc.ids)
+def _cut_document(
+    text: str, tokens: _DocTokens, tokenizer: TextTokenizer, cfg: ChunkingConfig
+) -> tuple[DocumentChunking, list[int]]:
+    """Spans of one document; returns (result with provisional counts, indices of spans to recount)."""
+    n = tokens.n
     if n < cfg.min_tokens:
-        return DocumentChunking(n, (), "below_min_tokens")
-    cutter = _DocCutter(text, enc, tokenizer)
+        return DocumentChunking(n, (), "below_min_tokens", len(tokens.pieces)), []
+    cutter = _DocCutter(text, tokens, tokenizer)
+    tokens.bad_seams = {p.token_start for p in tokens.pieces[1:] if not cutter.seam_verified(p.token_start)}
+    bad_seams = [tokens.char_of(t) for t in sorted(tokens.bad_seams)]
     k = _plan_chunk_count(n, cfg)
-    cuts: list[tuple[int, int, CutKind, bool]] = []  # (token, char, kind, stable)
+    cuts: list[tuple[int, int, CutKind, bool]] = []  # (token, char, kind, verified)
     prev = 0
     for i in range(1, k):
         remaining = k - i  # chunks after this cut
@@ -197,21 +332,79 @@ def chunk_encoded_document(text: str, enc: Encoding, tokenizer: TextTokenizer, c
         if lo > hi:  # bounds cannot both hold (tiny min/max gap): favour the max bound
             lo = hi = min(prev + cfg.max_tokens, n - 1)
         kind, found = cutter.candidates(lo, hi, min(max(ideal, lo), hi))
-        chosen = next(((t, p, True) for t, p in found[:16] if cutter.cut_is_stable(t, p)), None)
-        t, p, stable = chosen or (found[0][0], found[0][1], False)
-        cuts.append((t, p, kind, stable))
+        chosen = next(((t, p, True) for t, p in found if cutter.verified(t, p, prev)), None)
+        t, p, ok = chosen or (found[0][0], found[0][1], False)
+        cuts.append((t, p, kind, ok))
         prev = t
     spans: list[ChunkSpan] = []
-    start_tok, start_char, start_stable = 0, 0, True
-    for idx, (t, p, kind, stable) in enumerate([*cuts, (n, len(text), "end", True)]):
-        exact = start_stable and stable
-        n_tok = t - start_tok if exact else tokenizer.count(text[start_char:p])
-        spans.append(ChunkSpan(idx, start_char, p, start_tok, t, n_tok, kind, exact))  # type: ignore[arg-type]
-        start_tok, start_char, start_stable = t, p, stable
-    return DocumentChunking(n, tuple(spans))
+    recount: list[int] = []
+    start_tok, start_char, start_ok = 0, 0, True
+    for idx, (t, p, kind, ok) in enumerate([*cuts, (n, len(text), "end", True)]):
+        reason: RecountReason | None = None
+        if not (start_ok and ok):
+            reason = "cut_unverified"
+        elif any(start_char < c < p for c in bad_seams):
+            reason = "seam_unverified"
+        if reason:
+            recount.append(idx)
+        spans.append(ChunkSpan(idx, start_char, p, start_tok, t, t - start_tok, kind, reason))  # type: ignore[arg-type]
+        start_tok, start_char, start_ok = t, p, ok
+    return DocumentChunking(n, tuple(spans), None, len(tokens.pieces), len(bad_seams)), recount
 
 
-def chunk_documents(texts: Sequence[str], tokenizer: TextTokenizer, cfg: ChunkingConfig) -> list[DocumentChunking]:
-    """Chunk many documents; one parallel batch encode for all of them."""
-    encodings = tokenizer.encodings(texts)
-    return [chunk_encoded_document(t, e, tokenizer, cfg) for t, e in zip(texts, encodings, strict=True)]
+def chunk_documents(
+    texts: Sequence[str],
+    tokenizer: TextTokenizer,
+    cfg: ChunkingConfig,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[DocumentChunking]:
+    """Chunk many documents: pieces encoded in parallel batches, each document cut as soon as it is encoded.
+
+    `on_progress(tokens, documents)` is called after every encoded batch with what it added.
+    """
+    pieces = [(d, s, e) for d, text in enumerate(texts) for s, e in _piece_bounds(text)]
+    encoded: dict[int, list[_Piece]] = {}
+    results: list[DocumentChunking] = []
+    recounts: list[tuple[int, int]] = []  # (document, span index)
+
+    def cut_next() -> None:
+        d = len(results)
+        doc_pieces = encoded.pop(d, None) or [_Piece(0, 0, tokenizer.encodings([""])[0])]
+        result, recount = _cut_document(texts[d], _DocTokens(texts[d], doc_pieces), tokenizer, cfg)
+        results.append(result)
+        recounts.extend((d, j) for j in recount)
+
+    i = 0
+    while i < len(pieces):
+        group, size = [], 0
+        while i < len(pieces) and (not group or size + pieces[i][2] - pieces[i][1] <= 4 * SEGMENT_CHARS):
+            group.append(pieces[i])
+            size += pieces[i][2] - pieces[i][1]
+            i += 1
+        encodings = tokenizer.encodings([texts[d][s:e] for d, s, e in group])
+        for (d, s, _), enc in zip(group, encodings, strict=True):
+            doc_pieces = encoded.setdefault(d, [])
+            token_start = doc_pieces[-1].token_start + len(doc_pieces[-1].enc) if doc_pieces else 0
+            doc_pieces.append(_Piece(s, token_start, enc))
+        done_before = len(results)
+        # documents whose last piece is encoded are cut now, and their encodings freed
+        while len(results) < len(texts) and (i == len(pieces) or pieces[i][0] > len(results)):
+            cut_next()
+        if on_progress:
+            on_progress(sum(len(e) for e in encodings), len(results) - done_before)
+    while len(results) < len(texts):  # only empty texts are left
+        cut_next()
+    if recounts:
+        counts = tokenizer.count_batch(
+            [texts[d][sp.char_start : sp.char_end] for d, j in recounts for sp in [results[d].spans[j]]]
+        )
+        for (d, j), count in zip(recounts, counts, strict=True):
+            spans = list(results[d].spans)
+            spans[j] = dataclasses.replace(spans[j], n_tokens=count)
+            results[d] = dataclasses.replace(results[d], spans=tuple(spans))
+    return results
+
+
+def _piece_bounds(text: str) -> list[tuple[int, int]]:
+    starts = segment_starts(text)
+    return [(s, e) for s, e in zip(starts, [*starts[1:], len(text)], strict=True) if e > s]

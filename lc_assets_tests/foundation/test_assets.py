@@ -9,6 +9,7 @@ import yaml
 from lc_assets.defs.chunks import assets as chunk_assets
 from lc_assets.defs.chunks.assets import chunks
 from lc_assets.defs.corpus.assets import raw_corpus
+from lc_assets.defs.filters.assets import filtered_corpus
 from lc_assets.defs.partitions import CORPUS_SHARDS
 from lc_assets.defs.resources import CorpusSourcesResource, LineageStoreResource, TokenizerResource
 from lc_assets.lib.lineage import LineageStore
@@ -47,7 +48,7 @@ def shard_env(tmp_path: Path):
 
 def _run(resources, instance, shard="books", chunk_config=None, raise_on_error=True):
     return dg.materialize(
-        [raw_corpus, chunks],
+        [raw_corpus, filtered_corpus, chunks],
         resources=resources,
         instance=instance,
         partition_key=shard,
@@ -62,10 +63,14 @@ def test_materialize_both_assets(shard_env):
     assert result.success
     corpus = materialization_metadata(result, "raw_corpus")
     assert corpus["documents"] == 7 and corpus["new_documents"] == 7  # 6 books + tiny; copy deduplicated
-    assert corpus["skipped_by_reason"] == {"undecodable": 1}
+    assert corpus["skipped_by_reason"] == {"undecodable": 1, "duplicate_content": 1}
+    assert corpus["inputs"] == 9  # 6 books + tiny + copy + bad
     assert store.scalar("SELECT count(*) FROM documents") == 7
     assert store.scalar("SELECT count(*) FROM shard_documents") == 7
-    assert store.query("SELECT source, reason FROM ingest_skips") == [("bad.txt", "undecodable")]
+    assert store.query("SELECT source, reason FROM ingest_skips ORDER BY 1") == [
+        ("bad.txt", "undecodable"),
+        ("copy.txt", "duplicate_content"),
+    ]
     assert store.scalar("SELECT count(DISTINCT license) FROM documents") == 1
 
     meta = materialization_metadata(result, "chunks")
@@ -79,6 +84,8 @@ def test_materialize_both_assets(shard_env):
             "chunks_reconstruct_documents",
             "chunk_counts_match_lineage",
             "chunk_token_counts_exact",
+            "shards_have_usable_chunks",
+            "filter_decisions_cover_shard",
         ],
         True,
     )
@@ -108,11 +115,11 @@ def test_killed_run_resumes_without_duplicates_or_partial_batches(shard_env, mon
     real = chunk_assets.chunk_documents
     calls = {"n": 0}
 
-    def dies_on_second_batch(texts, tokenizer, cfg):
+    def dies_on_second_batch(*args):
         calls["n"] += 1
         if calls["n"] == 2:
             raise dg.DagsterExecutionInterruptedError("killed")  # what a run stop raises in the step
-        return real(texts, tokenizer, cfg)
+        return real(*args)
 
     monkeypatch.setattr(chunk_assets, "chunk_documents", dies_on_second_batch)
     with pytest.raises(BaseException):  # noqa: B017 - the interrupt propagates as a BaseException

@@ -10,8 +10,10 @@ from pathlib import Path
 
 from lc_assets.defs.chunks.assets import chunk_shard
 from lc_assets.defs.corpus.assets import ingest_shard
+from lc_assets.defs.filters.assets import filter_shard
 from lc_assets.defs.resources import TokenizerResource
 from lc_assets.lib.chunking import ChunkingConfig
+from lc_assets.lib.corpus.quality import FilterConfig
 from lc_assets.lib.corpus.sources import SourceSpec
 from lc_assets.lib.lineage import LineageStore
 from lc_assets_tests.foundation.conftest import make_text
@@ -45,6 +47,7 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path):
     db = tmp_path / "lineage.duckdb"
     store = LineageStore(db)
     ingest_shard("books", SourceSpec(kind="local", path=str(books)), store, TokenizerResource(), "ingest", 1 << 20)
+    filter_shard("books", store, FilterConfig(), "filter")
     n_docs = store.scalar("SELECT count(*) FROM documents")
 
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(db)], env=dict(os.environ))

@@ -1,3 +1,5 @@
+import codecs
+import gzip
 import json
 from pathlib import Path
 
@@ -6,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from lc_assets.lib.corpus.documents import RawDocument, SkippedInput, SourceNotFoundError
+from lc_assets.lib.corpus.documents import RawDocument, SkippedInput, SourceNotFoundError, content_id
 from lc_assets.lib.corpus.embedded import CATALOG, iter_embedded
 from lc_assets.lib.corpus.sources import SourceSpec, iter_source
 from lc_assets_tests.foundation.conftest import make_text
@@ -60,6 +62,7 @@ def test_local_folder_reads_every_kind_and_records_every_skip(corpus_dir: Path):
         "records.jsonl#L5": "invalid_json",
         "wrongcol.parquet": "missing_field",
         "broken.parquet": "unreadable",
+        ".hidden.txt": "hidden",
     }
 
 
@@ -135,3 +138,108 @@ def test_embedded_catalog_has_licensed_long_documents():
         assert len(d.text) > 100_000 and d.license in ("public-domain", "PSF-2.0")
     with pytest.raises(ValueError, match="unknown embedded corpus entries"):
         list(iter_embedded(["no-such-book"]))
+
+
+def test_encodings_line_ends_and_gzip_give_one_document(tmp_path: Path):
+    text = make_text(21, 12)
+    root = tmp_path / "enc"
+    root.mkdir()
+    (root / "lf.txt").write_text(text)
+    (root / "crlf.txt").write_bytes(text.replace("\n", "\r\n").encode())
+    (root / "cr.txt").write_bytes(text.replace("\n", "\r").encode())
+    (root / "bom8.txt").write_bytes(codecs.BOM_UTF8 + text.encode())
+    (root / "u16le.txt").write_bytes(codecs.BOM_UTF16_LE + text.encode("utf-16-le"))
+    (root / "u16be.md").write_bytes(codecs.BOM_UTF16_BE + text.encode("utf-16-be"))
+    (root / "u32.txt").write_bytes(codecs.BOM_UTF32_LE + text.encode("utf-32-le"))
+    (root / "packed.txt.gz").write_bytes(gzip.compress(text.replace("\n", "\r\n").encode()))
+    (root / "rows.jsonl.gz").write_bytes(gzip.compress((json.dumps({"text": text}) + "\n{bad\n").encode()))
+    (root / "broken.txt.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
+    (root / "u16-no-bom.txt").write_bytes(text.encode("utf-16-le"))
+    (root / "bad16.txt").write_bytes(codecs.BOM_UTF16_LE + b"\x00\xd8\x41\x00")  # lone surrogate
+    docs, skips = _split(list(iter_source(SourceSpec(kind="local", path=str(root)))))
+    assert {d.document_id for d in docs} == {content_id(text)}
+    assert sorted(d.source for d in docs) == sorted(
+        ["lf.txt", "crlf.txt", "cr.txt", "bom8.txt", "u16le.txt", "u16be.md", "u32.txt", "packed.txt.gz"]
+        + ["rows.jsonl.gz#L1"]
+    )
+    assert skips == {
+        "rows.jsonl.gz#L2": "invalid_json",
+        "broken.txt.gz": "unreadable",
+        "u16-no-bom.txt": "binary",
+        "bad16.txt": "undecodable",
+    }
+
+
+def test_symlinks_are_followed_once_and_loops_recorded(tmp_path: Path):
+    data = tmp_path / "data"
+    (data / "a").mkdir(parents=True)
+    (data / "a" / "one.txt").write_text(make_text(31, 3))
+    (data / "b").mkdir()
+    (data / "b" / "two.txt").write_text(make_text(32, 3))
+    root = tmp_path / "corpus"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "three.txt").write_text(make_text(33, 3))
+    (root / "links").mkdir()
+    (root / "links" / "a").symlink_to(data / "a")  # a folder of symlinked folders
+    (root / "links" / "b").symlink_to(data / "b")
+    (root / "links" / "a-again").symlink_to(data / "a")  # the same folder by a second path
+    (root / "real" / "loop").symlink_to(root)  # back up to the root: a loop
+    (root / "real" / "self").symlink_to(root / "real" / "self")  # a link to itself
+    (root / "gone").symlink_to(tmp_path / "nowhere")
+    (root / "three-link.txt").symlink_to(root / "real" / "three.txt")
+    docs, skips = _split(list(iter_source(SourceSpec(kind="local", path=str(root)))))
+    assert sorted(d.source for d in docs) == ["links/a/one.txt", "links/b/two.txt", "real/three.txt"]
+    assert skips == {
+        "links/a-again": "already_read",
+        "real/loop": "symlink_loop",
+        "real/self": "symlink_loop",
+        "gone": "broken_symlink",
+        "three-link.txt": "already_read",
+    }
+
+
+def test_suffix_filter_records_what_it_leaves_out(corpus_dir: Path):
+    items = list(iter_source(SourceSpec(kind="local", path=str(corpus_dir), suffixes=["txt"])))
+    docs, skips = _split(items)
+    assert sorted(d.source for d in docs) == ["books/a.txt", "dup.txt"]
+    assert skips["code.py"] == "suffix_not_selected" and skips["records.jsonl"] == "suffix_not_selected"
+
+
+def test_many_tiny_files(tmp_path: Path):
+    root = tmp_path / "tiny"
+    for i in range(3000):
+        sub = root / f"d{i % 30:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"f{i:04d}.txt").write_text(f"tiny file number {i}\n")
+    docs, skips = _split(list(iter_source(SourceSpec(kind="local", path=str(root)))))
+    assert len(docs) == 3000 and not skips
+    assert docs[0].source == "d00/f0000.txt" and docs[-1].source == "d29/f2999.txt"
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_hf_json_keeps_good_records_and_names_bad_ones(tmp_path: Path, monkeypatch, streaming):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    good = tmp_path / "good.jsonl"
+    good.write_text("".join(json.dumps({"text": make_text(40 + i, 2), "id": i}) + "\n" for i in range(3)))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": make_text(50, 2)}) + "\n{broken\n" + json.dumps({"body": "x"}) + "\n")
+    spec = SourceSpec(kind="hf", dataset="json", data_files=[str(tmp_path / "*.jsonl")], streaming=streaming)
+    docs, skips = _split(list(iter_source(spec)))
+    assert [d.source for d in docs] == [f"hf:json:{bad}#L1"] + [f"hf:json:{good}#L{i}" for i in (1, 2, 3)]
+    assert skips == {f"hf:json:{bad}#L2": "invalid_json", f"hf:json:{bad}#L3": "missing_field"}
+    # on a clean file the records are exactly those `datasets` itself yields
+    import datasets
+
+    ref = datasets.load_dataset("json", data_files=[str(good)], split="train", streaming=streaming)
+    assert [d.text for d in docs[1:]] == [r["text"] for r in ref]
+
+
+def test_hf_other_builders_read_per_file(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    (tmp_path / "a.txt").write_text("first line\nsecond line\n")
+    (tmp_path / "b.txt").write_bytes(b"fine\n\xff\xfe broken utf-8\n")
+    spec = SourceSpec(kind="hf", dataset="text", data_files=[str(tmp_path / "*.txt")])
+    docs, skips = _split(list(iter_source(spec)))
+    assert [d.text for d in docs][:2] == ["first line", "second line"]
+    (source, reason), *_ = skips.items()
+    assert reason == "unreadable" and str(tmp_path / "b.txt") in source

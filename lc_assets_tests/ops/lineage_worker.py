@@ -12,6 +12,7 @@ def materialize_shard(shard: str, sources_file: str, lineage_path: str, barrier:
 
     from lc_assets.defs.chunks.assets import chunks
     from lc_assets.defs.corpus.assets import raw_corpus
+    from lc_assets.defs.filters.assets import filtered_corpus
     from lc_assets.defs.partitions import CORPUS_SHARDS
     from lc_assets.defs.resources import CorpusSourcesResource, LineageStoreResource, TokenizerResource
 
@@ -26,7 +27,7 @@ def materialize_shard(shard: str, sources_file: str, lineage_path: str, barrier:
     barrier.wait(timeout=240)  # a multiprocessing.Manager().Barrier(2): both runs start writing together
     started = time.time()
     result = dg.materialize(
-        [raw_corpus, chunks],
+        [raw_corpus, filtered_corpus, chunks],
         resources=resources,
         instance=instance,
         partition_key=shard,

@@ -1,4 +1,4 @@
-"""Declarative automation: chunks of a shard follow its raw_corpus; nothing GPU-bound is ever requested."""
+"""Declarative automation: filtered_corpus and chunks of a shard follow its raw_corpus; nothing GPU-bound is ever requested."""
 
 import dagster as dg
 import yaml
@@ -44,8 +44,8 @@ def test_chunks_follow_raw_corpus_and_generation_never_starts(data_dir, tmp_path
     assert corpus_job.execute_in_process(run_config=CHUNKS, instance=instance, partition_key="both").success
 
     second = _tick(loaded_defs, instance, first.cursor)
-    # `alone` got new raw_corpus without chunks: chunks follow; `both` was chunked in the same run
-    assert _requested(second) == {("chunks", "alone")}
+    # `alone` got new raw_corpus without chunks: its filtering and chunks follow; `both` was chunked in the same run
+    assert _requested(second) == {("filtered_corpus", "alone"), ("chunks", "alone")}
 
     assert corpus_job.execute_in_process(run_config=CHUNKS, instance=instance, partition_key="alone").success
     third = _tick(loaded_defs, instance, second.cursor)

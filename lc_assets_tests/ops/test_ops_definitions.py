@@ -32,11 +32,11 @@ def test_jobs_sensors_schedules_load(loaded_defs):
     assert {"raw_corpus", "chunks", "masked_prompts", "qa_pairs", "packed_documents", "ruler_scores"} <= keys
 
 
-def test_automation_targets_only_chunks(loaded_defs):
+def test_automation_targets_only_the_corpus_steps(loaded_defs):
     sensor = next(s for s in loaded_defs.sensors if s.name == "corpus_automation_sensor")
     graph = loaded_defs.resolve_asset_graph()
     targeted = {k.to_user_string() for k in sensor.asset_selection.resolve(graph)}
-    assert targeted == {"chunks"}
+    assert targeted == {"filtered_corpus", "chunks"}
     assert sensor.default_condition is not None
 
 

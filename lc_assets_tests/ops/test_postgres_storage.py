@@ -10,6 +10,7 @@ import yaml
 
 from lc_assets.defs.chunks.assets import chunks
 from lc_assets.defs.corpus.assets import raw_corpus
+from lc_assets.defs.filters.assets import filtered_corpus
 from lc_assets.defs.partitions import CORPUS_SHARDS
 from lc_assets.defs.resources import CorpusSourcesResource, LineageStoreResource, TokenizerResource
 from lc_assets_tests.ops.conftest import write_books
@@ -37,7 +38,7 @@ def test_materialize_with_postgres_storage(postgres_cluster, tmp_path, monkeypat
         ]
         instance.add_dynamic_partitions(CORPUS_SHARDS, ["pgshard"])
         result = dg.materialize(
-            [raw_corpus, chunks],
+            [raw_corpus, filtered_corpus, chunks],
             instance=instance,
             partition_key="pgshard",
             resources={

@@ -78,7 +78,7 @@ def test_round_trip_through_datasets_load_from_disk(small_result, tmp_path, tok)
 
 def test_token_ids_are_optional(small_result, tmp_path):
     cfg, result = small_result
-    paths = write_parquet_shards(result.samples, tmp_path, store_token_ids=False)
+    paths = write_parquet_shards(result.samples, tmp_path, cfg.model_copy(update={"store_token_ids": False}))
     assert "input_ids" not in pq.read_schema(paths[0]).names
 
 

@@ -10,6 +10,7 @@ import yaml
 
 from lc_assets.defs.chunks.assets import chunks
 from lc_assets.defs.corpus.assets import raw_corpus
+from lc_assets.defs.filters.assets import filtered_corpus
 from lc_assets.defs.generation.assets import generate_qa
 from lc_assets.defs.generation.resources import GeneratorResource
 from lc_assets.defs.packing.assets import packed_documents
@@ -73,7 +74,7 @@ def _run(env, assets, partition="books"):
 
 def test_whole_graph_with_lineage_back_to_documents(env):
     _, _, store = env
-    result = _run(env, [raw_corpus, chunks, generate_qa, packed_documents])
+    result = _run(env, [raw_corpus, filtered_corpus, chunks, generate_qa, packed_documents])
     assert result.success
     qa = materialization_metadata(result, "qa_pairs")
     n_sections = store.scalar("SELECT count(*) FROM chunks")
@@ -102,7 +103,7 @@ def test_whole_graph_with_lineage_back_to_documents(env):
 
 def test_generation_resumes_and_packing_carries_leftovers(env):
     _, _, store = env
-    _run(env, [raw_corpus, chunks])
+    _run(env, [raw_corpus, filtered_corpus, chunks])
     first = _run(env, [generate_qa])
     assert materialization_metadata(first, "qa_pairs")["pairs_this_run"] == 3 * store.scalar(
         "SELECT count(*) FROM chunks"
@@ -122,7 +123,7 @@ def test_lineage_cli_walks_sample_to_documents_and_back(env, capsys):
     from lc_assets.cli import main
 
     _, _, store = env
-    _run(env, [raw_corpus, chunks, generate_qa, packed_documents])
+    _run(env, [raw_corpus, filtered_corpus, chunks, generate_qa, packed_documents])
     sample_id = store.scalar("SELECT sample_id FROM packed_samples LIMIT 1")
     assert main(["lineage", "sample", sample_id, "--db", str(store.path)]) == 0
     out = capsys.readouterr().out

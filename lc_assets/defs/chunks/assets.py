@@ -1,5 +1,6 @@
-"""chunks: contiguous token-bounded slices of each document of a shard, with checks on every run."""
+"""chunks: contiguous token-bounded slices of each kept document of a shard, with checks on every run."""
 
+import hashlib
 import io
 from collections import Counter
 
@@ -9,68 +10,82 @@ from lc_assets.defs.metadata import png_markdown
 from lc_assets.defs.partitions import corpus_shards
 from lc_assets.defs.progress import StepProgress
 from lc_assets.defs.resources import LineageStoreResource, TokenizerResource
-from lc_assets.lib.chunking import ChunkingConfig, chunk_documents, chunk_id
+from lc_assets.defs.stepconfig import dagster_config, step_config
+from lc_assets.lib.chunking import CUT_KINDS, RECOUNT_REASONS, ChunkingConfig, chunk_documents, chunk_id
+from lc_assets.lib.corpus.lineage import (
+    ShardAccount,
+    account_table,
+    document_sizes,
+    document_texts,
+    length_filtered,
+    map_shard_chunks,
+    pending_documents,
+    reconstruction_mismatches,
+    shard_account,
+    shard_chunk_counts,
+    shard_chunk_rows,
+    shard_filter_hash,
+)
 from lc_assets.lib.lineage import LineageStore, insert_rows
 
 CHECK_BOUNDS = "chunk_token_bounds"
 CHECK_RECONSTRUCTION = "chunks_reconstruct_documents"
 CHECK_COUNTS = "chunk_counts_match_lineage"
 CHECK_EXACT = "chunk_token_counts_exact"
+CHECK_USABLE = "shards_have_usable_chunks"
+
+ChunksConfig = dagster_config(
+    ChunkingConfig,
+    "ChunksConfig",
+    "Chunk bounds in target-tokenizer tokens (see lc_assets.lib.chunking.ChunkingConfig).",
+    exact_check_sample=(int, 8),  # chunks re-encoded whole by the exactness check
+)
 
 
-class ChunksConfig(dg.Config):
-    """Chunk bounds in target-tokenizer tokens (see ChunkingConfig)."""
-
-    min_tokens: int = 50_000
-    max_tokens: int = 150_000
-    target_tokens: int | None = None
-    batch_documents: int = 32
-    exact_check_sample: int = 8  # chunks re-encoded whole by the exactness check
-
-    def chunking(self) -> ChunkingConfig:
-        return ChunkingConfig(
-            min_tokens=self.min_tokens,
-            max_tokens=self.max_tokens,
-            target_tokens=self.target_tokens,
-            batch_documents=self.batch_documents,
-        )
-
-
-def pending_documents(store: LineageStore, shard: str, config_hash: str) -> list[str]:
-    rows = store.query(
-        """SELECT s.document_id FROM shard_documents s
-           WHERE s.shard = ? AND NOT EXISTS (
-               SELECT 1 FROM chunked_documents c WHERE c.document_id = s.document_id AND c.config_hash = ?)
-           ORDER BY s.document_id""",
-        [shard, config_hash],
-    )
-    return [r[0] for r in rows]
+class NotFilteredError(RuntimeError):
+    """A shard has no filter decisions yet."""
 
 
 def chunk_shard(
     shard: str, store: LineageStore, tokenizer_res: TokenizerResource, cfg: ChunkingConfig, run_id: str,
     progress: StepProgress | None = None,
 ) -> Counter[str]:  # fmt: skip
-    """Chunk the shard's documents not yet chunked under this config; one transaction per batch."""
+    """Chunk the shard's kept documents not yet chunked under this config, then map the shard to its chunks.
+
+    One transaction per batch (chunks and their documents' done markers together). A document
+    already chunked (by this shard or another that shares it) is not cut again: the shard is
+    pointed at its chunks in `shard_chunks`.
+    """
+    filter_hash = shard_filter_hash(store, shard)
+    if filter_hash is None:
+        raise NotFilteredError(
+            f"shard {shard!r} has no filter decisions: materialize filtered_corpus for it first "
+            "(raw_corpus -> filtered_corpus -> chunks)"
+        )
     tokenizer = tokenizer_res.load()
     config_hash = cfg.config_hash()
     counts: Counter[str] = Counter()
-    todo = pending_documents(store, shard, config_hash)
-    counts["already_chunked"] = store.scalar(
-        "SELECT count(*) FROM shard_documents s JOIN chunked_documents c USING (document_id) "
-        "WHERE s.shard = ? AND c.config_hash = ?",
-        [shard, config_hash],
-    )
-    for start in range(0, len(todo), cfg.batch_documents):
-        ids = todo[start : start + cfg.batch_documents]
-        with store.connect(read_only=True) as con:
-            docs = con.execute(
-                "SELECT document_id, text FROM documents WHERE document_id IN (SELECT unnest(?::VARCHAR[]))", [ids]
-            ).fetchall()
-        texts = [t for _, t in docs]
-        results = chunk_documents(texts, tokenizer, cfg)
+    todo, counts["already_chunked"] = pending_documents(store, shard, config_hash, filter_hash)
+    sizes = document_sizes(store, todo)
+    docs_done = [0]
+
+    def on_progress(tokens: int, docs: int) -> None:  # after each encoded batch: every few seconds on big documents
+        docs_done[0] += docs
+        if progress:
+            progress.update(tokens, documents=f"{docs_done[0]}/{len(todo)}")
+
+    start = 0
+    while start < len(todo):
+        ids, size = [], 0
+        while start < len(todo) and len(ids) < cfg.batch_documents and (not ids or size < cfg.batch_chars):
+            ids.append(todo[start])
+            size += sizes[todo[start]]
+            start += 1
+        texts = document_texts(store, ids)
+        results = chunk_documents([texts[i] for i in ids], tokenizer, cfg, on_progress)
         chunk_rows, done_rows = [], []
-        for (doc_id, text), res in zip(docs, results, strict=True):
+        for doc_id, res in zip(ids, results, strict=True):
+            text = texts[doc_id]
             for span in res.spans:
                 chunk_rows.append(
                     dict(
@@ -78,11 +93,10 @@ def chunk_shard(
                         document_id=doc_id, config_hash=config_hash, shard=shard, chunk_index=span.index,
                         char_start=span.char_start, char_end=span.char_end, token_start=span.token_start,
                         token_end=span.token_end, n_tokens=span.n_tokens, cut_kind=span.cut,
-                        tokenizer=tokenizer.fingerprint, text=text[span.char_start : span.char_end], run_id=run_id,
+                        recount_reason=span.recount_reason, tokenizer=tokenizer.fingerprint,
+                        text=text[span.char_start : span.char_end], run_id=run_id,
                     )
                 )  # fmt: skip
-                counts[f"cut_{span.cut}"] += 1
-                counts["recounted_whole"] += not span.verified_by_window
             done_rows.append(
                 dict(
                     document_id=doc_id, config_hash=config_hash, shard=shard, n_tokens=res.n_tokens,
@@ -94,11 +108,10 @@ def chunk_shard(
         # chunks and their documents' done markers commit together: a kill never leaves half a document
         with store.transaction() as con:
             # count what was inserted: a concurrent run may have chunked the same document first
-            new_chunks = insert_rows(con, "chunks", chunk_rows)
+            counts["new_chunks"] += insert_rows(con, "chunks", chunk_rows)
             insert_rows(con, "chunked_documents", done_rows)
-        counts["new_chunks"] += new_chunks
-        if progress:
-            progress.update(sum(r.n_tokens for r in results), chunks=counts["new_chunks"])
+    with store.transaction() as con:
+        counts["mapped_chunks"] = map_shard_chunks(con, shard, config_hash, filter_hash, run_id)
     return counts
 
 
@@ -124,12 +137,13 @@ def _length_histogram_png(lengths: list[int], lo: int, hi: int) -> bytes:
 @dg.asset(
     partitions_def=corpus_shards,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    deps=["raw_corpus"],
+    deps=["filtered_corpus"],
     group_name="corpus",
     kinds={"python", "duckdb"},
     owners=["team:data-pipeline"],
-    description="Contiguous 50k-150k-token slices (configurable) of each document, cut at paragraph, then line, "
-    "then sentence boundaries, never mid-token; shorter documents are filtered out and counted.",
+    description="Contiguous 50k-150k-token slices (configurable) of each kept document, cut at paragraph, then line, "
+    "sentence, whitespace and token boundaries, never mid-token, in linear time; exact counts. Shorter documents are "
+    "left out and counted. Chunks are per document: a shard that shares a document uses its chunks (shard_chunks).",
     check_specs=[
         dg.AssetCheckSpec(CHECK_BOUNDS, asset="chunks", description="every chunk lies within the token bounds"),
         dg.AssetCheckSpec(
@@ -139,35 +153,44 @@ def _length_histogram_png(lengths: list[int], lo: int, hi: int) -> bytes:
         dg.AssetCheckSpec(
             CHECK_EXACT, asset="chunks", description="a sample of chunks re-encoded whole has the stored count"
         ),
+        dg.AssetCheckSpec(
+            CHECK_USABLE, asset="chunks", description="every shard with documents has chunks to generate from"
+        ),
     ],
 )
 def chunks(
     context: dg.AssetExecutionContext,
-    config: ChunksConfig,
+    config: ChunksConfig,  # type: ignore[valid-type]
     lineage: LineageStoreResource,
     target_tokenizer: TokenizerResource,
 ):
     store = lineage.store()
-    cfg = config.chunking()
+    cfg: ChunkingConfig = step_config(ChunkingConfig, config)
     config_hash = cfg.config_hash()
     shards = list(context.partition_keys)
     totals: Counter[str] = Counter()
     for shard in shards:
-        progress = StepProgress(context, f"chunks[{shard}]", None, "tokens")
-        totals.update(chunk_shard(shard, store, target_tokenizer, cfg, context.run_id, progress))
-        progress.close(new_chunks=totals["new_chunks"])
+        progress = StepProgress(context, f"chunks[{shard}]", None, "tokens", every_s=5.0)
+        try:
+            counts = chunk_shard(shard, store, target_tokenizer, cfg, context.run_id, progress)
+        except NotFilteredError as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        totals.update(counts)
+        progress.close(new_chunks=counts["new_chunks"], shared=counts["already_chunked"])
+        if counts["already_chunked"]:
+            context.log.info(
+                f"chunks[{shard}]: {counts['already_chunked']} document(s) already chunked (by this or another shard)"
+                " are used as they are"
+            )
 
-    where = "c.shard IN (SELECT unnest(?::VARCHAR[])) AND c.config_hash = ?"
-    params = [shards, config_hash]
-    lengths = [r[0] for r in store.query(f"SELECT n_tokens FROM chunks c WHERE {where}", params)]
-    filtered = dict(
-        store.query(
-            f"""SELECT filtered_reason, count(*) FROM chunked_documents c WHERE {where}
-                AND filtered_reason IS NOT NULL GROUP BY 1""",
-            params,
-        )
-    )
-    n_docs = store.scalar(f"SELECT count(*) FROM chunked_documents c WHERE {where} AND n_chunks > 0", params)
+    rows = shard_chunk_rows(store, shards, config_hash, "c.n_tokens")
+    lengths = [r[0] for r in rows]
+    stats = shard_chunk_counts(store, shards, config_hash, context.run_id)
+    accounts = [shard_account(store, s, config_hash, shard_filter_hash(store, s)) for s in shards]
+    too_short = Counter[str]()
+    for s in shards:
+        too_short.update(length_filtered(store, [s], config_hash, shard_filter_hash(store, s)))
+    n_docs = sum(a.chunked for a in accounts)
     yield dg.MaterializeResult(
         metadata={
             "shards": ", ".join(shards),
@@ -177,11 +200,12 @@ def chunks(
             "tokens_in_chunks": sum(lengths),
             "new_chunks": totals["new_chunks"],
             "documents_already_chunked": totals["already_chunked"],
-            "filtered_by_reason": dg.MetadataValue.json(filtered),
-            "cut_kinds_of_new_chunks": dg.MetadataValue.json(
-                {k.removeprefix("cut_"): v for k, v in totals.items() if k.startswith("cut_")}
-            ),
-            "recounted_whole": totals["recounted_whole"],
+            "filtered_by_reason": dg.MetadataValue.json(dict(too_short)),
+            "cut_kinds": dg.MetadataValue.json(stats["cut_kinds"]),
+            "recounted_whole": sum(stats["recount_reasons"].values()),
+            "recount_reasons": dg.MetadataValue.json(stats["recount_reasons"]),
+            "shard_accounting": dg.MetadataValue.md(account_table(accounts)),
+            "what_the_counts_mean": dg.MetadataValue.md(_legend(stats)),
             "min_chunk_tokens": min(lengths, default=0),
             "max_chunk_tokens": max(lengths, default=0),
             "length_histogram": png_markdown(
@@ -199,40 +223,26 @@ def chunks(
         metadata={"chunks": len(lengths), "out_of_bounds": len(out_of_bounds), "examples": str(out_of_bounds[:10])},
     )
 
-    mismatched = store.query(
-        f"""WITH joined AS (
-              SELECT c.document_id, string_agg(c.text, '' ORDER BY c.chunk_index) AS text,
-                     max(c.char_end) AS char_end, count(*) AS n
-              FROM chunks c WHERE {where} GROUP BY c.document_id)
-            SELECT j.document_id FROM joined j JOIN documents d USING (document_id)
-            WHERE j.text <> d.text LIMIT 20""",
-        params,
-    )
+    mismatched = reconstruction_mismatches(store, shards, config_hash)
     yield dg.AssetCheckResult(
         check_name=CHECK_RECONSTRUCTION,
         passed=not mismatched,
         metadata={"documents_checked": n_docs, "mismatched": len(mismatched), "examples": str(mismatched[:5])},
     )
 
-    marker_chunks = store.scalar(f"SELECT coalesce(sum(n_chunks), 0) FROM chunked_documents c WHERE {where}", params)
-    rows_this_run = store.scalar(
-        f"SELECT count(*) FROM chunks c WHERE {where} AND run_id = ?", [*params, context.run_id]
-    )
     yield dg.AssetCheckResult(
         check_name=CHECK_COUNTS,
-        passed=marker_chunks == len(lengths) and rows_this_run == totals["new_chunks"],
+        passed=stats["done_marker_chunks"] == len(lengths) and stats["rows_this_run"] == totals["new_chunks"],
         metadata={
             "metadata_new_chunks": totals["new_chunks"],
-            "lineage_rows_of_this_run": rows_this_run,
+            "lineage_rows_of_this_run": stats["rows_this_run"],
             "lineage_chunk_rows": len(lengths),
-            "done_marker_chunks": marker_chunks,
+            "done_marker_chunks": stats["done_marker_chunks"],
         },
     )
 
-    sample = store.query(
-        f"SELECT chunk_id, text, n_tokens FROM chunks c WHERE {where} ORDER BY hash(chunk_id) LIMIT ?",
-        [*params, config.exact_check_sample],
-    )
+    sample = sorted(shard_chunk_rows(store, shards, config_hash, "c.chunk_id, c.text, c.n_tokens"), key=_sample_key)
+    sample = sample[: config.exact_check_sample]
     recount = target_tokenizer.load().count_batch([t for _, t, _ in sample])
     wrong = [cid for (cid, _, n), m in zip(sample, recount, strict=True) if n != m]
     yield dg.AssetCheckResult(
@@ -240,3 +250,31 @@ def chunks(
         passed=not wrong,
         metadata={"sampled": len(sample), "wrong_counts": len(wrong), "examples": str(wrong[:5])},
     )
+
+    unusable = {a.shard: _why_unusable(a) for a in accounts if a.documents and not a.chunks}
+    yield dg.AssetCheckResult(
+        check_name=CHECK_USABLE,
+        passed=not unusable,
+        metadata={"shards_without_chunks": dg.MetadataValue.json(unusable)},
+    )
+
+
+def _sample_key(row: tuple) -> str:
+    # a fixed spread over the chunks, different for each config (chunk ids embed it)
+    return hashlib.sha256(row[0].encode()).hexdigest()
+
+
+def _why_unusable(account: ShardAccount) -> str:
+    return (
+        f"{account.documents} document(s): {sum(account.filtered.values())} filtered {account.filtered or ''}, "
+        f"{account.too_short} below the chunk minimum, 0 chunked"
+    )
+
+
+def _legend(stats: dict) -> str:
+    lines = ["**cut kinds** (the boundary that ends a chunk; each kind is used only when none before it fits)", ""]
+    lines += [f"- `{k}` ({stats['cut_kinds'].get(k, 0)}): {v}" for k, v in CUT_KINDS.items()]
+    lines += ["", "**recounted chunks** (counted by encoding the chunk alone; every other chunk's count is the "]
+    lines += ["document's tokens it covers, with both cuts checked by encoding ~48 tokens on each side alone)", ""]
+    lines += [f"- `{k}` ({stats['recount_reasons'].get(k, 0)}): {v}" for k, v in RECOUNT_REASONS.items()]
+    return "\n".join(lines)

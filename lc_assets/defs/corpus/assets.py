@@ -8,7 +8,8 @@ import dagster as dg
 from lc_assets.defs.partitions import corpus_shards
 from lc_assets.defs.progress import StepProgress
 from lc_assets.defs.resources import CorpusSourcesResource, LineageStoreResource, TokenizerResource
-from lc_assets.lib.corpus.documents import RawDocument, SkippedInput, SourceNotFoundError
+from lc_assets.lib.corpus.documents import RawDocument, SkippedInput, SourceNotFoundError, SourceReadError
+from lc_assets.lib.corpus.lineage import record_ingest, shard_skips, shard_totals
 from lc_assets.lib.corpus.sources import SourceSpec, iter_source
 from lc_assets.lib.lineage import LineageStore, insert_rows
 
@@ -45,20 +46,32 @@ def ingest_shard(
     batch_bytes: int,
     progress: StepProgress | None = None,
 ) -> dict[str, object]:
-    """Store a shard's new documents and skips; one transaction per batch. Returns counts."""
+    """Store a shard's new documents and skips; one transaction per batch. Returns counts.
+
+    Every input ends as a document or a skip: an input whose text equals an earlier one of the
+    shard is a `duplicate_content` skip naming the first; the run's accounting is one
+    `shard_ingests` row, written last (a killed run leaves its batches, and no row).
+    """
     tokenizer = tokenizer_res.load()
     config_hash = spec.config_hash()
     counts: Counter[str] = Counter()
     skips: Counter[str] = Counter()
     licenses: Counter[str] = Counter()
+    first_source: dict[str, str] = {}  # document id -> the input that first had its text
     new_tokens = 0
     for batch in _batches(iter_source(spec), batch_bytes):
         docs: dict[str, RawDocument] = {}
+        skipped: list[SkippedInput] = []
         for item in batch:
-            if isinstance(item, RawDocument):
-                if item.document_id in docs:
-                    counts["duplicate_in_shard"] += 1
-                docs.setdefault(item.document_id, item)
+            if isinstance(item, SkippedInput):
+                skipped.append(item)
+            elif item.document_id in first_source:
+                skipped.append(
+                    SkippedInput(item.source, "duplicate_content", f"same text as {first_source[item.document_id]}")
+                )
+            else:
+                first_source[item.document_id] = item.source
+                docs[item.document_id] = item
         stored = store.existing_ids("documents", "document_id", list(docs))
         new = [d for i, d in docs.items() if i not in stored]
         n_tokens = tokenizer.count_batch([d.text for d in new])
@@ -87,41 +100,31 @@ def ingest_shard(
                 con,
                 "ingest_skips",
                 [
-                    dict(
-                        shard=shard,
-                        source=s.source,
-                        reason=s.reason,
-                        detail=s.detail,
-                        run_id=run_id,
-                        config_hash=config_hash,
-                    )
-                    for s in batch
-                    if isinstance(s, SkippedInput)
+                    dict(shard=shard, source=s.source, reason=s.reason, detail=s.detail, run_id=run_id,
+                         config_hash=config_hash)
+                    for s in skipped
                 ],
-            )
+            )  # fmt: skip
+        counts["inputs"] += len(batch)
         counts["new_documents"] += len(new)
         counts["already_stored"] += len(docs) - len(new)
         new_tokens += sum(n_tokens)
-        for d in new:
-            licenses[d.license] += 1
-        for s in batch:
-            if isinstance(s, SkippedInput):
-                skips[s.reason] += 1
+        licenses.update(d.license for d in new)
+        skips.update(s.reason for s in skipped)
         if progress:
-            progress.update(len(docs), new_tokens=f"{new_tokens:,}")
+            progress.update(len(batch), documents=len(first_source), new_tokens=f"{new_tokens:,}")
+    complete = spec.max_documents is None or len(first_source) < spec.max_documents
+    with store.transaction() as con:
+        record_ingest(
+            con,
+            dict(
+                shard=shard, run_id=run_id, config_hash=config_hash, inputs=counts["inputs"],
+                documents=len(first_source), new_documents=counts["new_documents"], skips=sum(skips.values()),
+                skips_by_reason=dict(skips), complete=complete,
+            ),
+        )  # fmt: skip
+    counts["documents"] = len(first_source)
     return {"counts": counts, "skips": skips, "licenses": licenses, "new_tokens": new_tokens}
-
-
-def _shard_summary(store: LineageStore, shard: str) -> tuple[int, int, int, list[tuple]]:
-    docs, tokens, size = store.query(
-        """SELECT count(*), coalesce(sum(d.n_tokens), 0), coalesce(sum(d.byte_size), 0)
-           FROM shard_documents s JOIN documents d USING (document_id) WHERE s.shard = ?""",
-        [shard],
-    )[0]
-    skips = store.query(
-        "SELECT source, reason, detail FROM ingest_skips WHERE shard = ? ORDER BY reason, source LIMIT 50", [shard]
-    )
-    return docs, tokens, size, skips
 
 
 @dg.asset(
@@ -131,7 +134,8 @@ def _shard_summary(store: LineageStore, shard: str) -> tuple[int, int, int, list
     kinds={"python", "duckdb"},
     owners=["team:data-pipeline"],
     description="Raw documents of one corpus shard: content-hash id, source, license, bytes, exact target-token count. "
-    "Bad files are skipped with a recorded reason.",
+    "Every input (file, record, catalog entry) ends as a document or a skip with its reason: bad files and records, "
+    "symlink loops, hidden files, duplicate content. Metadata: inputs = documents + skips by reason.",
 )
 def raw_corpus(
     context: dg.AssetExecutionContext,
@@ -144,14 +148,16 @@ def raw_corpus(
     totals: Counter[str] = Counter()
     skips: Counter[str] = Counter()
     licenses: Counter[str] = Counter()
+    spec_hashes: dict[str, str] = {}
     for shard in context.partition_keys:
         spec = corpus_sources.spec(shard)
         if config.max_documents is not None:
             spec = spec.model_copy(update={"max_documents": config.max_documents})
+        spec_hashes[shard] = spec.config_hash()
         progress = StepProgress(context, f"raw_corpus[{shard}]", None, "docs")
         try:
             result = ingest_shard(shard, spec, store, target_tokenizer, context.run_id, config.batch_bytes, progress)
-        except SourceNotFoundError as exc:
+        except (SourceNotFoundError, SourceReadError) as exc:
             raise dg.Failure(description=f"shard {shard!r}: {exc}") from exc
         progress.close()
         totals.update(result["counts"])  # type: ignore[arg-type]
@@ -161,8 +167,8 @@ def raw_corpus(
         for reason, n in result["skips"].items():  # type: ignore[union-attr]
             context.log.warning(f"shard {shard!r}: skipped {n} input(s): {reason}")
     shards = context.partition_keys
-    summaries = [_shard_summary(store, s) for s in shards]
-    skip_rows = [row for s in summaries for row in s[3]]
+    totals_by_shard = [shard_totals(store, s) for s in shards]
+    skip_rows = [row for s in shards for row in shard_skips(store, s, spec_hashes[s], limit=50)]
     skip_table = "\n".join(
         ["| source | reason | detail |", "|---|---|---|"]
         + [f"| {src} | {reason} | {(detail or '')[:120]} |" for src, reason, detail in skip_rows]
@@ -170,12 +176,16 @@ def raw_corpus(
     return dg.MaterializeResult(
         metadata={
             "shards": ", ".join(shards),
-            "documents": sum(s[0] for s in summaries),
-            "tokens": sum(s[1] for s in summaries),
-            "bytes": sum(s[2] for s in summaries),
+            "inputs": totals["inputs"],
+            "accounting": dg.MetadataValue.md(
+                f"{totals['inputs']:,} inputs = {totals['documents']:,} documents + {sum(skips.values()):,} skipped "
+                f"({', '.join(f'{k} {v}' for k, v in sorted(skips.items())) or 'none'})"
+            ),
+            "documents": sum(t[0] for t in totals_by_shard),
+            "tokens": sum(t[1] for t in totals_by_shard),
+            "bytes": sum(t[2] for t in totals_by_shard),
             "new_documents": totals["new_documents"],
             "already_stored": totals["already_stored"],
-            "duplicates_in_shard": totals["duplicate_in_shard"],
             "new_tokens": totals["new_tokens"],
             "skipped": sum(skips.values()),
             "skipped_by_reason": dg.MetadataValue.json(dict(skips)),

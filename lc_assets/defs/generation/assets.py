@@ -7,6 +7,7 @@ to DuckDB (prompt row + pair or failure) before the section's next step is sched
 
 import threading
 from collections import Counter
+from dataclasses import astuple
 
 import dagster as dg
 from pydantic import ValidationError
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 from lc_assets.defs.generation.resources import GeneratorResource
 from lc_assets.defs.partitions import corpus_shards
 from lc_assets.defs.resources import LineageStoreResource, TokenizerResource
+from lc_assets.lib.corpus.lineage import chunks_of_shard, latest_chunk_config
 from lc_assets.lib.generation.lineage_sink import (
     LineageStepSink,
     SectionInfo,
@@ -73,23 +75,12 @@ class QAGenerationConfig(dg.Config):
         )
 
 
-def latest_chunk_config(store: LineageStore, shard: str) -> str | None:
-    return store.scalar(
-        "SELECT config_hash FROM chunks WHERE shard = ? GROUP BY config_hash ORDER BY max(created_at) DESC LIMIT 1",
-        [shard],
-    )
-
-
 def load_sections(
     store: LineageStore, shard: str, chunk_config_hash: str, generation_hash: str
 ) -> tuple[list[SectionInfo], int]:
     """Sections of the shard's chunks; returns (not yet finished, already finished count)."""
-    rows = store.query(
-        """SELECT c.chunk_id, c.document_id, d.source, d.license, c.text, c.n_tokens
-           FROM chunks c JOIN documents d USING (document_id)
-           WHERE c.shard = ? AND c.config_hash = ? ORDER BY c.document_id, c.chunk_index""",
-        [shard, chunk_config_hash],
-    )
+    # the chunks the shard uses: its own and those of documents it shares with other shards
+    rows = [astuple(c) for c in chunks_of_shard(store, shard, chunk_config_hash)]
     finished = {
         r[0]
         for r in store.query(

@@ -1,8 +1,8 @@
 """Declarative automation: which assets follow their upstream on their own, and which never do.
 
-Only `chunks` is automated (AutomationCondition.eager(), evaluated in the code server): when
-raw_corpus of a shard changes outside a run that already chunks it (e.g. someone re-ingests a shard
-from the UI), that shard's chunks follow. It is CPU work, idempotent per (document, config), and
+Only `filtered_corpus` and `chunks` are automated (AutomationCondition.eager(), evaluated in the code
+server): when raw_corpus of a shard changes outside a run that already chunks it (e.g. someone
+re-ingests a shard from the UI), that shard's filter decisions and chunks follow. It is CPU work, idempotent per (document, config), and
 minutes long.
 
 Deliberately NOT automated:
@@ -18,7 +18,7 @@ stay free of operations policy and a deployment can swap the policy in one place
 
 import dagster as dg
 
-AUTOMATED_ASSETS = ("chunks",)
+AUTOMATED_ASSETS = ("filtered_corpus", "chunks")
 
 corpus_automation_sensor = dg.AutomationConditionSensorDefinition(
     "corpus_automation_sensor",
@@ -27,5 +27,5 @@ corpus_automation_sensor = dg.AutomationConditionSensorDefinition(
     use_user_code_server=True,
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
-    description="chunks of a shard follow its raw_corpus (eager). Generation and packing are never automated.",
+    description="filtered_corpus and chunks of a shard follow its raw_corpus (eager). Generation and packing are never automated.",
 )

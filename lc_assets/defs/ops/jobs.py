@@ -8,14 +8,14 @@ import dagster as dg
 
 from lc_assets.defs.generation.assets import GPU_RUN_TAG
 
-CORPUS_INGEST_ASSETS = ("raw_corpus", "chunks")
+CORPUS_INGEST_ASSETS = ("raw_corpus", "filtered_corpus", "chunks")
 GENERATION_ASSETS = ("masked_prompts", "qa_pairs")
 RULER_EVAL_ASSETS = ("ruler_tasks", "ruler_scores")
 
 corpus_ingest_job = dg.define_asset_job(
     "corpus_ingest_job",
     selection=dg.AssetSelection.assets(*CORPUS_INGEST_ASSETS),
-    description="raw_corpus -> chunks for one corpus shard (CPU only). Launched by corpus_inbox_sensor.",
+    description="raw_corpus -> filtered_corpus -> chunks for one corpus shard (CPU only). Launched by corpus_inbox_sensor.",
     tags={"lc_assets/stage": "corpus"},
 )
 

@@ -1,52 +1,32 @@
-"""packed_documents: finished sections packed without replacement into exactly-N-token chat samples."""
+"""packed_documents: finished sections packed without replacement into exactly-N-token chat samples.
 
-import json
-from collections import Counter
+A thin layer over `lc_assets.lib.packing.run.pack_pool`: config, metadata, checks. One run packs
+one generation config's sections (default: the newest) for the target tokenizer, stage by stage
+when a length curriculum is set; see docs/training.md for what the written dataset holds.
+"""
 
 import dagster as dg
+import numpy as np
+from pydantic import ValidationError
 
+from lc_assets.defs.metadata import png_markdown
+from lc_assets.defs.packing.config import PackedDocumentsConfig, packing_config
 from lc_assets.defs.resources import LineageStoreResource, TokenizerResource, data_dir
-from lc_assets.lib.lineage import LineageStore, insert_rows
-from lc_assets.lib.packing import EmptyPoolError, PackingConfig, base_section_id, pack_sections, write_outputs
-from lc_assets.lib.sections import QAPair, Section
+from lc_assets.lib.packing.evidence import dependency_plot_png
+from lc_assets.lib.packing.run import NoSectionsError, PackingRun, pack_pool, stage_summary
 
 CHECK_FILL = "packed_fill_ratio"
 CHECK_REUSE = "packed_no_section_reuse"
 CHECK_LENGTH = "packed_exact_length"
-
-
-class PackedDocumentsConfig(dg.Config):
-    sample_tokens: int = 1_048_576
-    seed: int = 0
-    min_mean_fill: float = 0.999  # the fill check's threshold
-    store_token_ids: bool = True
-    generation_config_hash: str | None = None  # which sections; default: every finished section
-    allow_small_samples: bool = False  # below 65,536 tokens: tests and tiny demos only
-
-
-def section_pool(store: LineageStore, packing_hash: str, generation_hash: str | None) -> list[Section]:
-    """Finished sections not yet placed in a sample of this packing config (leftovers carry over by this)."""
-    where = "s.finish_reason IS NOT NULL AND s.finish_reason <> 'empty_chunk'"
-    params: list = []
-    if generation_hash:
-        where += " AND s.config_hash = ?"
-        params.append(generation_hash)
-    rows = store.query(
-        f"""SELECT s.section_id, s.chunk_id, s.document_id, d.source, d.license, c.text
-            FROM sections s JOIN chunks c USING (chunk_id) JOIN documents d ON d.document_id = s.document_id
-            WHERE {where} AND s.section_id NOT IN (
-                SELECT base_section_id FROM packed_sample_sections WHERE config_hash = ?)
-            ORDER BY s.section_id""",
-        [*params, packing_hash],
-    )
-    pairs: dict[str, list[QAPair]] = {}
-    for sid, pid, step, q, a in store.query(
-        "SELECT section_id, pair_id, step, question, answer FROM qa_pairs "
-        "WHERE section_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY section_id, step",
-        [[r[0] for r in rows]],
-    ):
-        pairs.setdefault(sid, []).append(QAPair(pid, step, q, a))
-    return [Section(sid, cid, did, src, lic, text, tuple(pairs.get(sid, ()))) for sid, cid, did, src, lic, text in rows]
+CHECK_ROUNDTRIP = "packed_text_roundtrip"
+CHECK_POOL = "packed_pool_used"
+CHECKS = {
+    CHECK_FILL: "mean fill ratio of the written samples >= min_mean_fill",
+    CHECK_REUSE: "no section (pair) placed twice in the pool, in the lineage and in the written files",
+    CHECK_LENGTH: "every written sample is exactly sample_tokens long (re-read from disk)",
+    CHECK_ROUNDTRIP: "the written text re-tokenizes to the stored ids; labels are -100 outside the loss spans",
+    CHECK_POOL: "a pool holding at least one sample's worth of packable tokens gave at least one sample",
+}
 
 
 @dg.asset(
@@ -55,106 +35,131 @@ def section_pool(store: LineageStore, packing_hash: str, generation_hash: str | 
     kinds={"parquet", "duckdb"},
     owners=["team:data-pipeline"],
     description="Sections (chunk + its QA pairs) packed without replacement into samples of exactly N tokens "
-    "(default 1,048,576) in the target model's chat template, with loss spans; parquet + HF dataset + manifest. "
-    "Sections that do not complete a sample stay in the pool for the next run.",
-    check_specs=[
-        dg.AssetCheckSpec(CHECK_FILL, asset="packed_documents", description="mean fill ratio >= threshold"),
-        dg.AssetCheckSpec(CHECK_REUSE, asset="packed_documents", description="no section used twice per config"),
-        dg.AssetCheckSpec(CHECK_LENGTH, asset="packed_documents", description="every sample is exactly N tokens"),
-    ],
+    "(default 1,048,576) in the target model's chat template, with labels, position_ids and seq_lens; parquet + "
+    "HF dataset + manifest per stage, published only after the lineage rows commit. Sections that do not complete "
+    "a sample stay in the pool for the next run.",
+    check_specs=[dg.AssetCheckSpec(name, asset="packed_documents", description=d) for name, d in CHECKS.items()],
 )
 def packed_documents(
     context: dg.AssetExecutionContext,
-    config: PackedDocumentsConfig,
+    config: PackedDocumentsConfig,  # type: ignore[valid-type]
     lineage: LineageStoreResource,
     target_tokenizer: TokenizerResource,
 ):
+    try:
+        cfg = packing_config(config)
+    except ValidationError as exc:
+        raise dg.Failure(description=f"invalid packing config: {exc}", allow_retries=False) from exc
     store = lineage.store()
     tok = target_tokenizer.load()
-    cfg = PackingConfig(
-        sample_tokens=config.sample_tokens,
-        seed=config.seed,
-        store_token_ids=config.store_token_ids,
-        allow_small_samples=config.allow_small_samples,
-    )
-    packing_hash = cfg.config_hash()
-    pool = section_pool(store, packing_hash, config.generation_config_hash)
-    context.log.info(f"packing {len(pool)} unused finished section(s) into {config.sample_tokens:,}-token samples")
-    out_dir = data_dir() / "packed" / packing_hash / context.run_id
     try:
-        result = pack_sections(pool, tok, cfg)
-    except EmptyPoolError as exc:
-        context.log.warning(str(exc))
-        yield dg.MaterializeResult(metadata={"samples": 0, "message": str(exc), "packing_config_hash": packing_hash})
-        yield dg.AssetCheckResult(check_name=CHECK_FILL, passed=True, metadata={"note": "no samples"})
-        yield dg.AssetCheckResult(check_name=CHECK_REUSE, passed=True, metadata={"note": "no samples"})
-        yield dg.AssetCheckResult(check_name=CHECK_LENGTH, passed=True, metadata={"note": "no samples"})
-        return
-    files = write_outputs(result, out_dir, cfg) if result.samples else {}
-    sample_rows, member_rows = [], []
-    for s in result.samples:
-        sample_rows.append(
-            dict(
-                sample_id=s.sample_id, config_hash=packing_hash, n_tokens=len(s.input_ids),
-                n_real_tokens=s.num_real_tokens, fill_ratio=s.fill_ratio, n_sections=len(s.section_ids),
-                cut_section_id=s.cut.section_id if s.cut else None, sources=json.dumps(sorted(set(s.sources))),
-                licenses=json.dumps(sorted(set(s.licenses))), output_dir=str(out_dir), run_id=context.run_id,
-            )
-        )  # fmt: skip
-        member_rows += [
-            dict(
-                sample_id=s.sample_id,
-                position=i,
-                section_id=sid,
-                base_section_id=base_section_id(sid),
-                config_hash=packing_hash,
-            )
-            for i, sid in enumerate(s.section_ids)
-        ]
-    with store.transaction() as con:
-        insert_rows(con, "packed_samples", sample_rows)
-        insert_rows(con, "packed_sample_sections", member_rows)
-
-    m = result.metrics
-    meta = {
-        "packing_config_hash": packing_hash,
-        "samples": m.n_samples,
-        "sample_tokens": cfg.sample_tokens,
-        "fill_mean": round(m.fill_mean, 6),
-        "fill_min": round(m.fill_min, 6),
-        "sections_in_pool": len(pool),
-        "sections_packed": m.n_sections_packed,
-        "cut_sections": m.n_cut_sections,
-        "section_reuse": m.section_reuse_count,
-        "ks_length_bias": round(m.ks_length_bias, 4),
-        "leftover_sections": m.n_leftover_sections,
-        "leftover_tokens": m.leftover_tokens,
-        "rejected_by_reason": dg.MetadataValue.json(m.rejected_by_reason),
-        "source_tokens": dg.MetadataValue.json(m.source_tokens),
-        "message": result.message,
-        "output_dir": dg.MetadataValue.path(str(out_dir)),
-        "files": dg.MetadataValue.json({k: str(v) for k, v in files.items() if k != "parquet"}),
-    }
-    if result.samples:
-        first = result.samples[0]
-        mix = Counter(first.sources)
-        meta["first_sample"] = dg.MetadataValue.md(
-            f"`{first.sample_id}`: {len(first.section_ids)} sections, fill {first.fill_ratio:.5f}, "
-            f"sources {dict(mix)}\n\n```\n{first.text[:600] if first.text else ''}\n```"
+        run = pack_pool(
+            store,
+            tok,
+            cfg,
+            run_id=context.run_id,
+            root=data_dir() / "packed",
+            log=context.log.info,
+            lock_timeout_s=config.lock_timeout_s,
         )
-    yield dg.MaterializeResult(metadata=meta)
+    except NoSectionsError as exc:
+        if cfg.generation_config_hash:  # an explicit config that has no finished sections is a config error
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        context.log.warning(str(exc))
+        yield dg.MaterializeResult(metadata={"samples": 0, "message": str(exc)})
+        for name in CHECKS:
+            yield dg.AssetCheckResult(check_name=name, passed=True, metadata={"note": "no finished sections yet"})
+        return
+    yield dg.MaterializeResult(metadata=_metadata(run))
+    yield from _checks(run, config.min_mean_fill)
+    failures = [s.failure for s in run.stages if s.failure]
+    if failures:
+        raise dg.Failure(description="packing made no sample from a pool that could fill one: " + "; ".join(failures))
+
+
+def _metadata(run: PackingRun) -> dict:
+    rows = [stage_summary(s) for s in run.stages]
+    samples = sum(r["samples"] for r in rows)
+    meta: dict = {
+        "samples": samples,
+        "stages": dg.MetadataValue.md(_stage_table(rows)),
+        "sections_in_pool": rows[0]["pool_sections"],  # of the first stage; later stages draw from what it left
+        "sections_packed": sum(r["sections_packed"] for r in rows),
+        "section_reuse": len(run.reused_sections),
+        "fill_mean": min((r["fill_mean"] for r in rows if r["samples"]), default=0.0),
+        "generation_config_hash": run.config.generation_config_hash,
+        "generation_configs_not_packed": dg.MetadataValue.json(run.other_generation_configs),
+        "packing_config_hash": run.config.config_hash(),
+        "pool": run.config.pool,
+        "pool_key": run.pool_key,
+        "mode": run.config.mode,
+        "tokenizer": run.tokenizer,
+        "message": " | ".join(s.message for s in run.stages),
+        "evidence_sources": dg.MetadataValue.json([s.evidence_sources for s in run.stages]),
+    }
+    published = [s for s in run.stages if s.output_dir is not None]
+    if published:
+        meta["output_dir"] = dg.MetadataValue.path(str(published[-1].output_dir))
+    for s in published:
+        meta[f"output_dir_{s.sample_tokens}"] = dg.MetadataValue.path(str(s.output_dir))
+    all_samples = [x for s in run.stages if s.result for x in s.result.samples]
+    per_sample = {x.sample_id: x.dependency_distances for x in all_samples}
+    if any(len(v) for v in per_sample.values()):
+        distances = np.concatenate(list(per_sample.values()))
+        meta["dependency_median"] = float(np.median(distances))
+        meta["dependency_p90"] = float(np.quantile(distances, 0.9))
+        png = dependency_plot_png(per_sample, f"dependency distance, {run.config.mode} mode")
+        if png:
+            meta["dependency_distance"] = png_markdown(png, "dependency distance per sample")
+    if all_samples:
+        first = all_samples[0]
+        meta["first_sample"] = dg.MetadataValue.md(
+            f"`{first.sample_id}`: {len(first.section_ids)} sections from {len(set(first.document_ids))} "
+            f"document(s), fill {first.fill_ratio:.5f}, {first.n_pairs} pairs\n\n```\n{first.text[:600]}\n```"
+        )
+    return meta
+
+
+def _stage_table(rows: list[dict]) -> str:
+    head = (
+        "| tokens | quota | pool | samples | fill mean | fill min | sections | docs/sample | main doc share | pairs "
+        "| dep. median |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        median = f"{r['dependency_median']:,.0f}" if r["dependency_median"] is not None else "-"
+        lines.append(
+            f"| {r['sample_tokens']:,} | {r['quota'] or '-'} | {r['pool_sections']} | {r['samples']} | "
+            f"{r['fill_mean']:.5f} | {r['fill_min']:.5f} | {r['sections_packed']} | {r['documents_per_sample']} | "
+            f"{r['main_document_share']} | {r['pairs']} | {median} |"
+        )
+    return "\n".join(lines)
+
+
+def _checks(run: PackingRun, min_mean_fill: float):
+    verified = [s for s in run.stages if s.verify is not None]
+    fills = {s.sample_tokens: s.verify.fill_mean for s in verified}  # type: ignore[union-attr]
     yield dg.AssetCheckResult(
         check_name=CHECK_FILL,
-        passed=not result.samples or m.fill_mean >= config.min_mean_fill,
-        metadata={"fill_mean": m.fill_mean, "threshold": config.min_mean_fill},
+        passed=all(f >= min_mean_fill for f in fills.values()),
+        metadata={"fill_mean_by_stage": fills, "threshold": min_mean_fill},
     )
-    reused = store.scalar(
-        """SELECT count(*) FROM (SELECT base_section_id AS sid, count(DISTINCT sample_id) AS n
-           FROM packed_sample_sections WHERE config_hash = ? GROUP BY 1 HAVING n > 1)""",
-        [packing_hash],
-    )
-    yield dg.AssetCheckResult(check_name=CHECK_REUSE, passed=reused == 0, metadata={"reused_sections": reused})
-    wrong = [s.sample_id for s in result.samples if len(s.input_ids) != cfg.sample_tokens]
+    reused = sorted({*run.reused_sections, *(x for s in verified for x in s.verify.reused_sections)})  # type: ignore[union-attr]
     yield dg.AssetCheckResult(
-        check_name=CHECK_LENGTH, passed=not wrong, metadata={"samples": len(result.samples), "wrong_length": len(wrong)}
+        check_name=CHECK_REUSE, passed=not reused, metadata={"reused_sections": len(reused), "examples": reused[:10]}
+    )
+    wrong = [x for s in verified for x in s.verify.wrong_length + s.verify.low_fill]  # type: ignore[union-attr]
+    yield dg.AssetCheckResult(
+        check_name=CHECK_LENGTH,
+        passed=not wrong,
+        metadata={"samples_read_back": sum(s.verify.n_samples for s in verified), "wrong": wrong[:10]},  # type: ignore[union-attr]
+    )
+    bad = [x for s in verified for x in s.verify.tokenization_mismatch + s.verify.label_mismatch]  # type: ignore[union-attr]
+    yield dg.AssetCheckResult(check_name=CHECK_ROUNDTRIP, passed=not bad, metadata={"mismatched": bad[:10]})
+    failures = {s.sample_tokens: s.failure for s in run.stages if s.failure}
+    yield dg.AssetCheckResult(
+        check_name=CHECK_POOL,
+        passed=not failures,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"failures": dg.MetadataValue.json({str(k): v for k, v in failures.items()})},
     )

@@ -40,3 +40,7 @@ class SkippedInput:
 
 class SourceNotFoundError(FileNotFoundError):
     """A configured source path or dataset does not exist."""
+
+
+class SourceReadError(RuntimeError):
+    """A source could not be read past some point (e.g. a hub dataset with a corrupt record)."""

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import model_validator
 
-from lc_assets.lib.corpus.documents import RawDocument, SkippedInput, SourceNotFoundError
+from lc_assets.lib.corpus.documents import RawDocument, SkippedInput, SourceNotFoundError, SourceReadError
 from lc_assets.lib.corpus.embedded import iter_embedded
+from lc_assets.lib.corpus.files import (
+    LocalFile,
+    content_suffix,
+    normalize_newlines,
+    read_text_file,
+    records_json,
+    records_parquet,
+    walk,
+)
 from lc_assets.lib.stepconfig import StepConfig
 
 TEXT_SUFFIXES = frozenset(
@@ -20,7 +28,8 @@ TEXT_SUFFIXES = frozenset(
      ".java", ".js", ".ts", ".rb", ".sh", ".pl", ".sql", ".toml", ".yaml", ".yml", ".cfg", ".ini", ".org"}
 )  # fmt: skip
 RECORD_SUFFIXES = frozenset({".jsonl", ".parquet"})
-_BINARY_SNIFF_BYTES = 8192
+# `datasets` builders whose local files the record readers read the same way, by file suffix
+_RECORD_BUILDERS = {"json": {".json", ".jsonl"}, "parquet": {".parquet"}}
 
 
 class SourceSpec(StepConfig):
@@ -57,102 +66,37 @@ class SourceSpec(StepConfig):
         return self
 
 
-def _looks_binary(head: bytes) -> bool:
-    if b"\x00" in head:
-        return True
-    # many control bytes (other than whitespace) mean a binary format
-    ctrl = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
-    return bool(head) and ctrl / len(head) > 0.1
-
-
-def read_text_file(path: Path, label: str) -> str | SkippedInput:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        return SkippedInput(label, "unreadable", f"{type(exc).__name__}: {exc.strerror or exc}")
-    if not data.strip():
-        return SkippedInput(label, "empty", f"{len(data)} bytes, no text")
-    if _looks_binary(data[:_BINARY_SNIFF_BYTES]):
-        return SkippedInput(label, "binary", "NUL or control bytes in the first 8 KiB")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return SkippedInput(label, "undecodable", f"not UTF-8 at byte {exc.start}")
-    return text
-
-
-def _records_jsonl(path: Path, label: str, text_field: str) -> Iterator[tuple[str, str] | SkippedInput]:
-    try:
-        fh = path.open("rb")
-    except OSError as exc:
-        yield SkippedInput(label, "unreadable", f"{type(exc).__name__}: {exc.strerror or exc}")
-        return
-    with fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            row_label = f"{label}#L{lineno}"
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                yield SkippedInput(row_label, "undecodable", f"not UTF-8 at byte {exc.start}")
-                continue
-            except json.JSONDecodeError as exc:
-                yield SkippedInput(row_label, "invalid_json", exc.msg)
-                continue
-            text = record.get(text_field) if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                yield SkippedInput(row_label, "missing_field", f"no string field {text_field!r}")
-                continue
-            yield row_label, text
-
-
-def _records_parquet(path: Path, label: str, text_field: str) -> Iterator[tuple[str, str] | SkippedInput]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
-        yield SkippedInput(label, "unreadable", f"not a readable parquet file: {exc}")
-        return
-    if text_field not in pf.schema_arrow.names:
-        yield SkippedInput(label, "missing_field", f"no column {text_field!r} (columns: {pf.schema_arrow.names})")
-        return
-    row = 0
-    for batch in pf.iter_batches(columns=[text_field], batch_size=1024):
-        for text in batch.column(0).to_pylist():
-            row_label = f"{label}#row{row}"
-            row += 1
-            if not isinstance(text, str):
-                yield SkippedInput(row_label, "missing_field", f"{text_field!r} is not a string")
-                continue
-            yield row_label, text
-
-
 def _from_text(label: str, text: str, license: str) -> RawDocument | SkippedInput:
     if not text.strip():
         return SkippedInput(label, "empty", "no text")
     return RawDocument(text=text, source=label, license=license, title=label.rsplit("/", 1)[-1])
 
 
+def _records(path: Path, label: str, text_field: str, license: str) -> Iterator[RawDocument | SkippedInput]:
+    reader = records_parquet if content_suffix(path) == ".parquet" else records_json
+    for item in reader(path, label, text_field):
+        yield item if isinstance(item, SkippedInput) else _from_text(item[0], item[1], license)
+
+
 def iter_local(spec: SourceSpec) -> Iterator[RawDocument | SkippedInput]:
+    """Every file under the path (symlinks followed once): a document per text file or record, else a skip."""
     root = Path(os.path.expanduser(spec.path or ""))
     if not root.exists():
+        if root.is_symlink():
+            raise SourceNotFoundError(f"source path is a broken symlink: {root} -> {os.readlink(root)}")
         raise SourceNotFoundError(f"source path does not exist: {root}")
     suffixes = {s if s.startswith(".") else f".{s}" for s in spec.suffixes} if spec.suffixes else None
-    if root.is_file():
-        files = [root]
-    else:
-        files = sorted(p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.parts))
-    for path in files:
-        label = str(path.relative_to(root)) if path != root else path.name
-        suffix = path.suffix.lower()
-        if suffixes is not None and suffix not in suffixes:
+    items = [LocalFile(root, root.name)] if root.is_file() else walk(root)
+    for item in items:
+        if isinstance(item, SkippedInput):
+            yield item
             continue
-        if suffix in RECORD_SUFFIXES:
-            reader = _records_jsonl if suffix == ".jsonl" else _records_parquet
-            for item in reader(path, label, spec.text_field):
-                yield item if isinstance(item, SkippedInput) else _from_text(item[0], item[1], spec.license)
+        path, label = item.path, item.label
+        suffix = content_suffix(path)
+        if suffixes is not None and suffix not in suffixes and path.suffix.lower() not in suffixes:
+            yield SkippedInput(label, "suffix_not_selected", f"suffix {suffix or '(none)'!r} not in {sorted(suffixes)}")
+        elif suffix in RECORD_SUFFIXES:
+            yield from _records(path, label, spec.text_field, spec.license)
         elif suffix in TEXT_SUFFIXES or root.is_file() or suffixes is not None:
             result = read_text_file(path, label)
             yield result if isinstance(result, SkippedInput) else _from_text(label, result, spec.license)
@@ -160,37 +104,76 @@ def iter_local(spec: SourceSpec) -> Iterator[RawDocument | SkippedInput]:
             yield SkippedInput(label, "unsupported_type", f"suffix {suffix or '(none)'!r} is not a text format")
 
 
-def iter_hf(spec: SourceSpec) -> Iterator[RawDocument | SkippedInput]:
-    """Any `datasets` dataset: a hub name (needs a local cache when offline) or a builder on local files."""
+def _hf_data_files(spec: SourceSpec) -> list[Path]:
+    files: list[Path] = []
+    missing = []
+    for pattern in spec.data_files or []:
+        found = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        if not found:
+            missing.append(pattern)
+        files += [Path(f) for f in found if Path(f).is_file() and Path(f) not in files]
+    if missing:
+        raise SourceNotFoundError(f"data_files not found: {missing}")
+    return files
+
+
+def _load_dataset(spec: SourceSpec, data_files: list[str] | None) -> Any:
     import datasets
 
-    if spec.data_files:
-        missing = [f for f in spec.data_files if not glob.glob(os.path.expanduser(f))]
-        if missing:
-            raise SourceNotFoundError(f"data_files not found: {missing}")
     try:
-        ds = datasets.load_dataset(
-            spec.dataset,
-            spec.dataset_config,
-            split=spec.split,
-            data_files=spec.data_files,
-            streaming=spec.streaming,
+        return datasets.load_dataset(
+            spec.dataset, spec.dataset_config, split=spec.split, data_files=data_files, streaming=spec.streaming
         )
     except FileNotFoundError as exc:
         raise SourceNotFoundError(f"dataset {spec.dataset!r} not found: {exc}") from exc
-    except Exception as exc:  # offline / connection errors come in several types
+    except Exception as exc:  # offline / connection / parse errors come in several types
         raise SourceNotFoundError(
-            f"dataset {spec.dataset!r} (config {spec.dataset_config!r}, split {spec.split!r}) could not be loaded: "
-            f"{type(exc).__name__}: {exc}"
+            f"dataset {spec.dataset!r} (config {spec.dataset_config!r}, split {spec.split!r}"
+            f"{f', file {data_files[0]}' if data_files else ''}) could not be loaded: {type(exc).__name__}: {exc}"
         ) from exc
-    name = spec.dataset if not spec.data_files else f"{spec.dataset}:{','.join(spec.data_files)}"
-    for i, record in enumerate(ds):
-        label = f"hf:{name}#{i}"
-        text = record.get(spec.text_field)
-        if not isinstance(text, str):
-            yield SkippedInput(label, "missing_field", f"no string field {spec.text_field!r}")
-            continue
-        yield _from_text(label, text, spec.license)
+
+
+def _dataset_records(spec: SourceSpec, label: str, data_file: Path | None) -> Iterator[RawDocument | SkippedInput]:
+    """Records of a `datasets` dataset (one data file, or a hub dataset); a read error stops only that file."""
+    ds = _load_dataset(spec, [str(data_file)] if data_file else None)
+    i = 0
+    try:
+        for i, record in enumerate(ds):  # noqa: B007 - `i` names the record where reading stopped
+            row_label = f"{label}#{i}"
+            text = record.get(spec.text_field)
+            if not isinstance(text, str):
+                yield SkippedInput(row_label, "missing_field", f"no string field {spec.text_field!r}")
+                continue
+            yield _from_text(row_label, normalize_newlines(text), spec.license)
+    except Exception as exc:  # noqa: BLE001 - pyarrow/datasets raise many types for bad data
+        if data_file is None:
+            raise SourceReadError(
+                f"dataset {spec.dataset!r} split {spec.split!r}: reading failed after record #{i}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        yield SkippedInput(
+            f"{label}#{i}+", "unreadable", f"reading stopped after record #{i}: {type(exc).__name__}: {exc}"
+        )
+
+
+def iter_hf(spec: SourceSpec) -> Iterator[RawDocument | SkippedInput]:
+    """Any `datasets` dataset: a hub name (needs a local cache when offline) or a builder on local files.
+
+    Local data files are read one at a time. JSON (Lines or an array) and parquet files are read
+    record by record by the same readers as `kind: local` (`datasets`' Arrow reader stops a whole
+    file at its first bad line, naming neither), so a bad record is a skip naming file and line;
+    other builders go through `datasets` per file, and a read error there skips the rest of that
+    file only, naming it and the record where it stopped.
+    """
+    if not spec.data_files:
+        yield from _dataset_records(spec, f"hf:{spec.dataset}", None)
+        return
+    for path in _hf_data_files(spec):
+        label = f"hf:{spec.dataset}:{path}"
+        if spec.dataset in _RECORD_BUILDERS and content_suffix(path) in _RECORD_BUILDERS[spec.dataset]:
+            yield from _records(path, label, spec.text_field, spec.license)
+        else:
+            yield from _dataset_records(spec, label, path)
 
 
 def iter_source(spec: SourceSpec) -> Iterator[RawDocument | SkippedInput]:

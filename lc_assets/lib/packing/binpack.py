@@ -14,8 +14,10 @@ The plan, for a pool whose total is T tokens and a capacity of C tokens per samp
       gap): this bin is closed, the other's gap grows, so the slack of many bins gathers in a
       few, which take unplaced items whole or are dissolved;
    only when no whole-item move helps any bin:
-   d. fill with the prefix of one unplaced item, cut at its last allowed cut point that fits
-      (the one item with the smallest gap, then the smallest cut-off tail, wins);
+   d. fill with the prefix of one unplaced item, cut at its last allowed cut point that fits:
+      cut points carry a rank (0 = pair or paragraph end, 1 = line end, 2 = sentence end), and a
+      finer rank is used only where no coarser one closes the gap to within `pad_tolerance`
+      (the best rank, then the smallest cut-off tail wins; if no cut closes it, the smallest gap);
    e. if no bin could be helped, dissolve the bin with the largest gap if that gap exceeds
       `max_slack`: its items return to the unplaced pool (they help the other bins, or are
       carried to the next run); gaps up to `max_slack` are padded.
@@ -55,6 +57,7 @@ class BinPlan:
     fillers: list[Filler | None] = field(default_factory=list)
     unplaced: list[int] = field(default_factory=list)
     dissolved_bins: int = 0
+    dissolved_gaps: list[int] = field(default_factory=list)  # the gap (tokens) each dissolved bin could not close
 
     def used_tokens(self, lengths: Sequence[int]) -> list[int]:
         return [
@@ -89,6 +92,8 @@ def plan_bins(
     bucket_ratio: float = 0.02,
     pad_tolerance: int = 0,
     max_slack: int | None = None,
+    cut_ranks: Sequence[np.ndarray] | None = None,
+    max_bins: int | None = None,
 ) -> BinPlan:
     """Assign items to bins of `capacity` tokens (see the module docstring).
 
@@ -98,12 +103,16 @@ def plan_bins(
     pad_tolerance: a bin whose slack is at most this many tokens is done (the slack is padded).
     max_slack: when nothing closes the remaining gaps, bins with at most this slack are padded and
         the others dissolved (default: pad_tolerance, i.e. dissolve every bin that cannot be closed).
+    cut_ranks: per item, the rank of each cut point (0 best); default all 0.
+    max_bins: at most this many bins (a curriculum stage's remaining quota); default floor(total / capacity).
     """
     max_slack = pad_tolerance if max_slack is None else max(max_slack, pad_tolerance)
     lens = np.asarray(lengths, dtype=np.int64)
     n = len(lens)
     if len(cut_points) != n:
         raise ValueError(f"{len(cut_points)} cut point arrays for {n} items")
+    ranks = list(cut_ranks) if cut_ranks is not None else [np.zeros(len(c), np.int8) for c in cut_points]
+    max_rank = max((int(r.max()) for r in ranks if len(r)), default=0)
     if n and int(lens.max()) > capacity:
         raise ValueError(f"item of {int(lens.max())} tokens is longer than the capacity {capacity}")
     if n and int(lens.min()) <= 0:
@@ -112,6 +121,8 @@ def plan_bins(
     order = seeded_order(lens, keys, seed, bucket_ratio)
     rank = {item: r for r, item in enumerate(order)}
     n_bins = int(lens.sum()) // capacity if n else 0
+    if max_bins is not None:
+        n_bins = min(n_bins, max(0, max_bins))
     plan = BinPlan(capacity=capacity)
     if n_bins == 0:
         plan.unplaced = sorted(order, key=lambda i: keys[i])
@@ -207,21 +218,36 @@ def plan_bins(
         slack[c] += delta
         return True
 
+    def best_cut(y: int, s: int) -> tuple[tuple[int, int, int], int] | None:
+        """(score, cut index) of item y's best cut within s tokens: the coarsest rank that closes the gap."""
+        cps, rks = cut_points[y], ranks[y]
+        fallback: tuple[tuple[int, int, int], int] | None = None
+        for r in range(max_rank + 1):
+            allowed = np.flatnonzero(rks <= r) if r < max_rank else None
+            pts = cps if allowed is None else cps[allowed]
+            j = int(np.searchsorted(pts, s, side="right")) - 1
+            if j < 0:
+                continue
+            used = int(pts[j])
+            index = j if allowed is None else int(allowed[j])
+            if s - used <= pad_tolerance:
+                return (0, r, int(lens[y]) - used), index
+            if r == max_rank:
+                fallback = ((1, s - used, 0), index)
+        return fallback
+
     def fill_with_cut(b: int) -> bool:
         s = slack[b]
         start = bisect.bisect_right(unplaced, (s, math.inf, 0))
-        best: tuple[tuple[int, int], int, Filler] | None = None
+        best: tuple[tuple[int, int, int], int, Filler] | None = None
         for k in range(start, min(len(unplaced), start + _FILLER_CANDIDATES)):
-            length, _, y = unplaced[k]
-            cps = cut_points[y]
-            j = int(np.searchsorted(cps, s, side="right")) - 1
-            if j < 0:
+            y = unplaced[k][2]
+            found = best_cut(y, s)
+            if found is None:
                 continue
-            used = int(cps[j])
-            gap, tail = s - used, length - used
-            score = (0, tail) if gap <= pad_tolerance else (1, gap)
+            score, j = found
             if best is None or score < best[0]:
-                best = (score, k, Filler(item=y, used=used, cut_index=j))
+                best = (score, k, Filler(item=y, used=int(cut_points[y][j]), cut_index=j))
         if best is None:
             return False
         _, k, filler = best
@@ -262,6 +288,7 @@ def plan_bins(
             contents[worst] = []
             active.discard(worst)
             plan.dissolved_bins += 1
+            plan.dissolved_gaps.append(slack[worst])
 
     for b in sorted(active):
         plan.bins.append(contents[b])

@@ -40,6 +40,7 @@ class PackingMetrics:
     """What a packing run did; `as_metadata()` is flat enough for Dagster asset metadata."""
 
     sample_tokens: int
+    mode: str = "mixed"
     n_samples: int = 0
     fill_mean: float = 0.0
     fill_min: float = 0.0
@@ -50,6 +51,7 @@ class PackingMetrics:
     n_sections_packed: int = 0
     n_split_sections: int = 0
     n_cut_sections: int = 0
+    cuts_by_kind: dict[str, int] = field(default_factory=dict)
     cut_dropped_tokens: int = 0  # tails of cut sections that were not carried
     n_carried_remainders: int = 0
     section_reuse_count: int = 0
@@ -61,7 +63,14 @@ class PackingMetrics:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     dissolved_samples: int = 0
     seam_mismatches: int = 0
+    packable_tokens: int = 0  # rendered pool after rejections and splits
     source_tokens: dict[str, int] = field(default_factory=dict)
+    documents_per_sample: float = 0.0
+    #: mean share of a sample's real tokens that come from its largest document (1.0: one document per sample)
+    main_document_share: float = 0.0
+    n_pairs: int = 0  # QA pairs in the samples
+    #: dependency distance (answer -> farthest evidence, tokens) over the pairs with known evidence
+    dependency: dict[str, float] = field(default_factory=dict)
     render_seconds: float = 0.0
     plan_seconds: float = 0.0
     assemble_seconds: float = 0.0
@@ -79,3 +88,19 @@ def reuse_count(section_ids_per_sample: Sequence[Sequence[str]]) -> int:
 def reason_kind(reason: str) -> str:
     """Group rejection reasons by their leading words (drop the numbers and names)."""
     return reason.split(":")[0].split(" (")[0]
+
+
+def distance_summary(distances: Sequence[int] | np.ndarray) -> dict[str, float]:
+    """Count and quantiles of dependency distances (tokens); empty dict when there are none."""
+    d = np.asarray(distances, dtype=np.float64)
+    if not d.size:
+        return {}
+    q = np.quantile(d, [0.1, 0.5, 0.9])
+    return {
+        "pairs": int(d.size),
+        "p10": float(q[0]),
+        "median": float(q[1]),
+        "p90": float(q[2]),
+        "max": float(d.max()),
+        "mean": float(d.mean()),
+    }

@@ -24,7 +24,7 @@ at the start of a packed sample.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -35,13 +35,22 @@ from lc_assets.lib.tokenizer import TextTokenizer
 
 _SENTINEL = "\u27e6LCPACK{}\u27e7"
 _SENTINEL_RE = re.compile("\u27e6LCPACK(\\d+)\u27e7")
-# End of a run of blank-line-separated newlines: a cut there leaves a prefix ending in "\n\n".
+# Cut points inside the chunk text, coarsest first (as the chunker's): the end of a run of blank-line
+# separated newlines (the prefix ends in "\n\n"), the end of a newline run before a non-space
+# character, a sentence end before the space that follows it (the space starts the next token).
 _PARAGRAPH_END_RE = re.compile(r"\n[^\S\n]*\n+")
+_LINE_END_RE = re.compile(r"\n+(?=\S)")
+_SENTENCE_END_RE = re.compile(r"[.!?][\"')\]]*(?=[ \t]+\S)")
 #: sections tokenized per batch: bounds the memory of offset-carrying encodings (~100 B/token)
 _RENDER_BATCH = 16
 
 CUT_PARAGRAPH = 0
 CUT_PAIR = 1
+CUT_LINE = 2
+CUT_SENTENCE = 3
+CUT_KIND_NAMES = {CUT_PARAGRAPH: "paragraph", CUT_PAIR: "pair", CUT_LINE: "line", CUT_SENTENCE: "sentence"}
+#: the planner's preference per kind (0 first): a finer kind is used only where no coarser one closes a gap
+CUT_RANK = np.array([0, 0, 1, 2], dtype=np.int8)
 
 
 class ChatTemplateError(ValueError):
@@ -81,7 +90,14 @@ class RenderedSection:
     cut_kinds: np.ndarray
     #: pairs complete before each cut
     cut_pairs: np.ndarray
+    #: per pair: tokens from the first token of its answer back to the first token of its farthest evidence
+    #: (-1: no evidence known); the same wherever the section is placed
+    pair_distances: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     seam_mismatch: bool = False
+
+    @property
+    def cut_ranks(self) -> np.ndarray:
+        return CUT_RANK[self.cut_kinds]
 
     @property
     def section_id(self) -> str:
@@ -104,7 +120,13 @@ class RenderResult:
 class SectionRenderer:
     """Renders sections with one tokenizer's chat template; built once per packing run."""
 
-    def __init__(self, tokenizer: TextTokenizer, config: PackingConfig) -> None:
+    def __init__(
+        self,
+        tokenizer: TextTokenizer,
+        config: PackingConfig,
+        evidence: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+    ) -> None:
+        """evidence: pair id -> character spans of its evidence in its chunk's text (for dependency distances)."""
         if not tokenizer.chat_template:
             where = f" (loaded from {tokenizer.source_dir})" if tokenizer.source_dir else ""
             raise ChatTemplateError(
@@ -114,6 +136,9 @@ class SectionRenderer:
             )
         self.tok = tokenizer
         self.config = config
+        self.evidence = evidence or {}
+        #: chunk pieces ("<id>@k"): where their text starts in the chunk (evidence spans are chunk-relative)
+        self.text_offsets: dict[str, int] = {}
         self._skeletons: dict[int, list[str]] = {}
         self._piece_ids: dict[str, np.ndarray] = {}
         first = self._render_skeleton(0)
@@ -269,7 +294,8 @@ class SectionRenderer:
         char_pos = 0
         targets, losses, target_chars = [], [], []
         cut_tokens, cut_chars, cut_kinds, cut_pairs = [], [], [], []
-        allow_paragraph = self.config.cut_boundaries == "pair_or_paragraph"
+        text_kinds = _TEXT_CUT_KINDS[self.config.cut_boundaries]
+        chunk_start, chunk_offsets = 0, None
         answer_span: tuple[int, int, int, int] | None = None
         n_done = 0
         for text, kind in segs:
@@ -277,13 +303,14 @@ class SectionRenderer:
                 ids = self._ids_of_piece(text)
             elif kind == "chunk":
                 ids = np.asarray(chunk_enc.ids, dtype=np.int32)
-                if allow_paragraph:
+                chunk_start, chunk_offsets = tok_pos, chunk_enc.offsets
+                if text_kinds:
                     # only inside the chunk text (+ separator), never inside the first question
                     limit = len(section.text.strip()) + len(self.config.question_separator) if section.pairs else None
-                    t, c = _paragraph_cuts(text, chunk_enc.offsets, limit)
+                    t, c, k = _text_cuts(text, chunk_enc.offsets, limit, text_kinds, self._cut_spacing)
                     cut_tokens.extend(tok_pos + t)
                     cut_chars.extend(char_pos + c)
-                    cut_kinds.extend([CUT_PARAGRAPH] * len(t))
+                    cut_kinds.extend(k)
                     cut_pairs.extend([0] * len(t))
             else:
                 ids = np.asarray(next(content_ids), dtype=np.int32) if text else np.zeros(0, np.int32)
@@ -306,8 +333,8 @@ class SectionRenderer:
                 cut_pairs.append(n_done)
         ids = np.concatenate(id_parts) if id_parts else np.zeros(0, np.int32)
         text = "".join(t for t, _ in segs)
-        # A cut at the very end is no cut; a cut at 0 uses nothing.
-        keep = [i for i, t in enumerate(cut_tokens) if 0 < t < len(ids)]
+        # A cut at the very end is no cut; a cut at 0 uses nothing. Chunk cuts come first, then pair ends.
+        keep = sorted((i for i, t in enumerate(cut_tokens) if 0 < t < len(ids)), key=lambda i: cut_tokens[i])
         rendered = RenderedSection(
             section=section,
             ids=ids,
@@ -319,8 +346,35 @@ class SectionRenderer:
             cut_chars=np.asarray([cut_chars[i] for i in keep], dtype=np.int64),
             cut_kinds=np.asarray([cut_kinds[i] for i in keep], dtype=np.int8),
             cut_pairs=np.asarray([cut_pairs[i] for i in keep], dtype=np.int64),
+            pair_distances=self._pair_distances(section, targets, chunk_start, chunk_offsets),
         )
         return rendered
+
+    @property
+    def _cut_spacing(self) -> int:
+        """Line and sentence cuts closer than this to a kept cut are dropped (memory): any gap still has a cut
+        within the pad tolerance."""
+        return max(1, self.config.pad_tolerance_tokens // 4)
+
+    def _pair_distances(
+        self, section: Section, targets: list[tuple[int, int]], chunk_start: int, offsets
+    ) -> np.ndarray:
+        out = np.full(len(targets), -1, dtype=np.int64)
+        if not self.evidence or offsets is None or not len(offsets):
+            return out
+        starts = np.fromiter((o[0] for o in offsets), dtype=np.int64, count=len(offsets))
+        lead = (
+            len(section.text)
+            - len(section.text.lstrip())
+            + self.text_offsets.get(re.split(r"[#/]", section.section_id, maxsplit=1)[0], 0)
+        )
+        n_chunk = len(section.text.strip())
+        for j, (pair, (answer_start, _)) in enumerate(zip(section.pairs, targets, strict=False)):
+            spans = [c0 - lead for c0, _ in self.evidence.get(pair.pair_id, ()) if 0 <= c0 - lead < n_chunk]
+            if spans:
+                first = int(np.searchsorted(starts, min(spans), side="right")) - 1
+                out[j] = answer_start - (chunk_start + max(first, 0))
+        return out
 
     def _verify(self, batch: list[RenderedSection]) -> None:
         """The piecewise text must equal the template's own render; ids should equal its tokenization."""
@@ -356,21 +410,75 @@ def _spans(pairs: list[tuple[int, int]]) -> np.ndarray:
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
-def _paragraph_cuts(
-    text: str, offsets: Sequence[tuple[int, int]], limit: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Token and char offsets of paragraph ends in `text[:limit]` that fall on token boundaries."""
-    if not offsets:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    chars = np.fromiter((m.end() for m in _PARAGRAPH_END_RE.finditer(text, 0, limit or len(text))), dtype=np.int64)
-    chars = chars[chars < len(text)]
-    if chars.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    offs = np.asarray(offsets, dtype=np.int64)
-    starts, ends = offs[:, 0], offs[:, 1]
+_TEXT_CUT_KINDS: dict[str, tuple[tuple[int, re.Pattern[str]], ...]] = {
+    "pair_or_text": ((CUT_PARAGRAPH, _PARAGRAPH_END_RE), (CUT_LINE, _LINE_END_RE), (CUT_SENTENCE, _SENTENCE_END_RE)),
+    "pair_or_paragraph": ((CUT_PARAGRAPH, _PARAGRAPH_END_RE),),
+    "pair": (),
+}
+
+
+def _aligned_cuts(chars: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(token, char) of the char offsets where a token starts exactly and the previous one ends at or before."""
     t = np.searchsorted(starts, chars)
     in_range = t < len(starts)
     t, chars = t[in_range], chars[in_range]
-    # aligned: a token starts exactly there and the previous one ends at or before it
     aligned = (starts[t] == chars) & ((t == 0) | (ends[np.maximum(t - 1, 0)] <= chars))
     return t[aligned], chars[aligned]
+
+
+def _text_cuts(
+    text: str,
+    offsets: Sequence[tuple[int, int]],
+    limit: int | None,
+    kinds: Sequence[tuple[int, re.Pattern[str]]],
+    spacing: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token offsets, char offsets and kinds of the cut points in `text[:limit]` that fall on token boundaries.
+
+    Paragraph ends are all kept; line and sentence ends only where they are at least `spacing` tokens
+    from every cut of a coarser or equal kind already kept (the planner needs one within the pad
+    tolerance of any gap, not all of them).
+    """
+    empty = np.zeros(0, np.int64)
+    if not offsets or not kinds:
+        return empty, empty, empty.astype(np.int8)
+    offs = np.asarray(offsets, dtype=np.int64)
+    starts, ends = offs[:, 0], offs[:, 1]
+    end = limit or len(text)
+    kept_t: np.ndarray = empty
+    out_t, out_c, out_k = [], [], []
+    for kind, pattern in kinds:
+        chars = np.fromiter((m.end() for m in pattern.finditer(text, 0, end)), dtype=np.int64)
+        chars = chars[chars < len(text)]
+        if not chars.size:
+            continue
+        t, c = _aligned_cuts(chars, starts, ends)
+        if kind != CUT_PARAGRAPH and t.size:
+            t, c = _thin(t, c, kept_t, spacing)
+        out_t.append(t)
+        out_c.append(c)
+        out_k.append(np.full(len(t), kind, np.int8))
+        kept_t = np.sort(np.concatenate([kept_t, t]))
+    if not out_t:
+        return empty, empty, empty.astype(np.int8)
+    return np.concatenate(out_t), np.concatenate(out_c), np.concatenate(out_k)
+
+
+def _thin(t: np.ndarray, c: np.ndarray, kept: np.ndarray, spacing: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the cuts at least `spacing` tokens from each kept cut and from each other (greedy, left to right)."""
+    if spacing <= 1:
+        fresh = ~np.isin(t, kept)
+        return t[fresh], c[fresh]
+    keep_t, keep_c = [], []
+    last = -spacing
+    j = 0
+    for ti, ci in zip(t.tolist(), c.tolist(), strict=True):
+        while j < len(kept) and kept[j] <= ti:
+            last = max(last, int(kept[j]))
+            j += 1
+        nxt = int(kept[j]) if j < len(kept) else None
+        if ti - last >= spacing and (nxt is None or nxt - ti >= spacing):
+            keep_t.append(ti)
+            keep_c.append(ci)
+            last = ti
+    return np.asarray(keep_t, np.int64), np.asarray(keep_c, np.int64)

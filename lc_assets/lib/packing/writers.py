@@ -36,57 +36,71 @@ def _spans_array(per_sample: Sequence[np.ndarray]) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(outer_offsets), inner)
 
 
+def _large_lists(per_sample: Sequence[np.ndarray], dtype) -> pa.Array:
+    flat = np.concatenate(per_sample).astype(dtype) if per_sample else np.zeros(0, dtype)
+    offsets = np.concatenate([[0], np.cumsum([len(a) for a in per_sample])]).astype(np.int64)
+    return pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
+
+
 def samples_to_arrow(
-    samples: Sequence[PackedSample], *, store_token_ids: bool = True, store_text: bool = True, config_hash: str = ""
+    samples: Sequence[PackedSample], config: PackingConfig | None = None, *, config_hash: str = ""
 ) -> pa.Table:
-    """One row per sample; spans are token ``[start, end)`` pairs (char pairs for target_char_spans)."""
+    """One row per sample; spans are token ``[start, end)`` pairs (char pairs for target_char_spans).
+
+    With `config.trainer_columns == "full"` the rows also hold what a trainer takes as it is:
+    `labels` (input_ids, -100 outside the loss spans), `position_ids` (per `config.position_ids`),
+    `seq_lens` (attention segments: BOS + first section, each next section, the pad) and `cu_seqlens`.
+    """
     if not samples:
         raise NoSamplesError("no samples to write")
+    config = config or PackingConfig(sample_tokens=samples[0].num_tokens, allow_small_samples=True)
     cols: dict[str, pa.Array] = {
         "sample_id": pa.array([s.sample_id for s in samples], pa.string()),
         "num_tokens": pa.array([s.num_tokens for s in samples], pa.int32()),
         "num_real_tokens": pa.array([s.num_real_tokens for s in samples], pa.int32()),
         "fill_ratio": pa.array([s.fill_ratio for s in samples], pa.float64()),
         "pad_token_id": pa.array([s.pad_token_id for s in samples], pa.int32()),
+        "n_pairs": pa.array([s.n_pairs for s in samples], pa.int32()),
     }
     for name in _LIST_COLUMNS:
         cols[name] = pa.array([getattr(s, name) for s in samples], pa.list_(pa.string()))
     for name in _SPAN_COLUMNS:
         cols[name] = _spans_array([getattr(s, name) for s in samples])
+    cols["dependency_distances"] = pa.array([s.dependency_distances.tolist() for s in samples], pa.list_(pa.int64()))
     cols["cut_section_id"] = pa.array([s.cut.section_id if s.cut else None for s in samples], pa.string())
     cols["cut_kind"] = pa.array([s.cut.kind if s.cut else None for s in samples], pa.string())
     cols["config_hash"] = pa.array([config_hash] * len(samples), pa.string())
-    if store_text:
+    if config.store_text:
         cols["text"] = pa.array([s.text for s in samples], pa.large_string())
-    if store_token_ids:
-        flat = np.concatenate([s.input_ids for s in samples]).astype(np.int32)
-        offsets = np.concatenate([[0], np.cumsum([s.num_tokens for s in samples])]).astype(np.int64)
-        cols["input_ids"] = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat))
+    if config.store_token_ids:
+        cols["input_ids"] = _large_lists([s.input_ids for s in samples], np.int32)
+    lens = [s.seq_lens() for s in samples]
+    cols["seq_lens"] = pa.array([x.tolist() for x in lens], pa.list_(pa.int32()))
+    if config.trainer_columns == "full":
+        cols["cu_seqlens"] = pa.array(
+            [np.concatenate([[0], np.cumsum(x)]).tolist() for x in lens], pa.list_(pa.int32())
+        )
+        cols["labels"] = _large_lists([s.labels() for s in samples], np.int32)
+        cols["position_ids"] = _large_lists([s.position_ids(config.position_ids) for s in samples], np.int32)
     return pa.table(cols)
 
 
 def write_parquet_shards(
     samples: Sequence[PackedSample],
     out_dir: str | Path,
+    config: PackingConfig | None = None,
     *,
-    shard_size: int = 16,
-    store_token_ids: bool = True,
-    store_text: bool = True,
     config_hash: str = "",
 ) -> list[Path]:
-    """Write `part-00000.parquet`, ... with `shard_size` samples each; returns the paths."""
+    """Write `part-00000.parquet`, ... with `config.shard_size` samples each; returns the paths."""
     if not samples:
         raise NoSamplesError("no samples to write: not creating parquet shards")
+    shard_size = config.shard_size if config else 16
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for k, start in enumerate(range(0, len(samples), shard_size)):
-        table = samples_to_arrow(
-            samples[start : start + shard_size],
-            store_token_ids=store_token_ids,
-            store_text=store_text,
-            config_hash=config_hash,
-        )
+        table = samples_to_arrow(samples[start : start + shard_size], config, config_hash=config_hash)
         path = out / f"part-{k:05d}.parquet"
         pq.write_table(table, path, compression="zstd")
         paths.append(path)
@@ -96,9 +110,8 @@ def write_parquet_shards(
 def write_hf_dataset(
     samples: Sequence[PackedSample],
     out_dir: str | Path,
+    config: PackingConfig | None = None,
     *,
-    store_token_ids: bool = True,
-    store_text: bool = True,
     config_hash: str = "",
 ) -> Path:
     """Save the samples as a `datasets.Dataset` with `save_to_disk` (load with `load_from_disk`)."""
@@ -107,7 +120,7 @@ def write_hf_dataset(
     from datasets import Dataset
     from datasets.table import InMemoryTable
 
-    table = samples_to_arrow(samples, store_token_ids=store_token_ids, store_text=store_text, config_hash=config_hash)
+    table = samples_to_arrow(samples, config, config_hash=config_hash)
     out = Path(out_dir)
     Dataset(InMemoryTable(table)).save_to_disk(str(out))
     return out
@@ -121,6 +134,7 @@ def manifest_dict(result: PackResult, config: PackingConfig) -> dict[str, Any]:
         "tokenizer": result.tokenizer,
         "message": result.message,
         "metrics": result.metrics.as_metadata(),
+        "failure": result.failure,
         "samples": [
             {
                 "sample_id": s.sample_id,
@@ -132,6 +146,8 @@ def manifest_dict(result: PackResult, config: PackingConfig) -> dict[str, Any]:
                 "sources": s.sources,
                 "licenses": s.licenses,
                 "source_mix": s.source_mix(),
+                "n_pairs": s.n_pairs,
+                "seq_lens": s.seq_lens().tolist(),
                 "cut": None
                 if s.cut is None
                 else {
@@ -168,6 +184,7 @@ _SECTION_SCHEMA = pa.schema(
         ("source", pa.string()),
         ("license", pa.string()),
         ("text", pa.large_string()),
+        ("chunk_index", pa.int64()),
         (
             "pairs",
             pa.list_(
@@ -191,6 +208,7 @@ def write_sections(sections: Sequence[Section], path: str | Path) -> Path | None
         "source": [s.source for s in sections],
         "license": [s.license for s in sections],
         "text": [s.text for s in sections],
+        "chunk_index": [s.chunk_index for s in sections],
         "pairs": [[vars(p) for p in s.pairs] for s in sections],
     }
     path = Path(path)
@@ -218,12 +236,11 @@ def write_outputs(result: PackResult, out_dir: str | Path, config: PackingConfig
     out = Path(out_dir)
     written: dict[str, Any] = {}
     if result.samples:
-        kw = {"store_token_ids": config.store_token_ids, "store_text": config.store_text}
         written["parquet"] = write_parquet_shards(
-            result.samples, out / "parquet", shard_size=config.shard_size, config_hash=result.config_hash, **kw
+            result.samples, out / "parquet", config, config_hash=result.config_hash
         )
         written["hf_dataset"] = write_hf_dataset(
-            result.samples, out / "hf_dataset", config_hash=result.config_hash, **kw
+            result.samples, out / "hf_dataset", config, config_hash=result.config_hash
         )
     leftovers = write_sections(result.leftovers, out / "leftovers.parquet")
     if leftovers:

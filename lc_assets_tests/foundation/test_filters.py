@@ -1,0 +1,89 @@
+"""Quality and near-duplicate filters: degenerate text dropped with the rule and value, code and prose kept."""
+
+import random
+
+import pytest
+from pydantic import ValidationError
+
+from lc_assets.lib.corpus.documents import RawDocument
+from lc_assets.lib.corpus.embedded import iter_embedded
+from lc_assets.lib.corpus.quality import FilterConfig, NearDuplicateIndex, judge, minhash_signature
+from lc_assets_tests.foundation.conftest import make_text
+
+CFG = FilterConfig()
+
+_GERMAN_WORDS = (
+    "der die das und ist nicht ein eine mit sich auf für dem den von sie wir ich war hatte König Tochter Wald "
+    "Schloss schön dunkel Sonne Gesicht großer kleiner Brunnen spielte goldene Kugel warf fing wieder weinte "
+    "Frosch sprach hinein Wasser tief Grund sehen konnte jüngste wunderte sooft schien nahe lag unter alten Linde"
+).split()
+_GERMAN_VOCAB = [w + end for w in _GERMAN_WORDS for end in ("", "en", "er", "es", "lich", "ung", "chen", "heit")]
+_RNG = random.Random(1)
+GERMAN = " ".join(" ".join(_RNG.choices(_GERMAN_VOCAB, k=12)).capitalize() + "." for _ in range(400))
+
+
+@pytest.mark.parametrize(
+    "name, text, rule",
+    [
+        ("one word repeated", "word " * 40_000, "top_2gram_char_frac"),
+        (
+            "numbered filler",
+            " ".join(f"This is filler sentence number {i}." for i in range(20_000)),
+            "top_2gram_char_frac",
+        ),
+        ("the same line", "Buy cheap watches online today, best prices!\n" * 3000, "dup_line_frac"),
+        ("the same paragraph", ("A paragraph of legal boilerplate text. " * 12 + "\n\n") * 400, "dup_para_frac"),
+        ("german", GERMAN, "language"),
+    ],
+)
+def test_degenerate_text_is_dropped_with_the_rule_and_value(name, text, rule):
+    verdict = judge(text, CFG)
+    assert not verdict.kept, name
+    assert verdict.reason == rule
+    value = verdict.stats.get(rule)
+    assert rule in verdict.detail and (rule == "language" or f"{value:.3f}" in verdict.detail)
+
+
+def test_code_and_manuals_of_the_embedded_corpus_are_kept():
+    wanted = ["cpython-asyncio", "cpython-email", "cpython-unittest", "devils-dictionary", "postgresql-sql-commands"]
+    docs = [d for d in iter_embedded(wanted) if isinstance(d, RawDocument)]
+    assert {d.source for d in docs} >= {"embedded:cpython-asyncio", "embedded:cpython-unittest"}
+    for doc in docs:
+        verdict = judge(doc.text, CFG)
+        assert verdict.kept, (doc.source, verdict.detail)
+        assert verdict.stats["languages"].get("en", 0) >= CFG.language_samples // 2
+        assert 0 < verdict.stats["dup_5gram_char_frac"] < CFG.dup_5gram_char_frac
+
+
+def test_rules_switch_off_and_short_texts_are_not_measured():
+    assert judge(GERMAN, FilterConfig(languages=None)).kept
+    assert judge("word " * 40_000, FilterConfig(top_2gram_char_frac=None, top_3gram_char_frac=None,
+                                                 top_4gram_char_frac=None, dup_5gram_char_frac=None,
+                                                 dup_10gram_char_frac=None, min_distinct_word_ratio=None, languages=None)).kept  # fmt: skip
+    short = judge("too short to judge", CFG)
+    assert short.kept and short.stats == {"words": 4}
+
+
+def test_near_duplicates_are_found_and_others_are_not():
+    rng = random.Random(5)
+    original = make_text(70, 300)
+    words = original.split(" ")
+    for i in rng.sample(range(len(words)), len(words) // 100):  # 1% of the words changed
+        words[i] = "changed"
+    near, other = " ".join(words), make_text(71, 300)
+    index = NearDuplicateIndex(CFG)
+    index.add("original", minhash_signature(original, CFG))
+    found = index.nearest(minhash_signature(near, CFG))
+    assert found is not None and found[0] == "original" and found[1] >= 0.8
+    assert index.nearest(minhash_signature(other, CFG)) is None
+    # signatures are stable across processes: a stored one equals a fresh one
+    assert (minhash_signature(original, CFG) == minhash_signature(original, CFG)).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"dup_line_frac": 1.5}, "dup_line_frac must lie within"), ({"languages": ["english"]}, "ISO 639-1")],
+)
+def test_bad_filter_config_is_rejected(kwargs, message):
+    with pytest.raises(ValidationError, match=message):
+        FilterConfig(**kwargs)
