@@ -66,6 +66,8 @@ def test_prompt_guard_bound_is_never_below_the_exact_count(target_tokenizer):
     builder = PromptBuilder(backend, cfg)
     preparer = SectionPreparer(cfg, backend.count_text_tokens, target_tokenizer)
     checked = 0
+    builder.upper_bound(preparer(SectionTask(make_section("warm"))), (), ())  # the once-per-run calibration
+    calibration_counts = builder.exact_counts
     for i in range(3):
         state = preparer(SectionTask(make_section(f"g{i}", n_paragraphs=80, words=30 + 7 * i)))
         for step in range(12):
@@ -78,8 +80,8 @@ def test_prompt_guard_bound_is_never_below_the_exact_count(target_tokenizer):
             state.apply(step, pair, 50)
             checked += 1
     assert checked == 36
-    # prompts far below the limit are never counted exactly: only the guard's calibration counts
-    assert builder.exact_counts == 3
+    # prompts far below the limit are never counted exactly: only the guard's calibration counted
+    assert builder.exact_counts == calibration_counts
 
 
 def test_prompt_guard_counts_exactly_near_the_limit_and_trims(target_tokenizer):
@@ -175,3 +177,19 @@ def test_default_target_is_the_documented_ratio():
     cfg = GenerationConfig()
     assert cfg.target_ratio == 1.3 and cfg.target_tokens is None
     assert GenerationConfig(target_tokens=5000).target_ratio is None
+
+
+def test_each_generator_resource_names_its_model():
+    from lc_assets.defs.generation.resources import GeneratorResource
+
+    identities = [
+        GeneratorResource().identity(),  # the packaged default
+        GeneratorResource(gguf_path="smollm2-135m").identity(),
+        GeneratorResource(gguf_path="/models/other.gguf").identity(),
+        GeneratorResource(backend="openai", model="served-a").identity(),
+        GeneratorResource(backend="vllm", model="/models/a").identity(),
+        GeneratorResource(backend="vllm", model="/models/a", dtype="float16").identity(),
+    ]
+    assert len({GenerationConfig(generator=i).config_hash() for i in identities}) == len(identities)
+    # engine knobs that do not change outputs leave the identity alone
+    assert GeneratorResource(local_parallel=8).identity() == identities[0]

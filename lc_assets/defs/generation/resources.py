@@ -44,9 +44,11 @@ class GeneratorResource(dg.ConfigurableResource):
     def identity(self) -> GeneratorIdentity:
         """What makes this generator's output its own (part of the generation config hash)."""
         if self.backend == "local":
-            from lc_assets.lib.generation.local_backend import SMOLLM2_DIST, SMOLLM2_FILE
+            from lc_assets.lib.generation.models import DEFAULT_MODEL, PACKAGED_MODELS
 
-            model = self.gguf_path or f"{SMOLLM2_DIST}:{SMOLLM2_FILE}"
+            preset = PACKAGED_MODELS.get(self.gguf_path or DEFAULT_MODEL)
+            # a packaged preset is named by its verified bytes; any other GGUF by its path
+            model = f"{preset.key}@sha256:{preset.sha256[:16]}" if preset else str(self.gguf_path)
             return GeneratorIdentity(backend="local", model=model, settings={"n_ctx": self.local_ctx_per_slot})
         if self.backend == "openai":
             # without `model` the server's first model is used: the endpoint then stands for it

@@ -48,7 +48,8 @@ class SectionState:
     next_step: int = 0
     failed_steps: int = 0
     finish_reason: FinishReason | None = None
-    generator_pair_tokens: dict[str, int] = field(default_factory=dict)  # pair id -> generator tokens (guard)
+    # pair id -> generator tokens of (question, answer), for the prompt guard's bound
+    generator_pair_tokens: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def section(self) -> Section:

@@ -27,6 +27,21 @@ BOUND_SLACK_RATIO = 0.01
 BOUND_SLACK_TOKENS = 16
 
 
+@dataclass(frozen=True)
+class _Calibration:
+    """Generator tokens the chat template and prompt text add, measured once per run through the real
+    builder and counter (so a changed template is measured, not assumed)."""
+
+    base: int  # the prompt without paragraphs and earlier pairs
+    first_window: int  # what the first shown paragraph adds beyond its own tokens (skip markers, labels)
+    join: int  # a paragraph right after the previous one, beyond its tokens
+    new_window: int  # a paragraph opening a further window, beyond its tokens
+    header: int  # the earlier-pairs block's fixed text
+    per_pair: int  # one earlier pair beyond its rendered question/answer
+    questions: bool  # earlier questions are rendered (their tokens count)
+    answers: bool  # earlier answers are rendered
+
+
 @dataclass
 class StepAttempt:
     """One step of one section on its way through the backend (retries reuse it)."""
@@ -54,7 +69,7 @@ class PromptBuilder:
         self.window = backend.context_window
         self.limit = self.window - config.max_tokens
         self.exact_counts = 0
-        self._calibrated: tuple[int, int, int, int] | None = None
+        self._calibration: _Calibration | None = None
         self._run_nonce = f"{time.time_ns():x}"  # request ids stay unique if a backend is reused
 
     # -- counting ---------------------------------------------------------------------------------
@@ -67,37 +82,62 @@ class PromptBuilder:
         self.exact_counts += 1
         return self.backend.count_prompt_tokens(messages)
 
-    def _calibrate(self) -> tuple[int, int, int, int]:
-        """(empty prompt, earlier-pairs header, per-pair overhead, skip-marker join) in generator tokens."""
-        if self._calibrated is None:
+    def _calibrate(self) -> _Calibration:
+        """What the template adds around paragraphs, windows and earlier pairs, measured once per run."""
+        if self._calibration is None:
             marker = self.config.skip_marker
-            p1 = QAPair("c:0", 0, "What is the first calibration question?", "The first answer.")
-            p2 = QAPair("c:1", 1, "Which second question calibrates pairs?", "A second answer, longer.")
-            base0, base1, base2 = (
-                self.count_exact(build_messages([], 1, pairs, marker)) for pairs in ([], [p1], [p1, p2])
-            )
-            g1, g2 = (sum(self.count_text([p.question, p.answer])) for p in (p1, p2))
-            per_pair = max(0, base2 - base1 - g2)
-            header = max(0, base1 - base0 - g1 - per_pair)
-            join = sum(self.count_text([f"\n\n{marker}\n\n"])) + 2
-            self._calibrated = (base0, header, per_pair, join)
-        return self._calibrated
+
+            def count(paragraphs: Sequence[Paragraph], pairs: Sequence[QAPair]) -> int:
+                return self.count_exact(build_messages(paragraphs, 20, pairs, marker))
+
+            t1, t2 = "The first calibration paragraph has a few words.", "A second one follows it here."
+            n1, n2 = self.count_text([t1, t2])
+            p1, p2, p9 = (Paragraph(i, "", 0, 0, t, n) for i, t, n in ((5, t1, n1), (6, t2, n2), (9, t2, n2)))
+            base = count([], [])
+            one = count([p1], [])
+            first_window = one - base - n1  # a paragraph inside the chunk: skip markers on both sides
+            join = count([p1, p2], []) - one - n2
+            new_window = count([p1, p9], []) - one - n2
+            q, a = "Which question calibrates the earlier pairs?", "The answer that calibrates them."
+            qa = QAPair("c:0", 0, q, a)
+            with_pair = count([], [qa])
+            questions = count([], [QAPair("c:0", 0, q + " It asks more." * 8, a)]) > with_pair
+            answers = count([], [QAPair("c:0", 0, q, a + " It says more." * 8)]) > with_pair
+            qb = QAPair("c:1", 1, "What does a second question ask?", "A second answer.")
+            gq = self.count_text([qa.question, qa.answer, qb.question, qb.answer])
+            g_a = questions * gq[0] + answers * gq[1]
+            g_b = questions * gq[2] + answers * gq[3]
+            per_pair = count([], [qa, qb]) - with_pair - g_b
+            header = with_pair - base - g_a - per_pair
+            self._calibration = _Calibration(
+                base, max(0, first_window), max(0, join), max(0, new_window), max(0, header), max(0, per_pair),
+                questions, answers,
+            )  # fmt: skip
+        return self._calibration
 
     def pair_generator_tokens(self, state: SectionState, pairs: Sequence[QAPair]) -> int:
+        """Generator tokens of the parts of these pairs the prompt renders (counted once per pair)."""
+        cal = self._calibrate()
         known = state.generator_pair_tokens
         missing = [p for p in pairs if p.pair_id not in known]
         if missing:
             counts = self.count_text([t for p in missing for t in (p.question, p.answer)])
             for i, p in enumerate(missing):
-                known[p.pair_id] = counts[2 * i] + counts[2 * i + 1]
-        return sum(known[p.pair_id] for p in pairs)
+                known[p.pair_id] = (counts[2 * i], counts[2 * i + 1])
+        return sum(cal.questions * known[p.pair_id][0] + cal.answers * known[p.pair_id][1] for p in pairs)
 
     def upper_bound(self, state: SectionState, selected: Sequence[Paragraph], earlier: Sequence[QAPair]) -> int:
         """Tokens the prompt of these paragraphs and pairs can have at most (never below the exact count)."""
-        base0, header, per_pair, join = self._calibrate()
-        paragraphs = sum(p.n_tokens for p in selected) + join * (len(selected) + 1)
-        pairs = header + self.pair_generator_tokens(state, earlier) + (per_pair + 2) * len(earlier) if earlier else 0
-        total = base0 + paragraphs + pairs
+        cal = self._calibrate()
+        total = cal.base + sum(p.n_tokens for p in selected)
+        if selected:
+            indices = sorted(p.index for p in selected)
+            windows = 1 + sum(1 for a, b in zip(indices, indices[1:], strict=False) if b != a + 1)
+            # +2 per window and per paragraph: longer window labels, merges at the joins
+            total += cal.first_window + (windows - 1) * cal.new_window + (len(selected) - windows) * cal.join
+            total += 2 * (windows + len(selected))
+        if earlier:
+            total += cal.header + self.pair_generator_tokens(state, earlier) + (cal.per_pair + 2) * len(earlier)
         return total + math.ceil(total * BOUND_SLACK_RATIO) + BOUND_SLACK_TOKENS
 
     # -- one step ---------------------------------------------------------------------------------
