@@ -27,10 +27,12 @@ from lc_assets.lib.generation.masking import (
 from lc_assets.lib.generation.validate import (  # noqa: F401 - re-exported: the scheduler imports them from here
     MAX_REPEATED_NGRAM_SHARE,
     ParsedQA,
+    ShownTextMemo,
     normalize_question,
     parse_qa_output,
     quotable_pieces,
     repeated_ngram_share,
+    window_pieces,
 )
 from lc_assets.lib.sections import QAPair
 
@@ -99,19 +101,23 @@ def suggest_kind(seed: int, section_id: str, step: int, kinds: Sequence[str] = t
 
 
 def evidence_choices(
-    windows: Sequence[MaskWindow], max_quote_chars: int = 200, min_words: int = 3, min_chars: int = 20
+    windows: Sequence[MaskWindow],
+    max_quote_chars: int = 200,
+    min_words: int = 3,
+    min_chars: int = 20,
+    memo: ShownTextMemo | None = None,
 ) -> list[str]:
     """The shown text cut into quotable pieces: sentences of prose, lines of code, in document order.
 
     Passed as the schema's ``enum`` of evidence items (:func:`qa_json_schema`), grammar-constrained
     decoding can then only copy real text: small models paraphrase quotes ("The excerpt states
-    that ...") when they may write them freely. Each piece is a verbatim substring of a window
-    (:func:`validate.quotable_pieces`).
+    that ...") when they may write them freely. Each piece is a verbatim substring of a shown
+    paragraph (:func:`validate.quotable_pieces`); ``memo`` (the section's) cuts each paragraph once.
     """
     out: list[str] = []
     seen: set[str] = set()
     for window in windows:
-        for _, _, piece in quotable_pieces(window.text, max_quote_chars, min_words, min_chars):
+        for _, _, piece in window_pieces(window, max_quote_chars, min_words, min_chars, memo):
             if piece not in seen:
                 seen.add(piece)
                 out.append(piece)

@@ -17,10 +17,10 @@ the evidence (plus the question's words that occur in the shown text).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import Field
 from rapidfuzz import fuzz
 
-from lc_assets.lib.generation.masking import MaskWindow
+from lc_assets.lib.generation.masking import MaskWindow, Paragraph
 from lc_assets.lib.sections import QAPair
 from lc_assets.lib.stepconfig import StepConfig
 
@@ -92,24 +92,46 @@ class ValidationConfig(StepConfig):
 
 # -- normalisation --------------------------------------------------------------------------------
 
+_WORD = re.compile(r"\w+")
+_NON_SPACE = re.compile(r"\S+")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
+def _drop_combining(match: re.Match[str]) -> str:
+    return "".join(ch for ch in match.group() if not unicodedata.combining(ch))
+
+
 _QUOTE_CHARS = str.maketrans({"‘": "'", "’": "'", "‚": "'", "“": '"', "”": '"', "„": '"', "–": "-", "—": "-"})
+
+
+def _fold(text: str) -> str:
+    """Casefolded, accents stripped."""
+    if text.isascii():  # the common case: no accents to strip, casefold == lower (10-50x faster)
+        return text.lower()
+    return _NON_ASCII.sub(_drop_combining, unicodedata.normalize("NFKD", text).casefold())
 
 
 def normalize_question(text: str) -> str:
     """Case-, accent-, punctuation- and whitespace-insensitive form used for duplicate detection."""
-    folded = unicodedata.normalize("NFKD", text).casefold()
-    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    folded = re.sub(r"[^\w\s]", " ", folded)
-    return " ".join(folded.split())
+    return " ".join(words(text))
 
 
 def words(text: str) -> list[str]:
     """Normalised word tokens (identifiers such as ``asyncio.run`` give ``asyncio``, ``run``)."""
-    return normalize_question(text).split()
+    # every character that is neither a word character nor whitespace separates words, like whitespace
+    return _WORD.findall(_fold(text))
 
 
 def _normalize_with_map(text: str) -> tuple[str, list[int]]:
     """Casefolded text with unified quotes and collapsed whitespace, and each char's index in ``text``."""
+    if text.isascii():  # ASCII quotes need no unifying and lower() is casefold: map whole tokens at once
+        tokens = [(m.start(), m.end()) for m in _NON_SPACE.finditer(text)]
+        pos_ascii: list[int] = []
+        for i, (start, end) in enumerate(tokens):
+            if i:
+                pos_ascii.append(tokens[i - 1][1])  # the collapsed whitespace maps to where it starts
+            pos_ascii.extend(range(start, end))
+        return " ".join(text[a:b] for a, b in tokens).lower(), pos_ascii
     out: list[str] = []
     pos: list[int] = []
     prev_space = True  # drops leading whitespace
@@ -343,11 +365,13 @@ class QuestionIndex:
     """A section's earlier questions, for near-duplicate checks in O(candidates), not O(all LCS).
 
     ROUGE-L F1 is bounded by the words two questions share (2·|A∩B| / (|A|+|B|)); only questions
-    whose bound reaches the threshold get the exact LCS.
+    whose bound reaches the threshold get the exact LCS. The shared count is bounded from above by
+    the shared distinct words (a C-level set intersection) plus the repeated words of the shorter
+    side, so most earlier questions are ruled out without counting word by word.
     """
 
     def __init__(self, questions: Iterable[str] = ()) -> None:
-        self._items: list[tuple[str, list[str], Counter[str]]] = []
+        self._items: list[tuple[str, list[str], frozenset[str], int]] = []
         for q in questions:
             self.add(q)
 
@@ -356,16 +380,21 @@ class QuestionIndex:
 
     def add(self, question: str) -> None:
         tokens = words(question)
-        self._items.append((question, tokens, Counter(tokens)))
+        distinct = frozenset(tokens)
+        self._items.append((question, tokens, distinct, len(tokens) - len(distinct)))
 
     def nearest(self, question: str, threshold: float) -> tuple[float, str | None]:
         """The highest ROUGE-L >= ``threshold`` to an earlier question (0.0, None when none reaches it)."""
         tokens = words(question)
-        bag = Counter(tokens)
+        distinct = frozenset(tokens)
+        repeats = len(tokens) - len(distinct)
         best, match = 0.0, None
-        for text, other, other_bag in self._items:
+        for text, other, other_distinct, other_repeats in self._items:
             total = len(tokens) + len(other)
-            if not total or 2 * sum((bag & other_bag).values()) / total < max(threshold, best):
+            if not total:
+                continue
+            bound = len(distinct & other_distinct) + min(repeats, other_repeats)
+            if 2 * bound / total < max(threshold, best):
                 continue
             score = rouge_l(tokens, other)
             if score >= threshold and score > best:
@@ -402,12 +431,15 @@ def detect_language(text: str) -> str | None:
     Dependency-free on purpose: it only has to tell "the source's language" from "another one" on
     short texts, and must stay silent rather than guess on code or names.
     """
-    letters = [ch for ch in text if ch.isalpha()]
-    if not letters:
+    if not text.isascii():  # ASCII letters are Latin: no other script to look for
+        letters = [ch for ch in text if ch.isalpha()]
+        if not letters:
+            return None
+        for script, lo, hi in _SCRIPTS:
+            if sum(lo <= ord(ch) <= hi for ch in letters) >= 0.3 * len(letters):
+                return script
+    elif not any(ch.isalpha() for ch in text):
         return None
-    for script, lo, hi in _SCRIPTS:
-        if sum(lo <= ord(ch) <= hi for ch in letters) >= 0.3 * len(letters):
-            return script
     tokens = [t for t in normalize_question(text).split() if t.isalpha()]
     hits = sorted(((sum(t in s for t in tokens), lang) for lang, s in _FUNCTION_SETS.items()), reverse=True)
     (best, lang), (second, _) = hits[0], hits[1]
@@ -535,7 +567,7 @@ def quotable_pieces(
         if len(piece) > max_chars:
             cut = piece.rfind(" ", 0, max_chars)
             piece = piece[: cut if cut > max_chars // 2 else max_chars].rstrip()
-        if not piece or (len(words(piece)) < min_words and len(piece) < min_chars):  # the quote rule's count
+        if not piece or (len(piece) < min_chars and len(words(piece)) < min_words):  # the quote rule's count
             continue
         out.append((start, start + len(piece), piece))
     return out
@@ -559,6 +591,7 @@ _NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
 _SENTENCES = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9`\"'(])|\n+")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _stem(word: str) -> str:
     """A crude stem: create/creates/created/creating all give "creat" (enough for support, not linguistics)."""
     if word.isdigit():
@@ -573,6 +606,7 @@ def _stem(word: str) -> str:
 
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_CAMEL_TOKEN = re.compile(r"\b\w*?[a-z0-9][A-Z]\w*")
 
 
 def content_words(text: str, identifier_parts: bool = False) -> list[str]:
@@ -582,10 +616,47 @@ def content_words(text: str, identifier_parts: bool = False) -> list[str]:
     ``pg_create_physical_replication_slot`` supports "creates a physical replication slot".
     """
     tokens = words(text)
-    if identifier_parts:
+    if identifier_parts and ("_" in text or _CAMEL.search(text)):  # prose has no identifiers to take apart
         split = words(_CAMEL.sub("_", text))
         tokens += [p for w in split if "_" in w.strip("_") for p in w.split("_") if p]
     return [_stem(w) for w in tokens if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())]
+
+
+def content_word_set(text: str, identifier_parts: bool = False) -> set[str]:
+    """``set(content_words(text, identifier_parts))`` for long texts: each distinct word is stemmed once."""
+    distinct = set(words(text))
+    if identifier_parts:
+        parts = {p for w in distinct if "_" in w.strip("_") for p in w.split("_") if p}
+        for token in _CAMEL_TOKEN.findall(text):  # rare in prose: only camel-case identifiers are re-read
+            parts |= {p for w in words(_CAMEL.sub("_", token)) if "_" in w.strip("_") for p in w.split("_") if p}
+        distinct |= parts
+    return {_stem(w) for w in distinct if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())}
+
+
+def _stems_in_texts(stems: set[str], texts: Sequence[str]) -> set[str]:
+    """The ``stems`` that are content words of ``texts`` (``stems & content_word_set(text, True)``), reading only
+    the words around where a stem's prefix occurs instead of every word of the texts.
+
+    A word stems to ``stem`` only if it contains ``stem[:-1]`` (stemming strips a suffix, then may drop a
+    doubled consonant or a final "e", or turn "ies" into "y"); occurrences are found case-insensitively, so an
+    accented spelling of a plain question word is not found (the check is then stricter, never looser).
+    """
+    found: set[str] = set()
+    for stem in stems:
+        probe = re.compile(re.escape(stem[:-1] if len(stem) > 2 else stem), re.IGNORECASE)
+        for text in texts:
+            for m in probe.finditer(text):
+                start, end = m.start(), m.end()
+                while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+                    start -= 1
+                while end < len(text) and (text[end].isalnum() or text[end] == "_"):
+                    end += 1
+                if stem in content_word_set(text[start:end], identifier_parts=True):
+                    found.add(stem)
+                    break
+            if stem in found:
+                break
+    return found
 
 
 def numbers(text: str) -> set[str]:
@@ -675,6 +746,71 @@ def _shingles(text: str, n: int = 6) -> set[tuple[str, ...]]:
     return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
 
 
+@functools.lru_cache(maxsize=16)
+def _instruction_shingles(instructions: tuple[str, ...]) -> frozenset[tuple[str, ...]]:
+    # the prompt's fixed texts are the same for every step: their shingles are computed once
+    return frozenset(set().union(*(_shingles(t) for t in instructions)))
+
+
+#: ``source_language`` value that switches the language check off (BCP 47 "undetermined")
+UNDETERMINED_LANGUAGE = "und"
+
+
+class ShownTextMemo:
+    """The quotable pieces of each shown paragraph, cut once per paragraph instead of once per step.
+
+    A section's paragraphs are shown several times over its life (its masks cover the chunk again and
+    again); a memo per section (the scheduler keeps one with the section's state) makes
+    :func:`lc_assets.lib.generation.prompts.evidence_choices` and evidence completion cost little more
+    than the new paragraphs of a step. Keyed by paragraph id (index + text hash), so it never answers
+    for another text; paragraphs without an id are cut every time. Results are the same with or
+    without a memo.
+    """
+
+    def __init__(self) -> None:
+        self._pieces: dict[tuple[str, int, int, int], tuple[tuple[int, int, str], ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+    def pieces(
+        self, para: Paragraph, max_chars: int, min_words: int, min_chars: int
+    ) -> tuple[tuple[int, int, str], ...]:
+        """:func:`quotable_pieces` of one paragraph, as (start, end, piece) relative to the paragraph."""
+        key = (para.paragraph_id, max_chars, min_words, min_chars)
+        found = self._pieces.get(key) if para.paragraph_id else None
+        if found is None:
+            found = tuple(quotable_pieces(para.text, max_chars, min_words, min_chars))
+            if para.paragraph_id:
+                self._pieces[key] = found
+        return found
+
+
+def window_pieces(
+    window: MaskWindow, max_chars: int, min_words: int, min_chars: int, memo: ShownTextMemo | None = None
+) -> list[tuple[int, int, str]]:
+    """The quotable pieces of a window, paragraph by paragraph, as (start, end, piece) relative to the window."""
+    memo = ShownTextMemo() if memo is None else memo
+    out = []
+    for para in window.paragraphs:
+        offset = para.char_start - window.char_start
+        out += [(offset + a, offset + b, t) for a, b, t in memo.pieces(para, max_chars, min_words, min_chars)]
+    return out
+
+
+def _locate_verbatim(quote: str, texts: Sequence[str]) -> tuple[int, int, int] | None:
+    """(window index, start, end) of a quote found character for character (the common case with
+    grammar-constrained evidence): no normalisation of the windows needed."""
+    stripped = _strip_quote(quote)
+    if not stripped or _ELLIPSIS.search(stripped):
+        return None
+    for i, text in enumerate(texts):
+        at = text.find(stripped)
+        if at >= 0:
+            return i, at, at + len(stripped)
+    return None
+
+
 def validate_output(
     text: str,
     windows: Sequence[MaskWindow],
@@ -685,14 +821,17 @@ def validate_output(
     instructions: Sequence[str] = (),
     source_language: str | None = None,
     config: ValidationConfig | None = None,
+    memo: ShownTextMemo | None = None,
 ) -> ValidatedQA:
     """Parse one raw model output and run every check against the windows the prompt showed.
 
     ``earlier``: the section's earlier pairs (echo and duplicate checks; ``question_index`` may be
     given instead for the duplicate check of long sections). ``instructions``: the prompt's fixed
-    texts (echo check). ``source_language`` defaults to :func:`detect_language` of the windows.
+    texts (echo check). ``source_language`` defaults to :func:`detect_language` of the windows
+    (:data:`UNDETERMINED_LANGUAGE` skips the check). ``memo``: the section's :class:`ShownTextMemo`.
     """
     cfg = config or ValidationConfig()
+    memo = ShownTextMemo() if memo is None else memo
     obj = _load_object(text)
     if isinstance(obj, str):
         return _reject("invalid_json", obj)
@@ -736,7 +875,7 @@ def validate_output(
             return _reject("echo", f"answer repeats the question of {pair.pair_id}", **kw)
         if rouge_l(answer, pair.answer) >= cfg.echo_rouge_l and len(words(answer)) >= 3:
             return _reject("echo", f"answer repeats the answer of {pair.pair_id}", **kw)
-    prompt_shingles = set().union(*(_shingles(t) for t in instructions)) if instructions else set()
+    prompt_shingles = _instruction_shingles(tuple(instructions)) if instructions else frozenset()
     if prompt_shingles and (_shingles(question) | _shingles(answer)) & prompt_shingles:
         return _reject("echo", "question or answer copies the prompt's instructions", **kw)
     index = question_index if question_index is not None else QuestionIndex(p.question for p in earlier)
@@ -751,9 +890,9 @@ def validate_output(
         if pointer:
             return _reject("not_standalone", f"{part} says {pointer.group(0)!r}: {value[:80]!r}", **kw)
 
-    prepared = _prepare_windows(windows)
-    if cfg.check_language:
-        source = source_language or detect_language(" ".join(w.text for w in prepared)[:20000])
+    texts = [w.text for w in windows]
+    if cfg.check_language and source_language != UNDETERMINED_LANGUAGE:
+        source = source_language or detect_language(" ".join(texts)[:20000])
         if source is not None:
             for part, value in (("question", question), ("answer", answer)):
                 lang = detect_language(value)
@@ -762,6 +901,7 @@ def validate_output(
 
     if not quotes:
         return _reject("evidence_missing", "no evidence quote", **kw)
+    prepared: list[_Window] | None = None  # normalised windows: only for quotes not found verbatim
     spans: list[EvidenceSpan] = []
     for i, quote in enumerate(quotes):
         # a long identifier ("pg_create_physical_replication_slot") grounds as much as a phrase does
@@ -771,30 +911,38 @@ def validate_output(
                 f"quote {i} {quote!r} has < {cfg.min_quote_words} words and < {cfg.min_quote_chars} chars",
                 **kw,
             )
-        found = _locate_quote(quote, prepared, cfg.fuzzy_threshold)
-        if found is None:
-            return _reject("evidence_not_found", f"quote {i} {quote[:80]!r} is not in the shown text", **kw)
-        win_i, ns, ne, sc = found
-        win = prepared[win_i]
-        start, end = win.pos[ns], win.pos[ne - 1] + 1
+        exact = _locate_verbatim(quote, texts)
+        if exact is not None:
+            win_i, start, end = exact
+            sc = 100.0
+        else:
+            prepared = prepared if prepared is not None else _prepare_windows(windows)
+            found = _locate_quote(quote, prepared, cfg.fuzzy_threshold)
+            if found is None:
+                return _reject("evidence_not_found", f"quote {i} {quote[:80]!r} is not in the shown text", **kw)
+            win_i, ns, ne, sc = found
+            start, end = prepared[win_i].pos[ns], prepared[win_i].pos[ne - 1] + 1
+        win = windows[win_i]
         spans.append(
-            EvidenceSpan(i, quote, win.text[start:end], win.char_start + start, win.char_start + end, win_i, sc)
+            EvidenceSpan(i, quote, texts[win_i][start:end], win.char_start + start, win.char_start + end, win_i, sc)
         )
     cited = {s.window_index for s in spans}
-    if long_range and len(cited) < min(2, len(prepared)):
+    if long_range and len(cited) < min(2, len(windows)):
         return _reject("long_range_evidence", f"quotes cite {len(cited)} of the 2 far-apart windows", **kw)
 
-    shown_words = {w for win in prepared for w in content_words(win.text, identifier_parts=True)}
     pool = {w for s in spans for w in content_words(s.source_text, identifier_parts=True)}
-    given = {w for w in content_words(question) if w in shown_words}
+    # the question's words the answer restates, if the shown text has them: the answer may repeat its subject
+    # without support (only words in both matter for the checks below, so only they are looked up)
+    given = _stems_in_texts(set(content_words(question)) & set(content_words(answer)), texts)
     pool_numbers = {n for s in spans for n in numbers(s.source_text)}
-    shown_numbers = {n for win in prepared for n in numbers(win.text)}
-    pool_numbers |= numbers(question) & shown_numbers
+    question_numbers = numbers(question)
+    if question_numbers:
+        pool_numbers |= question_numbers & {n for t in texts for n in numbers(t)}
     if not [w for w in content_words(answer) if w not in given] and not numbers(answer) - numbers(question):
         return _reject("degenerate", "the answer only restates the question", **{**kw, "spans": tuple(spans)})
     support = 1.0
     completed = 0
-    pieces: list[tuple[int, int, int, str]] | None = None
+    pieces: list[tuple[int, int, int, str, set[str]]] | None = None
     for sentence in answer_sentences(answer):
         share, misses = sentence_support(sentence, pool, pool_numbers, given)
         # small models quote one sentence and answer from its neighbour: add the shown sentence that
@@ -803,16 +951,17 @@ def validate_output(
         # unrelated lines must not add up to support)
         while share < cfg.min_sentence_support and completed < cfg.max_completed_quotes and misses:
             if pieces is None:
-                pieces = [(w.index, a, b, t) for w in prepared for a, b, t in quotable_pieces(w.text)]
-            scored = []
-            for win_i, a, b, piece in pieces:
-                extra = set(content_words(piece, identifier_parts=True)) | numbers(piece)
-                cover = len(set(misses) & extra) / len(set(misses))
-                scored.append((cover, -a, win_i, a, b, piece))
+                pieces = [
+                    (win_i, a, b, t, set(content_words(t, identifier_parts=True)) | numbers(t))
+                    for win_i, w in enumerate(windows)
+                    for a, b, t in window_pieces(w, cfg.max_quote_chars, cfg.min_quote_words, cfg.min_quote_chars, memo)
+                ]
+            wanted = set(misses)
+            scored = [(len(wanted & extra) / len(wanted), -a, win_i, a, b, t) for win_i, a, b, t, extra in pieces]
             cover, _, win_i, a, b, piece = max(scored, default=(0.0, 0, 0, 0, 0, ""))
             if cover < 0.5:
                 break
-            win = prepared[win_i]
+            win = windows[win_i]
             spans.append(
                 EvidenceSpan(
                     len(spans), piece, piece, win.char_start + a, win.char_start + b, win_i, 100.0, "completed"
@@ -829,7 +978,7 @@ def validate_output(
                 f"sentence {sentence[:80]!r}: {share:.0%} of its content in the evidence (missing {misses[:6]})",
                 **{**kw, "spans": tuple(spans), "support": share},
             )
-    if long_range and len(prepared) >= 2:
+    if long_range and len(windows) >= 2:
         # a quote from the far window that the pair never uses is decoration, not a long-range dependency
         used = set(content_words(f"{question} {answer}"))
         for win_i in sorted({s.window_index for s in spans}):
