@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lc_assets.lib.generation.backend import GenerationBackend, GenerationRequest, GenerationResult
+from lc_assets.lib.generation.prompts import EARLIER_HEADER
+from lc_assets.lib.generation.validate import content_words, quotable_pieces
 from lc_assets.lib.tokenizer import TextTokenizer
 
 
@@ -22,12 +25,70 @@ class Reply:
     finish_reason: str = "stop"
 
 
-def unique_reply(request: GenerationRequest) -> Reply:
-    """A valid pair whose question is unique per prompt and attempt."""
+def evidence_options(request: GenerationRequest) -> list[list[str]]:
+    """What each evidence item may be: the schema's choices (one list per window on a long-range step), or,
+    for free quotes, the sentences of the excerpts the prompt showed (as a model that copies would pick)."""
+    evidence = (request.json_schema or {}).get("properties", {}).get("evidence", {})
+    if "prefixItems" in evidence:
+        return [list(item["enum"]) for item in evidence["prefixItems"]]
+    if "enum" in evidence.get("items", {}):
+        return [list(evidence["items"]["enum"])]
+    user = request.messages[-1]["content"]
+    body = user.split("Document excerpts:\n\n", 1)[-1].split("\n\n" + EARLIER_HEADER, 1)[0]
+    body = body.rsplit("\n\n", 1)[0]  # the task line
+    sentences = [t for _, _, t in quotable_pieces(body) if not t.startswith("Excerpt ")]
+    return [sentences]
+
+
+def _cut(quote: str, budget: int) -> str:
+    """The quote's first words within ``budget`` characters, without closing punctuation."""
+    part = ""
+    for token in quote.split():
+        if len(part) + len(token) + 1 > budget:
+            break
+        part = f"{part} {token}".strip()
+    return part.rstrip(".,;:!?")
+
+
+def _content_slice(quote: str, budget: int, rng: random.Random) -> str | None:
+    """A slice of the quote within ``budget`` characters holding at least two content words."""
+    tokens = quote.split()
+    for start in rng.sample(range(len(tokens)), min(len(tokens), 8)):
+        part = _cut(" ".join(tokens[start:]), budget)
+        if len(set(content_words(part))) >= 2:
+            return part
+    return None
+
+
+def grounded_text(request: GenerationRequest, question: str | None = None) -> str:
+    """A valid output for this request: a quote from the shown text (one per window on a long-range
+    step), an answer made of the quotes' words and a question unique per prompt and attempt."""
     # depends on the prompt and attempt only (not the run nonce), so reruns answer identically
     key = "/".join(request.request_id.split("/")[:3])
-    digest = hashlib.sha1(json.dumps(request.messages).encode() + key.encode()).hexdigest()[:10]
-    return Reply(json.dumps({"question": f"What does passage {digest} state?", "answer": f"It states {digest}."}))
+    digest = hashlib.sha1(json.dumps(request.messages).encode() + key.encode()).hexdigest()
+    rng = random.Random(digest)
+    max_answer = (request.json_schema or {}).get("properties", {}).get("answer", {}).get("maxLength", 100)
+    budget = (max_answer - 10) // max(1, len(evidence_options(request)))
+    quotes, parts = [], []
+    for options in evidence_options(request):
+        # a quote with some content (a model quotes what it asks about), answered by a slice of it with at
+        # least two content words (a long-range answer must use both quotes)
+        order = rng.sample(options, len(options))
+        quote, part = order[0], _cut(order[0], budget)
+        for candidate in order[:40]:
+            found = _content_slice(candidate, budget, rng)
+            if found:
+                quote, part = candidate, found
+                break
+        quotes.append(quote)
+        parts.append(part)
+    question = question or f"What is recorded as item {digest[:4]} {digest[4:8]} {digest[8:12]}?"
+    return json.dumps({"evidence": quotes, "question": question, "answer": " and ".join(parts) + "."})
+
+
+def unique_reply(request: GenerationRequest) -> Reply:
+    """A valid, grounded pair whose question is unique per prompt and attempt."""
+    return Reply(grounded_text(request))
 
 
 @dataclass

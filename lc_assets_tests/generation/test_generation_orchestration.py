@@ -164,7 +164,7 @@ def test_generator_identity_and_prompt_version_are_part_of_the_hash(monkeypatch)
     from lc_assets.lib.generation import config as config_module
 
     before = prompt_version()
-    monkeypatch.setattr(config_module, "build_messages", lambda *a: ({"role": "user", "content": "changed"},))
+    monkeypatch.setattr(config_module, "build_messages", lambda *a, **kw: ({"role": "user", "content": "changed"},))
     prompt_version.cache_clear()
     try:
         assert prompt_version() != before

@@ -14,7 +14,7 @@ from lc_assets.lib.generation.records import MemorySink, StepRecord
 from lc_assets.lib.generation.scheduler import GenerationScheduler
 
 from .conftest import make_section, small_config
-from .doubles import Reply, ScriptedBackend, unique_reply
+from .doubles import Reply, ScriptedBackend, grounded_text, unique_reply
 
 
 def _cfg(**kw) -> GenerationConfig:
@@ -28,7 +28,7 @@ def test_config_bounds_and_hash():
         _cfg(target_tokens=1000)
     with pytest.raises(ValidationError):
         _cfg(temperature=5.0)
-    with pytest.raises(ValidationError, match="max_tokens=80 cannot hold"):
+    with pytest.raises(ValidationError, match="max_tokens=160 cannot hold"):
         _cfg(max_answer_chars=1000)
     assert _cfg(max_in_flight=3).config_hash() == _cfg(max_in_flight=30).config_hash()
     assert _cfg(seed=1).config_hash() != _cfg(seed=2).config_hash()
@@ -104,13 +104,16 @@ def test_invalid_output_is_retried_then_recorded_as_failure(scripted, target_tok
 
 
 def test_duplicate_questions_are_rejected(scripted, target_tokenizer):
-    scripted.script = lambda req: Reply(json.dumps({"question": "What is the same thing?", "answer": "Always."}))
+    scripted.script = lambda req: Reply(grounded_text(req, question="What is the same thing?"))
     sink = MemorySink()
     summary = GenerationScheduler(
         scripted, _cfg(max_failed_steps_per_section=3, max_retries_per_step=1), sink, target_tokenizer
     ).run([make_section("d")])
     assert [r.status for r in sink.records] == ["ok", "failed", "failed", "failed"]
     assert all(r.failure_reason.startswith("duplicate_question") for r in sink.records[1:])
+    # every refused attempt is kept with its code and raw output (2 attempts per failed step), never as a pair
+    assert [len(r.rejected) for r in sink.records] == [0, 2, 2, 2]
+    assert all(a.raw_text and a.reason.startswith("duplicate_question") for r in sink.records for a in r.rejected)
     assert summary.sections[0].finish_reason == "max_failures"
     assert summary.sections[0].n_pairs == 1
 

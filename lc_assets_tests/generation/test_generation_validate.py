@@ -69,10 +69,15 @@ def test_a_grounded_pair_is_accepted_with_exact_chunk_spans():
     assert CHUNK[span.char_start : span.char_end] == span.source_text == PROSE[0]
     assert span.score == 100.0 and span.window_index == 0 and res.support == 1.0
     row = span.row("s:3", "s", "c", "run-1", "cfg")
+    # the columns of lineage's qa_evidence (packing reads pair_id, quote_index, char_start, char_end)
     assert set(row) == {"pair_id", "section_id", "chunk_id", "quote_index", "char_start", "char_end", "quote"} | {
+        "origin",
+        "score",
+        "window_index",
         "run_id",
         "config_hash",
     }
+    assert row["origin"] == "model" and row["score"] == 100.0
     assert res.to_pair("s:3", 3).answer == "The engineer Margaret Hale built it in 1851."
 
 

@@ -83,9 +83,18 @@ def test_four_concurrent_runs_each_row_once_and_walks_intact(tmp_path):
     total = sum(n_sections.values())
     assert {r["shard"]: r["finished"] for r in results} == n_sections
     assert sum(r["steps"] for r in results) == total * STEPS
-    for table, key in (("masked_prompts", "prompt_id"), ("qa_pairs", "pair_id"), ("sections", "section_id")):
+    ok = catalog.scalar("SELECT count(*) FROM masked_prompts WHERE status = 'ok'")  # validation may refuse some
+    expected = {"masked_prompts": total * STEPS, "qa_pairs": ok, "failed_steps": total * STEPS - ok, "sections": total}
+    for table, key in (
+        ("masked_prompts", "prompt_id"),
+        ("qa_pairs", "pair_id"),
+        ("failed_steps", "prompt_id"),
+        ("sections", "section_id"),
+    ):
         count, distinct = catalog.query(f"SELECT count(*), count(DISTINCT {key}) FROM {table}")[0]
-        assert count == distinct == (total if table == "sections" else total * STEPS), table
+        assert count == distinct == expected[table], table
+    # a pair is never stored without its evidence (written in the same group commit)
+    assert catalog.scalar("SELECT count(*) FROM qa_pairs WHERE pair_id NOT IN (SELECT pair_id FROM qa_evidence)") == 0
     assert catalog.query("SELECT DISTINCT finish_reason, steps FROM sections") == [("max_steps", STEPS)]
     # every pair walks back to its prompt, section, chunk and document; shown earlier pairs exist
     walked = catalog.scalar(
@@ -93,7 +102,7 @@ def test_four_concurrent_runs_each_row_once_and_walks_intact(tmp_path):
            JOIN sections s ON s.section_id = q.section_id JOIN chunks c ON c.chunk_id = s.chunk_id
            JOIN documents d ON d.document_id = c.document_id"""
     )
-    assert walked == total * STEPS
+    assert walked == ok
     assert (
         catalog.scalar(
             "SELECT count(*) FROM (SELECT unnest(earlier_pair_ids) AS p FROM masked_prompts) "

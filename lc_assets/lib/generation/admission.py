@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.generation.masking import Paragraph, SectionMasker, TokenCounter, split_paragraphs
-from lc_assets.lib.generation.prompts import normalize_question
 from lc_assets.lib.generation.records import CommittedStep, FinishReason, SectionResult, StepRecord
+from lc_assets.lib.generation.validate import UNDETERMINED_LANGUAGE, QuestionIndex, ShownTextMemo, detect_language
 from lc_assets.lib.sections import QAPair, Section
 from lc_assets.lib.tokenizer import TextTokenizer
 
@@ -31,6 +31,7 @@ class SectionTask:
     chunk_tokens: int | None = None  # target tokens of the chunk as `chunks.n_tokens` stores it; None: count
     committed: Sequence[CommittedStep | StepRecord] = ()
     shard: str = ""
+    title: str = ""  # the document's title, named in every prompt of the section
 
 
 @dataclass
@@ -43,13 +44,23 @@ class SectionState:
     chunk_tokens: int
     target_tokens: int
     pairs: list[QAPair] = field(default_factory=list)
-    seen_questions: set[str] = field(default_factory=set)
+    # every question of the section so far (resumed ones too): the near-duplicate check's index
+    question_index: QuestionIndex = field(default_factory=QuestionIndex)
+    # the chunk's language for the language check (UNDETERMINED_LANGUAGE: no check), detected once
+    source_language: str = UNDETERMINED_LANGUAGE
+    # quotable pieces of the shown paragraphs, cut once per paragraph (evidence choices, completion)
+    memo: ShownTextMemo = field(default_factory=ShownTextMemo)
     section_tokens: int = 0
     next_step: int = 0
     failed_steps: int = 0
     finish_reason: FinishReason | None = None
     # pair id -> generator tokens of (question, answer), for the prompt guard's bound
     generator_pair_tokens: dict[str, tuple[int, int]] = field(default_factory=dict)
+    title_tokens: int | None = None  # generator tokens of the prompt's title line (counted on first use)
+
+    @property
+    def title(self) -> str:
+        return self.task.title
 
     @property
     def section(self) -> Section:
@@ -80,7 +91,7 @@ class SectionState:
         """Advance by one finished step (the same path for resumed and live steps)."""
         if pair is not None:
             self.pairs.append(pair)
-            self.seen_questions.add(normalize_question(pair.question))
+            self.question_index.add(pair.question)
             self.section_tokens += pair_tokens
         else:
             self.failed_steps += 1
@@ -111,6 +122,17 @@ def pair_token_overhead(tokenizer: TextTokenizer) -> int:
         - tokenizer.count(q)
         - tokenizer.count(a)
     )
+
+
+def source_language(text: str, samples: int = 10, sample_chars: int = 2000) -> str | None:
+    """The language of a chunk (None when unsure: code, tables), from samples spread over all of it.
+
+    Detected once per section: per step it would cost more than the rest of validation.
+    """
+    if len(text) <= samples * sample_chars:
+        return detect_language(text)
+    stride = len(text) // samples
+    return detect_language(" ".join(text[i * stride : i * stride + sample_chars] for i in range(samples)))
 
 
 class SectionPreparer:
@@ -145,11 +167,22 @@ class SectionPreparer:
         chunk_tokens = task.chunk_tokens if task.chunk_tokens is not None else self.target_tokenizer.count(section.text)
         paragraphs = tuple(split_paragraphs(section.text, self.count_text, cfg.paragraph_cap))
         masker = (
-            SectionMasker(section.section_id, paragraphs, cfg.seed, cfg.min_context_tokens, cfg.max_context_tokens)
+            SectionMasker(
+                section.section_id,
+                paragraphs,
+                cfg.seed,
+                cfg.min_context_tokens,
+                cfg.max_context_tokens,
+                min_windows=cfg.min_windows,
+                max_windows=cfg.max_windows,
+                long_range_share=cfg.long_range_share,
+                long_range_min_distance=cfg.long_range_min_distance,
+            )
             if paragraphs
             else None
         )
         st = SectionState(task, paragraphs, masker, chunk_tokens, cfg.target_for(chunk_tokens))
+        st.source_language = source_language(section.text) or UNDETERMINED_LANGUAGE
         st.section_tokens = chunk_tokens
         records = sorted(task.committed, key=lambda r: r.step)
         for expected, rec in enumerate(records):

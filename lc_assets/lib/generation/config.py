@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lc_assets.lib.generation.masking import DEFAULT_SKIP_MARKER, Paragraph
-from lc_assets.lib.generation.prompts import build_messages, qa_json_schema
+from lc_assets.lib.generation.prompts import KIND_HINTS, PROMPT_VERSION, build_messages, qa_json_schema
+from lc_assets.lib.generation.validate import ValidationConfig
 from lc_assets.lib.sections import QAPair
-from lc_assets.lib.stepconfig import StepConfig
 
 #: Section target when neither target_ratio nor target_tokens is set: chunk x 1.3. A 1M-token sample of
 #: such sections holds ~230k generated tokens, inside the method's 100-300k (arithmetic: docs/scaling.md).
@@ -26,17 +26,25 @@ DEFAULT_TARGET_RATIO = 1.3
 
 @functools.cache
 def prompt_version() -> str:
-    """Fingerprint of the prompt templates and output schema: a fixed step rendered through the real code.
+    """Fingerprint of the prompt templates and output schema: fixed steps rendered through the real code.
 
-    Any change to what the model is sent (system prompt, user template, earlier-pair rendering, skip
-    marker placement, schema) changes it; edits to comments or code layout do not.
+    Any change to what the model is sent (system prompt, user template, question kinds, the long-range
+    task, the title line, earlier-pair rendering, skip marker placement, schema with evidence choices)
+    changes it; edits to comments or code layout do not.
     """
     paras = [Paragraph(i, f"p{i}", 0, 0, f"Paragraph {i} text.", 4) for i in (0, 2, 3)]
     pairs = [QAPair("x:0", 0, "Which paragraph comes first?", "Paragraph 0.")]
-    blob = json.dumps(
-        {"messages": build_messages(paras, 5, pairs, DEFAULT_SKIP_MARKER), "schema": qa_json_schema(100, 200)},
-        sort_keys=True,
-    )
+    messages = [build_messages(paras, 5, pairs, DEFAULT_SKIP_MARKER)]
+    messages += [
+        build_messages(paras, 5, pairs, DEFAULT_SKIP_MARKER, kind=kind, title="A title") for kind in KIND_HINTS
+    ]
+    messages.append(build_messages(paras, 5, pairs, DEFAULT_SKIP_MARKER, long_range=True, title="A title"))
+    schemas = [
+        qa_json_schema(100, 200),
+        qa_json_schema(100, 200, quote_choices=["A quote."]),
+        qa_json_schema(100, 200, quote_choices_per_window=[["A quote."], ["Another quote."]]),
+    ]
+    blob = json.dumps({"version": PROMPT_VERSION, "messages": messages, "schemas": schemas}, sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
 
 
@@ -52,8 +60,13 @@ class GeneratorIdentity(BaseModel):
     )
 
 
-class GenerationConfig(StepConfig):
-    """How QA pairs are generated. `config_hash()` covers every field except throughput knobs."""
+class GenerationConfig(ValidationConfig):
+    """How QA pairs are generated and checked. `config_hash()` covers every field except throughput knobs.
+
+    The validation bounds and thresholds (question/answer/quote lengths, fuzzy match, duplicate and
+    support thresholds) are inherited from :class:`validate.ValidationConfig`: one field each, the
+    schema's ``maxLength``s and the checks read the same values.
+    """
 
     HASH_EXCLUDE: ClassVar[frozenset[str]] = frozenset(
         {"max_in_flight", "request_timeout_s", "stop_grace_s", "commit_every_steps", "commit_every_ms"}
@@ -71,12 +84,35 @@ class GenerationConfig(StepConfig):
         ge=16,
         description="Longer paragraphs are split at line/sentence/word boundaries (capped at min_context_tokens).",
     )
+    min_windows: int = Field(2, ge=1, le=8, description="Fewest windows of consecutive paragraphs a step shows.")
+    max_windows: int = Field(3, ge=1, le=8, description="Most windows of consecutive paragraphs a step shows.")
+    long_range_share: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of steps that show two windows far apart and require evidence from both "
+        "(answers that need the whole chunk).",
+    )
+    long_range_min_distance: float = Field(
+        0.5, gt=0.0, lt=1.0, description="Least distance of a long-range step's two windows, as a share of the chunk."
+    )
     earlier_pairs: int = Field(
         3, ge=0, le=32, description="K: earlier pairs of the section shown so the model does not repeat them."
     )
-    max_tokens: int = Field(320, ge=16, le=8192, description="Completion budget per step (also bounds the answer).")
-    max_question_chars: int = Field(250, ge=16, le=4000, description="Schema maxLength of the question.")
-    max_answer_chars: int = Field(900, ge=16, le=20000, description="Schema maxLength of the answer.")
+    max_tokens: int = Field(
+        512, ge=16, le=8192, description="Completion budget per step (evidence + question + answer as JSON)."
+    )
+    max_quotes: int = Field(2, ge=1, le=8, description="Most evidence quotes per pair (the schema's maxItems).")
+    evidence_choices: bool = Field(
+        True,
+        description="Evidence items are constrained to the shown sentences/lines (a JSON-schema enum), so grammar-"
+        "constrained decoding can only copy real text; off: free quotes, found fuzzily.",
+    )
+    question_kinds: list[str] = Field(
+        list(KIND_HINTS),
+        description="Question kinds suggested in turn (a shuffled cycle per section; one template must not "
+        "dominate); empty: any question.",
+    )
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature of the first attempt.")
     retry_temperature: float = Field(
         0.9, ge=0.0, le=2.0, description="Temperature of retries (greedy retries would repeat the failure)."
@@ -133,19 +169,30 @@ class GenerationConfig(StepConfig):
             raise ValueError(
                 f"min_context_tokens={self.min_context_tokens} > max_context_tokens={self.max_context_tokens}"
             )
+        if self.min_windows > self.max_windows:
+            raise ValueError(f"min_windows={self.min_windows} > max_windows={self.max_windows}")
+        unknown = sorted(set(self.question_kinds) - set(KIND_HINTS))
+        if unknown:
+            raise ValueError(f"unknown question_kinds {unknown}; known: {sorted(KIND_HINTS)}")
         # the schema's length bounds must fit max_tokens (~4 chars/token + JSON syntax), or valid
-        # answers get cut off and every attempt fails as truncated
-        needed = (self.max_question_chars + self.max_answer_chars) // 4 + 16
+        # outputs get cut off and every attempt fails as truncated; the evidence comes first
+        needed = self.output_chars // 4 + 24 + 4 * self.max_quotes
         if self.max_tokens < needed:
             raise ValueError(
                 f"max_tokens={self.max_tokens} cannot hold max_question_chars={self.max_question_chars} + "
-                f"max_answer_chars={self.max_answer_chars} (needs >= {needed}); raise max_tokens or lower the bounds"
+                f"max_answer_chars={self.max_answer_chars} + max_quotes={self.max_quotes} x "
+                f"max_quote_chars={self.max_quote_chars} (needs >= {needed}); raise max_tokens or lower the bounds"
             )
         if self.target_ratio is not None and self.target_tokens is not None:
             raise ValueError(
                 f"set exactly one of target_ratio ({self.target_ratio}) and target_tokens ({self.target_tokens})"
             )
         return self
+
+    @property
+    def output_chars(self) -> int:
+        """The longest output the schema allows, in characters of its strings."""
+        return self.max_question_chars + self.max_answer_chars + self.max_quotes * self.max_quote_chars
 
     @property
     def paragraph_cap(self) -> int:

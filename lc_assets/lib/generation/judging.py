@@ -1,39 +1,44 @@
 """Judging one model output: a new pair for the section, or the reason the attempt is rejected.
 
-This is the one place where an output is accepted or refused. `judge_output` sees what the step
-showed (paragraphs with their chunk spans, the earlier pairs, the questions the section already has)
-and the backend's result; the scheduler retries a rejected attempt or records it as a failed step.
+This is the one place where an output is accepted or refused: :func:`validate.validate_output` with
+what the step showed (its windows with their chunk spans, the earlier pairs it listed, whether it was
+a long-range step) and what the section knows (every question so far, its language, its memo of
+quotable pieces). The scheduler retries a rejected attempt or records it as a failed step; every
+rejected attempt is stored with its code, never as a pair.
 """
 
 from __future__ import annotations
 
-from collections.abc import Set
 from dataclasses import dataclass
 
 from lc_assets.lib.generation.backend import GenerationResult
 from lc_assets.lib.generation.config import GenerationConfig
-from lc_assets.lib.generation.masking import Paragraph
-from lc_assets.lib.generation.prompts import normalize_question, parse_qa_output
+from lc_assets.lib.generation.masking import MaskWindow
+from lc_assets.lib.generation.prompts import INSTRUCTION_TEXTS
+from lc_assets.lib.generation.validate import QuestionIndex, ShownTextMemo, ValidatedQA, validate_output
 from lc_assets.lib.sections import QAPair
 
 
 @dataclass(frozen=True)
 class StepContext:
-    """What one step showed the model: everything a judgement may check the output against."""
+    """What one step showed the model, and what its section knows: everything a judgement checks against."""
 
     section_id: str
     step: int
-    chunk_text: str
-    shown: tuple[Paragraph, ...]  # in selection order; `char_start/char_end` locate each in chunk_text
-    earlier_pairs: tuple[QAPair, ...]  # shown in the prompt
-    seen_questions: Set[str]  # normalized questions of all the section's pairs so far
+    windows: tuple[MaskWindow, ...]  # the shown windows in document order (chunk spans, offset-exact text)
+    earlier_pairs: tuple[QAPair, ...]  # listed in the prompt (echo checks)
+    question_index: QuestionIndex  # every question of the section so far (near-duplicate check)
+    long_range: bool  # evidence must come from both far-apart windows
+    source_language: str  # the chunk's language (validate.UNDETERMINED_LANGUAGE: no language check)
     config: GenerationConfig
+    memo: ShownTextMemo | None = None  # the section's quotable pieces (speed only)
 
 
 @dataclass(frozen=True)
 class Verdict:
     pair: QAPair | None
-    reason: str | None  # "<kind>: <detail>" when rejected; the kind is counted by reason
+    reason: str | None  # "<code>: <detail>" when rejected; the code is counted by reason
+    checked: ValidatedQA | None = None  # the validation result (evidence spans, kind); None for backend errors
 
     @property
     def ok(self) -> bool:
@@ -41,17 +46,25 @@ class Verdict:
 
 
 def judge_output(context: StepContext, result: GenerationResult) -> Verdict:
-    """Accept the output as the step's pair, or say why not."""
+    """Accept the output as the step's pair (with its evidence spans and kind), or say why not."""
     cfg = context.config
     if result.error is not None:
         return Verdict(None, f"backend_error: {result.error}")
-    parsed = parse_qa_output(result.text, cfg.max_question_chars, cfg.max_answer_chars)
-    if not parsed.ok:
-        reason = parsed.reason or "invalid"
+    checked = validate_output(
+        result.text,
+        context.windows,
+        earlier=context.earlier_pairs,
+        question_index=context.question_index,
+        long_range=context.long_range,
+        instructions=INSTRUCTION_TEXTS,
+        source_language=context.source_language,
+        config=cfg,
+        memo=context.memo,
+    )
+    if not checked.ok:
+        reason = checked.failure
+        assert reason is not None
         if result.finish_reason == "length":
             reason = f"truncated at max_tokens={cfg.max_tokens}: {reason}"
-        return Verdict(None, reason)
-    assert parsed.question is not None and parsed.answer is not None
-    if normalize_question(parsed.question) in context.seen_questions:
-        return Verdict(None, "duplicate_question: asked before in this section")
-    return Verdict(QAPair(f"{context.section_id}:{context.step}", context.step, parsed.question, parsed.answer), None)
+        return Verdict(None, reason, checked)
+    return Verdict(checked.to_pair(f"{context.section_id}:{context.step}", context.step), None, checked)

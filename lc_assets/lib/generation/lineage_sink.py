@@ -1,8 +1,10 @@
 """The lineage sink of the generation loop: every step becomes rows of one per-run lineage file.
 
-Each step is one writer item — its `masked_prompts` row, its `qa_pairs` or `failed_steps` row and
-its section's new `sections` row — so a group commit never holds half a step, and the committed
-steps of a section are always a prefix (the writer commits items in order).
+Each step is one writer item — its `masked_prompts` row, its `qa_pairs` row with the pair's
+`qa_evidence` rows or its `failed_steps` row, a `rejected_attempts` row per refused attempt, and its
+section's new `sections` row — so a group commit never holds half a step (a pair is never stored
+without its evidence), and the committed steps of a section are always a prefix (the writer commits
+items in order).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 from dataclasses import fields
 from typing import Any
 
+from lc_assets.lib.generation.quality import reason_code
 from lc_assets.lib.generation.records import SectionResult, StepRecord
 from lc_assets.lib.lineage.generation import prompt_id_for
 from lc_assets.lib.lineage.writer import LineageWriter
@@ -20,7 +23,8 @@ _EXTRA = tuple(
     f.name
     for f in fields(StepRecord)
     if f.name not in {"section_id", "step", "status", "prompt_hash", "paragraph_ids", "shown_spans",
-                      "earlier_pair_ids", "budget_tokens", "context_tokens", "prompt_tokens", "config_hash", "pair"}
+                      "earlier_pair_ids", "budget_tokens", "context_tokens", "prompt_tokens", "config_hash", "pair",
+                      "kind", "suggested_kind", "long_range", "evidence", "rejected"}
 )  # fmt: skip
 
 
@@ -61,16 +65,31 @@ class LineageStepSink:
             earlier_pair_ids=list(record.earlier_pair_ids), budget_tokens=record.budget_tokens,
             context_tokens=record.context_tokens, prompt_tokens=record.prompt_tokens,
             config_hash=record.config_hash, record=json.dumps(extra), run_id=self.run_id,
+            kind=record.suggested_kind, long_range=record.long_range,
         )  # fmt: skip
         rows: dict[str, list[dict[str, Any]]] = {"masked_prompts": [prompt]}
+        if record.rejected:
+            rows["rejected_attempts"] = [
+                dict(
+                    prompt_id=prompt_id, section_id=record.section_id, attempt=r.attempt,
+                    code=reason_code(r.reason) or "unknown", detail=r.reason, raw_text=r.raw_text,
+                    run_id=self.run_id, config_hash=record.config_hash,
+                )
+                for r in record.rejected
+            ]  # fmt: skip
         if record.pair is not None:
+            chunk_id = self.rows[record.section_id]["chunk_id"]
+            rows["qa_evidence"] = [
+                span.row(record.pair.pair_id, record.section_id, chunk_id, self.run_id, record.config_hash)
+                for span in record.evidence
+            ]
             rows["qa_pairs"] = [
                 dict(
                     pair_id=record.pair.pair_id, section_id=record.section_id, step=record.step,
                     prompt_id=prompt_id, question=record.pair.question, answer=record.pair.answer,
                     model=record.model, backend=record.backend, prompt_tokens=record.prompt_tokens,
                     completion_tokens=record.completion_tokens, attempts=record.attempts,
-                    seconds=record.seconds, config_hash=record.config_hash, run_id=self.run_id,
+                    seconds=record.seconds, config_hash=record.config_hash, run_id=self.run_id, kind=record.kind,
                 )
             ]  # fmt: skip
         else:

@@ -2,8 +2,9 @@
 
 The context-overflow guard counts exactly only near the limit. Every step first gets an upper bound
 from counts already known — the paragraphs' generator tokens (counted once per section at admission),
-the earlier pairs' tokens (counted once per pair) and the template's own tokens (measured once per
-run) — plus slack for merges at the joins. Only a prompt whose bound exceeds the limit is rendered
+the earlier pairs' tokens (counted once per pair), the document title's line (once per section) and the
+template's own tokens with its longest task text (question kinds, the long-range task; measured once
+per run) — plus slack for merges at the joins. Only a prompt whose bound exceeds the limit is rendered
 through the chat template and counted exactly (25–70 ms for 3k tokens), and trimmed by ``fit_prompt``.
 """
 
@@ -13,13 +14,22 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from lc_assets.lib.generation.admission import SectionState
 from lc_assets.lib.generation.backend import GenerationBackend, GenerationRequest
 from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.generation.masking import Mask, Paragraph, derive_rng, sample_earlier_pairs
-from lc_assets.lib.generation.prompts import FittedPrompt, build_messages, fit_prompt, qa_json_schema
-from lc_assets.lib.generation.records import Span
+from lc_assets.lib.generation.prompts import (
+    FittedPrompt,
+    build_messages,
+    evidence_choices,
+    fit_prompt,
+    qa_json_schema,
+    suggest_kind,
+    title_line,
+)
+from lc_assets.lib.generation.records import RejectedAttempt, Span
 from lc_assets.lib.sections import QAPair
 
 #: relative slack of the bound (BPE merges across joins; measured well below 1% on the embedded corpus)
@@ -32,7 +42,7 @@ class _Calibration:
     """Generator tokens the chat template and prompt text add, measured once per run through the real
     builder and counter (so a changed template is measured, not assumed)."""
 
-    base: int  # the prompt without paragraphs and earlier pairs
+    base: int  # the prompt without paragraphs, earlier pairs and title, with its longest task text
     first_window: int  # what the first shown paragraph adds beyond its own tokens (skip markers, labels)
     join: int  # a paragraph right after the previous one, beyond its tokens
     new_window: int  # a paragraph opening a further window, beyond its tokens
@@ -57,6 +67,8 @@ class StepAttempt:
     errors: list[str] = field(default_factory=list)
     total_completion_tokens: int = 0
     request_id: str = ""
+    schema: dict[str, Any] | None = None  # the step's output schema (its evidence choices are the shown text)
+    rejected: list[RejectedAttempt] = field(default_factory=list)  # refused attempts, with their raw text
 
 
 class PromptBuilder:
@@ -65,7 +77,6 @@ class PromptBuilder:
     def __init__(self, backend: GenerationBackend, config: GenerationConfig) -> None:
         self.backend = backend
         self.config = config
-        self.schema = qa_json_schema(config.max_question_chars, config.max_answer_chars)
         self.window = backend.context_window
         self.limit = self.window - config.max_tokens
         self.exact_counts = 0
@@ -87,15 +98,22 @@ class PromptBuilder:
         if self._calibration is None:
             marker = self.config.skip_marker
 
-            def count(paragraphs: Sequence[Paragraph], pairs: Sequence[QAPair]) -> int:
-                return self.count_exact(build_messages(paragraphs, 20, pairs, marker))
+            cfg = self.config
+
+            def count(paragraphs: Sequence[Paragraph], pairs: Sequence[QAPair], **task: Any) -> int:
+                return self.count_exact(
+                    build_messages(paragraphs, 20, pairs, marker, max_quotes=cfg.max_quotes, **task)
+                )
 
             t1, t2 = "The first calibration paragraph has a few words.", "A second one follows it here."
             n1, n2 = self.count_text([t1, t2])
             p1, p2, p9 = (Paragraph(i, "", 0, 0, t, n) for i, t, n in ((5, t1, n1), (6, t2, n2), (9, t2, n2)))
-            base = count([], [])
+            # the task text differs per step (suggested kind, long-range): the bound takes the longest
+            tasks = [{"kind": k} for k in cfg.question_kinds] or [{}]
+            base = max(count([], [], **t) for t in [*tasks, {"long_range": True}])
+            base_plain = count([], [])
             one = count([p1], [])
-            first_window = one - base - n1  # a paragraph inside the chunk: skip markers on both sides
+            first_window = one - base_plain - n1  # a paragraph inside the chunk: skip markers on both sides
             join = count([p1, p2], []) - one - n2
             new_window = count([p1, p9], []) - one - n2
             q, a = "Which question calibrates the earlier pairs?", "The answer that calibrates them."
@@ -108,7 +126,7 @@ class PromptBuilder:
             g_a = questions * gq[0] + answers * gq[1]
             g_b = questions * gq[2] + answers * gq[3]
             per_pair = count([], [qa, qb]) - with_pair - g_b
-            header = with_pair - base - g_a - per_pair
+            header = with_pair - base_plain - g_a - per_pair
             self._calibration = _Calibration(
                 base, max(0, first_window), max(0, join), max(0, new_window), max(0, header), max(0, per_pair),
                 questions, answers,
@@ -126,10 +144,17 @@ class PromptBuilder:
                 known[p.pair_id] = (counts[2 * i], counts[2 * i + 1])
         return sum(cal.questions * known[p.pair_id][0] + cal.answers * known[p.pair_id][1] for p in pairs)
 
+    def title_tokens(self, state: SectionState) -> int:
+        """Generator tokens of the section's title line (counted once per section, +2 for the join)."""
+        if state.title_tokens is None:
+            line = title_line(state.task.title)
+            state.title_tokens = self.count_text([line])[0] + 2 if line else 0
+        return state.title_tokens
+
     def upper_bound(self, state: SectionState, selected: Sequence[Paragraph], earlier: Sequence[QAPair]) -> int:
         """Tokens the prompt of these paragraphs and pairs can have at most (never below the exact count)."""
         cal = self._calibrate()
-        total = cal.base + sum(p.n_tokens for p in selected)
+        total = cal.base + self.title_tokens(state) + sum(p.n_tokens for p in selected)
         if selected:
             indices = sorted(p.index for p in selected)
             windows = 1 + sum(1 for a, b in zip(indices, indices[1:], strict=False) if b != a + 1)
@@ -147,10 +172,45 @@ class PromptBuilder:
         assert state.masker is not None
         mask = state.masker.mask(step)
         earlier = sample_earlier_pairs(state.pairs, cfg.earlier_pairs, cfg.seed, state.section_id, step)
+        kind = suggest_kind(cfg.seed, state.section_id, step, cfg.question_kinds) if cfg.question_kinds else None
         bound = self.upper_bound(state, mask.selected, earlier)
         count = (lambda _messages: bound) if bound <= self.limit else self.count_exact
-        fitted = fit_prompt(mask, len(state.paragraphs), earlier, count, self.window, cfg.max_tokens, cfg.skip_marker)
+        fitted = fit_prompt(
+            mask,
+            len(state.paragraphs),
+            earlier,
+            count,
+            self.window,
+            cfg.max_tokens,
+            cfg.skip_marker,
+            kind=kind,
+            title=state.task.title,
+            max_quotes=cfg.max_quotes,
+        )
         return mask, earlier, fitted
+
+    def schema(self, state: SectionState, fitted: FittedPrompt) -> dict[str, Any]:
+        """The step's output schema: evidence first, its items the shown sentences/lines when configured
+        (item i from window i on a long-range step), then question and answer, each bounded."""
+        cfg = self.config
+        long_range = fitted.long_range
+        choices: list[str] | None = None
+        per_window: list[list[str]] | None = None
+        if cfg.evidence_choices:
+            args = (cfg.max_quote_chars, cfg.min_quote_words, cfg.min_quote_chars)
+            if long_range:
+                per_window = [evidence_choices([w], *args, memo=state.memo) for w in fitted.windows]
+            if not per_window or not all(per_window):
+                choices = evidence_choices(fitted.windows, *args, memo=state.memo)
+        return qa_json_schema(
+            cfg.max_question_chars,
+            cfg.max_answer_chars,
+            max_quote_chars=cfg.max_quote_chars,
+            min_quotes=2 if long_range else 1,
+            max_quotes=max(cfg.max_quotes, 2 if long_range else 1),
+            quote_choices=choices,
+            quote_choices_per_window=per_window,
+        )
 
     def request(self, att: StepAttempt) -> GenerationRequest:
         cfg = self.config
@@ -162,7 +222,7 @@ class PromptBuilder:
             messages=att.fitted.messages,
             max_tokens=cfg.max_tokens,
             temperature=cfg.temperature if att.attempt == 0 else max(cfg.temperature, cfg.retry_temperature),
-            json_schema=self.schema,
+            json_schema=att.schema,
             seed=seed,
         )
 
@@ -178,7 +238,15 @@ def rebuild_messages(
     n_paragraphs: int,
     earlier_pairs: Sequence[QAPair],
     marker: str,
+    *,
+    kind: str | None = None,
+    long_range: bool = False,
+    title: str | None = None,
+    max_quotes: int = 2,
 ) -> tuple[dict[str, str], ...]:
-    """The exact messages of a step from what lineage stores (ids and spans), through the same builder."""
+    """The exact messages of a step from what lineage stores (ids, spans, the suggested kind, whether it
+    was long-range, the document's title), through the same builder."""
     shown = [Paragraph(i, "", s, e, chunk_text[s:e], 0) for i, s, e in spans]
-    return build_messages(shown, n_paragraphs, earlier_pairs, marker)
+    return build_messages(
+        shown, n_paragraphs, earlier_pairs, marker, kind=kind, long_range=long_range, title=title, max_quotes=max_quotes
+    )

@@ -165,6 +165,11 @@ def qa_json_schema(
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
 
+def title_line(title: str | None) -> str:
+    """The sentence naming the document (empty without a title), so questions can name their subject."""
+    return f"The excerpts come from the document titled {title!r}.\n\n" if title else ""
+
+
 def render_earlier_pairs(pairs: Sequence[QAPair]) -> str:
     """Earlier questions as a plain list: no "Q:"/"A:" labels for a small model to copy, no answers to echo."""
     if not pairs:
@@ -199,7 +204,7 @@ def build_messages(
     else:
         task = TASK_ANY
     user = USER_TEMPLATE.format(
-        title=f"The excerpts come from the document titled {title!r}.\n\n" if title else "",
+        title=title_line(title),
         context=context,
         earlier=render_earlier_pairs(earlier_pairs),
         task=task,

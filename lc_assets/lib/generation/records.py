@@ -13,12 +13,22 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
+from lc_assets.lib.generation.validate import EvidenceSpan
 from lc_assets.lib.sections import QAPair
 
 FinishReason = Literal["target_reached", "max_steps", "max_failures", "empty_chunk", "stopped"]
 
 #: (paragraph index, char_start, char_end) in the chunk text, for every paragraph a prompt showed
 Span = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class RejectedAttempt:
+    """One attempt the checks refused (retried, or the last one of a failed step): stored, never a pair."""
+
+    attempt: int  # 0 = the first request of the step
+    reason: str  # "<code>: <detail>" (validate.REJECTION_REASONS, backend_error, truncated ...)
+    raw_text: str  # the model's output as it came
 
 
 @dataclass(frozen=True)
@@ -54,10 +64,15 @@ class StepRecord:
     target_tokens: int
     n_pairs: int  # pairs of the section after this step
     failed_steps: int  # failed steps of the section after this step
+    kind: str | None = None  # the accepted question's kind, classified from its form (validate)
+    suggested_kind: str | None = None  # the kind the prompt asked for (None: any)
+    long_range: bool = False  # the prompt showed two far-apart windows and asked for evidence from both
+    evidence: tuple[EvidenceSpan, ...] = ()  # the accepted pair's quotes as exact chunk spans
+    rejected: tuple[RejectedAttempt, ...] = ()  # every refused attempt of the step, in order
 
     def to_row(self) -> dict[str, Any]:
         """A flat, JSON-serialisable dict."""
-        row = asdict(self)
+        row = asdict(self)  # evidence and rejected become lists of dicts
         del row["pair"]
         row["pair_id"] = self.pair.pair_id if self.pair else None
         row["question"] = self.pair.question if self.pair else None
@@ -75,6 +90,8 @@ class StepRecord:
         for key in ("attempt_errors", "paragraph_ids", "dropped_paragraph_ids", "earlier_pair_ids"):
             data[key] = tuple(data[key])
         data["shown_spans"] = tuple(tuple(s) for s in data["shown_spans"])
+        data["evidence"] = tuple(EvidenceSpan(**e) for e in data.get("evidence", ()))
+        data["rejected"] = tuple(RejectedAttempt(**r) for r in data.get("rejected", ()))
         return cls(**data)
 
 

@@ -22,14 +22,17 @@ from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.generation.judging import StepContext, judge_output
 from lc_assets.lib.generation.prompting import PromptBuilder, StepAttempt, shown_spans
 from lc_assets.lib.generation.prompts import FittedPrompt, PromptOverflowError, prompt_hash
+from lc_assets.lib.generation.quality import reason_code
 from lc_assets.lib.generation.records import (
     CommittedStep,
     GenerationSummary,
     ProgressEvent,
+    RejectedAttempt,
     SectionResult,
     StepRecord,
     StepSink,
 )
+from lc_assets.lib.generation.validate import ValidatedQA
 from lc_assets.lib.sections import QAPair, Section
 from lc_assets.lib.tokenizer import TextTokenizer
 
@@ -65,7 +68,6 @@ class GenerationScheduler:
         self.config_hash = config.config_hash()
         self.prompts = PromptBuilder(backend, config)
         self.preparer = SectionPreparer(config, self.prompts.count_text, target_tokenizer)
-        self.schema = self.prompts.schema
 
     # -- main loop ------------------------------------------------------------------------------
     def run(
@@ -157,7 +159,12 @@ class _Run:
             self.s.sink.close_section(result)
 
     def _record(
-        self, att: StepAttempt, pair: QAPair | None, failure: str | None, res: GenerationResult | None
+        self,
+        att: StepAttempt,
+        pair: QAPair | None,
+        failure: str | None,
+        res: GenerationResult | None,
+        checked: ValidatedQA | None = None,
     ) -> StepRecord:
         st, fitted = att.state, att.fitted
         pair_tokens = self.s.preparer.pair_tokens([pair])[0] if pair is not None else 0
@@ -191,6 +198,11 @@ class _Run:
             target_tokens=st.target_tokens,
             n_pairs=len(st.pairs) + (pair is not None),
             failed_steps=st.failed_steps + (pair is None),
+            kind=checked.kind if pair is not None and checked is not None else None,
+            suggested_kind=fitted.kind,
+            long_range=fitted.long_range,
+            evidence=checked.spans if pair is not None and checked is not None else (),
+            rejected=tuple(att.rejected),
         )
 
     def _commit(self, record: StepRecord, state: SectionState) -> None:
@@ -203,7 +215,7 @@ class _Run:
         else:
             self.failed += 1
             self.counters["failed"] += 1
-            self.failures[(record.failure_reason or "unknown").split(":", 1)[0]] += 1
+            self.failures[reason_code(record.failure_reason) or "unknown"] += 1
         state.check_finished(self.cfg)
         if state.finish_reason is not None:
             self._close(state)
@@ -224,7 +236,7 @@ class _Run:
                 self._commit(self._record(att, None, f"prompt_overflow: {exc}", None), st)
                 self._timed("prompt", t)
                 continue
-            att = StepAttempt(st, step, fitted, mask.budget_tokens, now, mono)
+            att = StepAttempt(st, step, fitted, mask.budget_tokens, now, mono, schema=self.s.prompts.schema(st, fitted))
             t = self._timed("prompt", t)
             self._submit(att)
             self._timed("submit", t)
@@ -242,23 +254,26 @@ class _Run:
         """Record a finished attempt, or retry it; then move the section on."""
         t = _cpu()
         st = att.state
+        fitted = att.fitted
         context = StepContext(
-            st.section_id, att.step, st.section.text, att.fitted.shown, att.fitted.earlier_pairs,
-            st.seen_questions, self.cfg,
+            st.section_id, att.step, fitted.windows, fitted.earlier_pairs, st.question_index, fitted.long_range,
+            st.source_language, self.cfg, st.memo,
         )  # fmt: skip
         verdict = judge_output(context, res)
         t = self._timed("judge", t)
         if not verdict.ok and self.stopping:
             return  # stopping: leave the step unrecorded so a resume redoes it, rather than a failure
         assert verdict.reason is not None or verdict.pair is not None
-        if verdict.reason is not None and att.attempt < self.cfg.max_retries_per_step:
-            self.rejected[verdict.reason.split(":", 1)[0]] += 1
-            att.errors.append(verdict.reason)
-            att.attempt += 1
-            self._submit(att)
-            self._timed("submit", t)
-            return
-        self._commit(self._record(att, verdict.pair, verdict.reason, res), st)
+        if verdict.reason is not None:
+            att.rejected.append(RejectedAttempt(att.attempt, verdict.reason, res.text))
+            if att.attempt < self.cfg.max_retries_per_step:
+                self.rejected[reason_code(verdict.reason) or "unknown"] += 1
+                att.errors.append(verdict.reason)
+                att.attempt += 1
+                self._submit(att)
+                self._timed("submit", t)
+                return
+        self._commit(self._record(att, verdict.pair, verdict.reason, res, verdict.checked), st)
         t = self._timed("record", t)
         if st.finish_reason is None:
             self._launch(st)

@@ -182,6 +182,9 @@ class EvidenceSpan:
             "char_start": self.char_start,
             "char_end": self.char_end,
             "quote": self.source_text,
+            "origin": self.origin,
+            "score": self.score,
+            "window_index": self.window_index,
             "run_id": run_id,
             "config_hash": config_hash,
         }

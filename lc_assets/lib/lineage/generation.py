@@ -53,6 +53,7 @@ class SectionDescriptor:
     license: str
     shard: str
     chunk_tokens: int  # as `chunks.n_tokens` stores it (target tokenizer): never recounted
+    title: str = ""  # the document's title (named in the prompts)
 
 
 def sections_to_grow(
@@ -62,7 +63,7 @@ def sections_to_grow(
     # the chunks the shard uses (`shard_chunks`: its own and those of documents it shares), without text
     rows = store.query(
         """SELECT c.chunk_id, c.document_id, d.source, d.license, c.n_tokens,
-                  s.finish_reason IS NOT NULL AS finished
+                  s.finish_reason IS NOT NULL AS finished, coalesce(d.title, '')
            FROM shard_chunks m JOIN chunks c ON c.chunk_id = m.chunk_id
            JOIN documents d ON d.document_id = c.document_id
            LEFT JOIN sections s ON s.chunk_id = c.chunk_id AND s.config_hash = ?
@@ -70,8 +71,8 @@ def sections_to_grow(
         [generation_hash, shard, chunk_config_hash],
     )
     todo = [
-        SectionDescriptor(section_id_for(cid, generation_hash), cid, did, src, lic, shard, int(n))
-        for cid, did, src, lic, n, finished in rows
+        SectionDescriptor(section_id_for(cid, generation_hash), cid, did, src, lic, shard, int(n), title)
+        for cid, did, src, lic, n, finished, title in rows
         if not finished
     ]
     return todo, sum(1 for r in rows if r[5])
@@ -111,7 +112,7 @@ def iter_section_tasks(
             if d.chunk_id not in texts:
                 raise ValueError(f"chunk {d.chunk_id!r} of section {d.section_id!r} is not in the lineage catalog")
             section = Section(d.section_id, d.chunk_id, d.document_id, d.source, d.license, texts.pop(d.chunk_id))
-            yield SectionTask(section, d.chunk_tokens, committed.get(d.section_id, ()), d.shard)
+            yield SectionTask(section, d.chunk_tokens, committed.get(d.section_id, ()), d.shard, d.title)
 
 
 @dataclass(frozen=True)
@@ -186,10 +187,11 @@ def rebuild_prompt(store: LineageStore, prompt_id: str) -> RebuiltPrompt:
     with store.connect(read_only=True) as con:
         row = con.execute(
             """SELECT m.section_id, m.shown_spans, m.earlier_pair_ids, m.prompt_hash, m.record, m.config_hash,
-                      s.n_paragraphs, c.text, g.config
+                      s.n_paragraphs, c.text, g.config, m.kind, coalesce(m.long_range, false), d.title
                FROM masked_prompts m
                LEFT JOIN sections s ON s.section_id = m.section_id
                LEFT JOIN chunks c ON c.chunk_id = s.chunk_id
+               LEFT JOIN documents d ON d.document_id = s.document_id
                LEFT JOIN generation_configs g ON g.config_hash = m.config_hash
                WHERE m.prompt_id = ?""",
             [prompt_id],
@@ -199,7 +201,20 @@ def rebuild_prompt(store: LineageStore, prompt_id: str) -> RebuiltPrompt:
                 f"no prompt {prompt_id!r} in {store.path} (if its run is still going or was killed: "
                 "`lc-assets lineage merge` first)"
             )
-        sid, spans, earlier_ids, recorded_hash, record, config_hash, n_paragraphs, text, config = row
+        (
+            sid,
+            spans,
+            earlier_ids,
+            recorded_hash,
+            record,
+            config_hash,
+            n_paragraphs,
+            text,
+            config,
+            kind,
+            long_range,
+            title,
+        ) = row
         pairs = {
             pid: QAPair(pid, step, q, a)
             for pid, step, q, a in con.execute(
@@ -218,9 +233,19 @@ def rebuild_prompt(store: LineageStore, prompt_id: str) -> RebuiltPrompt:
     missing += [f"pair {p}" for p in earlier_ids if p not in pairs]
     if spans is None or missing:
         raise ValueError(f"prompt {prompt_id!r} cannot be rebuilt: no {', '.join(missing) or 'spans'} in {store.path}")
-    marker = json.loads(config)["skip_marker"]
+    settings = json.loads(config)
     span_tuples = [(s["paragraph_index"], s["char_start"], s["char_end"]) for s in spans]
-    messages = rebuild_messages(text, span_tuples, n_paragraphs, [pairs[p] for p in earlier_ids], marker)
+    messages = rebuild_messages(
+        text,
+        span_tuples,
+        n_paragraphs,
+        [pairs[p] for p in earlier_ids],
+        settings["skip_marker"],
+        kind=kind,
+        long_range=bool(long_range),
+        title=title,
+        max_quotes=settings.get("max_quotes", 2),
+    )
     if prompt_hash(messages) != recorded_hash:
         raise ValueError(
             f"prompt {prompt_id!r} rebuilt differently from what was sent (generation config {config_hash}, "

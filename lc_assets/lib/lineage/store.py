@@ -343,6 +343,61 @@ CREATE TABLE IF NOT EXISTS generation_configs (
     created_at TIMESTAMP DEFAULT current_timestamp
 );
 
+-- grounded QA (issue 10): the kind a prompt suggested, whether it was long-range, the accepted question's kind
+ALTER TABLE masked_prompts ADD COLUMN IF NOT EXISTS kind VARCHAR;
+ALTER TABLE masked_prompts ADD COLUMN IF NOT EXISTS long_range BOOLEAN;
+ALTER TABLE qa_pairs ADD COLUMN IF NOT EXISTS kind VARCHAR;
+
+-- every accepted pair's evidence: verbatim quotes as exact chunk spans (pair -> source span); written with the pair
+CREATE TABLE IF NOT EXISTS qa_evidence (
+    pair_id VARCHAR NOT NULL,
+    section_id VARCHAR NOT NULL,
+    chunk_id VARCHAR NOT NULL,
+    quote_index INTEGER NOT NULL,
+    char_start BIGINT NOT NULL,            -- chunk-relative, end exclusive
+    char_end BIGINT NOT NULL,
+    quote VARCHAR NOT NULL,                -- the chunk's own text of the span
+    origin VARCHAR NOT NULL,               -- model: quoted by the model | completed: a shown sentence validation added
+    score DOUBLE NOT NULL,                 -- 100: found verbatim (whitespace/case normalised); else the fuzzy score
+    window_index INTEGER NOT NULL,         -- which shown window (document order)
+    run_id VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (pair_id, quote_index)
+);
+
+-- every attempt the checks refused (retried ones and the last of a failed step), with its code: never a pair
+CREATE TABLE IF NOT EXISTS rejected_attempts (
+    prompt_id VARCHAR NOT NULL,
+    section_id VARCHAR NOT NULL,
+    attempt INTEGER NOT NULL,              -- 0 = the step's first request
+    code VARCHAR NOT NULL,                 -- validate.REJECTION_REASONS, backend_error, truncated
+    detail VARCHAR NOT NULL,
+    raw_text VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (prompt_id, attempt)
+);
+
+-- quality of generated pairs as data (lineage.quality): per run, shard and section of a generation config
+CREATE TABLE IF NOT EXISTS generation_quality (
+    config_hash VARCHAR NOT NULL,          -- generation config
+    scope VARCHAR NOT NULL,                -- run: the steps one run made | shard, section: all steps so far
+    scope_key VARCHAR NOT NULL,            -- the run id, shard name or section id
+    steps INTEGER NOT NULL,
+    accepted INTEGER NOT NULL,
+    yield_share DOUBLE NOT NULL,           -- accepted / steps
+    evidence_verbatim_share DOUBLE NOT NULL,
+    empty_answers INTEGER NOT NULL,
+    near_duplicate_share DOUBLE NOT NULL,
+    depth_coverage DOUBLE NOT NULL,
+    metrics JSON NOT NULL,                 -- the whole QualityReport
+    run_id VARCHAR NOT NULL,               -- the run that computed the row
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (config_hash, scope, scope_key)
+);
+
 -- per-run lineage files merged into this catalog (lineage.catalog)
 CREATE TABLE IF NOT EXISTS lineage_merges (
     run_file VARCHAR NOT NULL,
