@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lc_assets.lib.generation.backend import GenerationBackend, GenerationRequest, GenerationResult
-from lc_assets.lib.generation.prompts import EARLIER_HEADER
+from lc_assets.lib.generation.prompts import EARLIER_HEADER, KIND_HINTS
 from lc_assets.lib.generation.validate import content_words, quotable_pieces
 from lc_assets.lib.tokenizer import TextTokenizer
 
@@ -60,6 +60,24 @@ def _content_slice(quote: str, budget: int, rng: random.Random) -> str | None:
     return None
 
 
+_QUESTIONS = {
+    "what": "What is recorded as item {d}?",
+    "why": "Why is item {d} recorded?",
+    "how": "How is item {d} recorded?",
+    "compare": "How does item {d} differ from the others?",
+    "list": "Which items are listed under {d}?",
+    "numeric": "How many entries does item {d} record?",
+    "multi_hop": "What connects the items {d}?",
+}
+
+
+def _question(request: GenerationRequest, tag: str) -> str:
+    """A question of the kind the prompt asked for (as a model that follows the prompt would), unique by ``tag``."""
+    user = request.messages[-1]["content"]
+    kind = next((k for k, hint in KIND_HINTS.items() if hint in user), "what")
+    return _QUESTIONS[kind].format(d=tag)
+
+
 def grounded_text(request: GenerationRequest, question: str | None = None) -> str:
     """A valid output for this request: a quote from the shown text (one per window on a long-range
     step), an answer made of the quotes' words and a question unique per prompt and attempt."""
@@ -82,7 +100,7 @@ def grounded_text(request: GenerationRequest, question: str | None = None) -> st
                 break
         quotes.append(quote)
         parts.append(part)
-    question = question or f"What is recorded as item {digest[:4]} {digest[4:8]} {digest[8:12]}?"
+    question = question or _question(request, f"{digest[:4]} {digest[4:8]} {digest[8:12]}")
     return json.dumps({"evidence": quotes, "question": question, "answer": " and ".join(parts) + "."})
 
 

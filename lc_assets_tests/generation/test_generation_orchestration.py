@@ -62,16 +62,19 @@ def test_resume_state_uses_the_stored_chunk_count(target_tokenizer, scripted):
 
 def test_prompt_guard_bound_is_never_below_the_exact_count(target_tokenizer):
     backend = ScriptedBackend(tokenizer=target_tokenizer, template_counts=True)
-    cfg = _cfg(max_context_tokens=600, earlier_pairs=3)
+    cfg = _cfg(max_context_tokens=600, earlier_pairs=3, long_range_share=0.3)
     builder = PromptBuilder(backend, cfg)
     preparer = SectionPreparer(cfg, backend.count_text_tokens, target_tokenizer)
-    checked = 0
+    checked = long_range_steps = 0
     builder.upper_bound(preparer(SectionTask(make_section("warm"))), (), ())  # the once-per-run calibration
     calibration_counts = builder.exact_counts
     for i in range(3):
-        state = preparer(SectionTask(make_section(f"g{i}", n_paragraphs=80, words=30 + 7 * i)))
+        # titles of different lengths, every question kind and long-range steps: all inside the bound
+        title = "The Devil's Dictionary, " * i + f"volume {i}"
+        state = preparer(SectionTask(make_section(f"g{i}", n_paragraphs=80, words=30 + 7 * i), title=title))
         for step in range(12):
             _mask, _earlier, fitted = builder.fit(state, step)
+            long_range_steps += fitted.long_range
             exact = backend.count_prompt_tokens(fitted.messages)
             bound = builder.upper_bound(state, fitted.shown, fitted.earlier_pairs)
             assert exact <= bound <= exact * 1.05 + 64, (step, exact, bound)
@@ -79,7 +82,7 @@ def test_prompt_guard_bound_is_never_below_the_exact_count(target_tokenizer):
             pair = QAPair(f"g{i}:{step}", step, question, f"It says w{step} " * (3 + step))
             state.apply(step, pair, 50)
             checked += 1
-    assert checked == 36
+    assert checked == 36 and long_range_steps
     # prompts far below the limit are never counted exactly: only the guard's calibration counted
     assert builder.exact_counts == calibration_counts
 

@@ -202,7 +202,7 @@ def test_resume_after_kill_is_exact(target_tokenizer):
         assert rec.prompt_hash == ref_by[(rec.section_id, rec.step)].prompt_hash
         assert rec.paragraph_ids == ref_by[(rec.section_id, rec.step)].paragraph_ids
     assert sum(r.n_pairs for r in summary.sections) == sum(1 for r in ref.records if r.status == "ok")
-    assert summary.steps_ok == len(store.records) - 7  # resumed steps are not redone
+    assert summary.steps_ok + summary.steps_failed == len(store.records) - 7  # resumed steps are not redone
 
 
 def test_resume_rejects_gaps(scripted, target_tokenizer):
@@ -239,3 +239,34 @@ def test_graceful_stop_keeps_results(target_tokenizer):
     assert summary.stopped and all(r.finish_reason == "stopped" for r in summary.sections)
     assert 3 <= len(sink.records) <= 5
     assert not backend._pending or all(t > 0 for t, _ in backend._pending)
+
+
+def test_a_resumed_section_rejects_repeats_of_questions_asked_before_the_stop(scripted, target_tokenizer):
+    sink = MemorySink()
+    first = _cfg(target_ratio=100.0, max_steps_per_section=3, max_retries_per_step=0)
+    GenerationScheduler(scripted, first, sink, target_tokenizer).run([make_section("r")])
+    asked = sink.records[0].pair.question
+    # the resumed run's model repeats a question of the first run: the section's question index is rebuilt
+    # from the committed pairs, so the repeat is a duplicate, not a new pair
+    scripted.script = lambda req: Reply(grounded_text(req, question=asked))
+    resumed = MemorySink()
+    again = _cfg(target_ratio=100.0, max_steps_per_section=5, max_retries_per_step=0)
+    GenerationScheduler(scripted, again, resumed, target_tokenizer).run(
+        [make_section("r")], committed={"r": list(sink.records)}
+    )
+    assert [r.step for r in resumed.records] == [3, 4]
+    assert all(r.status == "failed" and r.failure_reason.startswith("duplicate_question") for r in resumed.records)
+
+
+def test_accepted_pairs_carry_their_evidence_spans_and_kind(scripted, target_tokenizer):
+    sink = MemorySink()
+    section = make_section("e")
+    GenerationScheduler(scripted, _cfg(long_range_share=0.5), sink, target_tokenizer).run([section])
+    ok = [r for r in sink.records if r.pair is not None]
+    assert ok and all(r.evidence and r.kind for r in ok)
+    for rec in ok:
+        for span in rec.evidence:  # exact chunk spans: the quote is the chunk's own text
+            assert section.text[span.char_start : span.char_end] == span.source_text
+    assert len({r.suggested_kind for r in sink.records}) >= 3  # the kinds cycle per section
+    long_range = [r for r in ok if r.long_range]
+    assert long_range and all(len({s.window_index for s in r.evidence}) == 2 for r in long_range)

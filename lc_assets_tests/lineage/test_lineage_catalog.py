@@ -123,7 +123,7 @@ def _grown(tmp_path, books: int):
     catalog = LineageStore(tmp_path / "lineage.duckdb")
     seed_shard(catalog, "books", tmp_path / "books", books, 7)
     tok = TokenizerResource().load()
-    cfg = config()
+    cfg = config().model_copy(update={"long_range_share": 0.5})  # many long-range prompts to rebuild
     todo, _ = sections_to_grow(catalog, "books", latest_chunk_config(catalog, "books"), cfg.config_hash())
     backend = ScriptedBackend(tokenizer=tok)
     grow_sections(catalog, todo, backend, cfg, tok, "grow-run")
@@ -137,6 +137,10 @@ def test_rebuilt_prompts_equal_what_the_backend_received(tmp_path, capsys):
     for key, messages in sent.items():
         section_id, step = key.split("/")
         assert rebuild_prompt(catalog, f"{section_id}:{step}").messages == messages
+    # the prompts vary by what lineage stores beside spans: the suggested kind, long-range steps, the title
+    kinds, long_range = catalog.query("SELECT count(DISTINCT kind), count(*) FILTER (long_range) FROM masked_prompts")[0]
+    assert kinds >= 4 and long_range >= 1
+    assert all("The excerpts come from the document titled" in m[1]["content"] for m in sent.values())
     section_id, step = next(iter(sent)).split("/")
     assert main(["lineage", "prompt", f"{section_id}:{step}", "--json", "--db", str(catalog.path)]) == 0
     assert tuple(json.loads(capsys.readouterr().out)) == sent[f"{section_id}/{step}"]

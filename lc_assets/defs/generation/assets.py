@@ -13,6 +13,14 @@ from typing import Any
 import dagster as dg
 from pydantic import Field, ValidationError, create_model
 
+from lc_assets.defs.generation.quality import (
+    QualityRule,
+    check_results,
+    quality_check_specs,
+    quality_metadata,
+    thresholds_of,
+    write_report,
+)
 from lc_assets.defs.generation.resources import GeneratorResource
 from lc_assets.defs.partitions import corpus_shards
 from lc_assets.defs.resources import LineageStoreResource, TokenizerResource
@@ -22,6 +30,7 @@ from lc_assets.lib.generation.records import ProgressEvent
 from lc_assets.lib.generation.run import grow_sections, run_until_stopped
 from lc_assets.lib.lineage.catalog import merge_pending
 from lc_assets.lib.lineage.generation import SectionDescriptor, generation_stats, sections_to_grow
+from lc_assets.lib.lineage.quality import record_quality
 
 GPU_RUN_TAG = {"lc_assets/gpu": "true"}
 
@@ -46,6 +55,12 @@ class QAGenerationConfig(_GenerationKnobs):
     )
     max_sections: int | None = Field(None, ge=0, description="Cap on sections grown, counting finished ones (demo).")
     chunk_config_hash: str | None = Field(None, description="Which chunking of the shard; default: the latest.")
+    quality_rules: list[QualityRule] | None = Field(  # type: ignore[valid-type]
+        None,
+        description="Thresholds of the qa_pairs quality checks (metric, op, value, WARN/ERROR severity, min_pairs); "
+        "None: the defaults of lc_assets.lib.generation.quality.DEFAULT_THRESHOLDS.",
+    )
+    report_sample_pairs: int = Field(20, ge=0, description="Pairs shown with their evidence in the HTML report.")
 
     def generation(self, generator: GeneratorIdentity) -> GenerationConfig:
         knobs = {name: getattr(self, name) for name in _KNOBS}
@@ -71,8 +86,11 @@ class QAGenerationConfig(_GenerationKnobs):
         dg.AssetSpec(
             "qa_pairs",
             deps=["masked_prompts"],
-            description="One validated question/answer pair per step, appended to its section until the section "
-            "reaches its target length. Invalid output is retried, then recorded as a failed step.",
+            description="One grounded question/answer pair per step, appended to its section until the section "
+            "reaches its target length: every pair cites verbatim evidence from the shown text (stored as exact "
+            "chunk spans in qa_evidence) and passed every check; refused attempts are stored with their reason "
+            "(rejected_attempts), retried, then recorded as a failed step. Quality per run, shard and section in "
+            "generation_quality, as metadata, plots and checks.",
             partitions_def=corpus_shards,
             group_name="generation",
             kinds={"vllm", "duckdb"},
@@ -80,6 +98,7 @@ class QAGenerationConfig(_GenerationKnobs):
             tags={"gpu": "true"},
         ),
     ],
+    check_specs=quality_check_specs(),
     pool="gpu",
     op_tags={
         "dagster-k8s/config": {
@@ -106,6 +125,7 @@ def generate_qa(
         gen_cfg = config.generation(generator.identity())
     except ValidationError as exc:  # a config error is not transient: no retry
         raise dg.Failure(description=f"invalid generation config: {exc}", allow_retries=False) from exc
+    thresholds = thresholds_of(config.quality_rules)
     gen_hash = gen_cfg.config_hash()
     for merged in merge_pending(store, context.run_id):  # lineage files of killed runs: resume from them
         context.log.info(
@@ -185,5 +205,15 @@ def generate_qa(
     }
     if stats.sample_pair:
         q, a = stats.sample_pair
-        qa_meta["sample_pair"] = dg.MetadataValue.md(f"**Q:** {q}\n\n**A:** {a}")
+        quotes = "\n".join(f"> {e}" for e in stats.sample_evidence)
+        qa_meta["sample_pair"] = dg.MetadataValue.md(f"**Q:** {q}\n\n**A:** {a}\n\n**Evidence:**\n\n{quotes}")
+    quality = record_quality(store, gen_hash, context.run_id, list(context.partition_keys))
+    qa_meta.update(quality_metadata(quality.run, quality.overall, quality.by_shard))
+    context.log.info(
+        f"quality: {quality.overall.accepted} pairs of {quality.overall.steps} steps, verbatim evidence "
+        f"{quality.overall.evidence_verbatim_share:.2f}, near-duplicates {quality.overall.near_duplicate_share:.3f}, "
+        f"depth coverage {quality.overall.depth_coverage:.2f} over {quality.overall.pairs_with_depth} pairs"
+    )
+    qa_meta.update(write_report(store, gen_hash, context.run_id, config.report_sample_pairs, context.log))
     yield dg.MaterializeResult(asset_key="qa_pairs", metadata=qa_meta)
+    yield from check_results(quality.overall, thresholds)

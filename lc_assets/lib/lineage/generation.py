@@ -124,6 +124,7 @@ class GenerationStats:
     section_tokens: int
     prompts: int
     sample_pair: tuple[str, str] | None  # the newest pair of the given sections
+    sample_evidence: tuple[str, ...] = ()  # its evidence quotes (the chunk's own text), in order
 
 
 def generation_stats(store: LineageStore, generation_hash: str, section_ids: Sequence[str]) -> GenerationStats:
@@ -137,10 +138,17 @@ def generation_stats(store: LineageStore, generation_hash: str, section_ids: Seq
         ).fetchone()
         prompts = con.execute("SELECT count(*) FROM masked_prompts WHERE config_hash = ?", [generation_hash]).fetchone()
         sample = con.execute(
-            "SELECT question, answer FROM qa_pairs WHERE section_id IN (SELECT unnest(?::VARCHAR[])) "
+            "SELECT question, answer, pair_id FROM qa_pairs WHERE section_id IN (SELECT unnest(?::VARCHAR[])) "
             "ORDER BY created_at DESC, pair_id LIMIT 1",
             [list(section_ids)],
         ).fetchone()
+        evidence = (
+            [q for (q,) in con.execute(
+                "SELECT quote FROM qa_evidence WHERE pair_id = ? ORDER BY quote_index", [sample[2]]
+            ).fetchall()]
+            if sample
+            else []
+        )  # fmt: skip
     return GenerationStats(
         sections=n,
         sections_finished=finished,
@@ -148,7 +156,8 @@ def generation_stats(store: LineageStore, generation_hash: str, section_ids: Seq
         failed_steps=failed,
         section_tokens=tokens,
         prompts=prompts[0],
-        sample_pair=tuple(sample) if sample else None,
+        sample_pair=(sample[0], sample[1]) if sample else None,
+        sample_evidence=tuple(evidence),
     )
 
 
