@@ -138,7 +138,9 @@ def test_rebuilt_prompts_equal_what_the_backend_received(tmp_path, capsys):
         section_id, step = key.split("/")
         assert rebuild_prompt(catalog, f"{section_id}:{step}").messages == messages
     # the prompts vary by what lineage stores beside spans: the suggested kind, long-range steps, the title
-    kinds, long_range = catalog.query("SELECT count(DISTINCT kind), count(*) FILTER (long_range) FROM masked_prompts")[0]
+    kinds, long_range = catalog.query("SELECT count(DISTINCT kind), count(*) FILTER (long_range) FROM masked_prompts")[
+        0
+    ]
     assert kinds >= 4 and long_range >= 1
     assert all("The excerpts come from the document titled" in m[1]["content"] for m in sent.values())
     section_id, step = next(iter(sent)).split("/")
