@@ -3,11 +3,14 @@
 The production path — lineage catalog with real chunks (embedded corpus), the real Llama-3 tokenizer
 for every count, lazy admission, the prompt guard, judging, and the DuckDB lineage (per-run file,
 group commits, merge into the catalog) — against a backend double that answers every request at
-once with a valid pair of ~150 output tokens. The same run with the in-memory sink instead of DuckDB
-is the baseline: their ratio is what lineage costs.
+once with a valid, grounded pair of ~150 output tokens: evidence picked from the step's schema (the
+shown sentences), an answer made of the quotes' words, so evidence validation runs its whole accepting
+path. The same run with the in-memory sink instead of DuckDB is the baseline: their ratio is what
+lineage costs. ``--baseline`` adds the orchestrator as it was before evidence validation (schema-only
+judging, free quotes) with DuckDB lineage: their ratio is what validation costs.
 
     python benchmarks/orchestration_ceiling.py                      # 1,000 sections, 3 repeats
-    python benchmarks/orchestration_ceiling.py --sections 250 --repeats 1
+    python benchmarks/orchestration_ceiling.py --sections 250 --repeats 1 --baseline
 
 Each run: start (merge pending run files, list the sections to grow) -> first request -> stop after
 --steps steps (graceful stop: in-flight requests finish, everything is committed and merged).
@@ -15,6 +18,7 @@ Steps/s is measured from the first request to the end of the run, so the admissi
 prepared while the loop already runs) and the final commit + merge are inside it. The last line:
 
     duckdb_steps_per_s=<x> memory_steps_per_s=<y> ratio=<x/y> first_request_s=<t> sections=<n>
+    [baseline_steps_per_s=<b> validated_vs_baseline=<x/b>]
 
 (medians over --repeats; first_request_s is the DuckDB runs' median).
 """
@@ -22,6 +26,7 @@ prepared while the loop already runs) and the final commit + merge are inside it
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -37,16 +42,55 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lineage_fixture import SHARD, seeded_catalog  # noqa: E402
 
 from lc_assets.lib.corpus.lineage import latest_chunk_config  # noqa: E402
+from lc_assets.lib.generation import scheduler as scheduler_module  # noqa: E402
 from lc_assets.lib.generation.backend import GenerationBackend, GenerationRequest, GenerationResult  # noqa: E402
 from lc_assets.lib.generation.config import GenerationConfig, GeneratorIdentity  # noqa: E402
+from lc_assets.lib.generation.judging import StepContext, Verdict  # noqa: E402
+from lc_assets.lib.generation.prompts import parse_qa_output  # noqa: E402
 from lc_assets.lib.generation.records import GenerationSummary, MemorySink  # noqa: E402
 from lc_assets.lib.generation.run import grow_sections  # noqa: E402
 from lc_assets.lib.generation.scheduler import GenerationScheduler  # noqa: E402
 from lc_assets.lib.lineage.catalog import merge_pending  # noqa: E402
 from lc_assets.lib.lineage.generation import iter_section_tasks, sections_to_grow  # noqa: E402
+from lc_assets.lib.sections import QAPair  # noqa: E402
 from lc_assets.lib.tokenizer import TextTokenizer, load_tokenizer  # noqa: E402
 
 _WORDS = ("section", "chunk", "paragraph", "answer", "token", "model", "engine", "request", "lineage", "commit")
+
+
+def instant_output(request: GenerationRequest, n: int) -> str:
+    """A valid, grounded output as a grammar-constrained model would write it: evidence picked from the
+    schema's choices (the shown sentences; one per window on a long-range step), an answer made of the
+    quotes' words, a question unique per request (so validation runs its whole accepting path)."""
+    evidence = (request.json_schema or {})["properties"]["evidence"]
+    if "prefixItems" not in evidence and "enum" not in evidence["items"]:  # the baseline: nothing checks quotes
+        answer = " ".join(f"{_WORDS[(n + i) % 10]}{(n * 7 + i) % 997}" for i in range(55))
+        return json.dumps(
+            {"evidence": [], "question": f"What does request {n} of {request.request_id} say?", "answer": answer}
+        )
+    options = (
+        [item["enum"] for item in evidence["prefixItems"]] if "prefixItems" in evidence else [evidence["items"]["enum"]]
+    )
+    quotes = [choices[(n * 7 + i) % len(choices)] for i, choices in enumerate(options)]
+    answer = " and ".join(" ".join(q.split()[:12]).rstrip(".,;:") for q in quotes) + "."
+    tag = hashlib.sha1(f"{request.request_id}".encode()).hexdigest()
+    question = f"What is recorded as item {tag[:4]} {tag[4:8]} {tag[8:12]}?"
+    return json.dumps({"evidence": quotes, "question": question, "answer": answer})
+
+
+def schema_only_judge(context: StepContext, result: GenerationResult) -> Verdict:
+    """The judging before evidence validation was wired (JSON, fields, lengths, exact duplicates): the baseline
+    of ``--baseline``."""
+    cfg = context.config
+    if result.error is not None:
+        return Verdict(None, f"backend_error: {result.error}")
+    parsed = parse_qa_output(result.text, cfg.max_question_chars, cfg.max_answer_chars)
+    if not parsed.ok or parsed.question is None or parsed.answer is None:
+        return Verdict(None, parsed.reason)
+    return Verdict(QAPair(f"{context.section_id}:{context.step}", context.step, parsed.question, parsed.answer), None)
+
+
+ORIGINAL_JUDGE = scheduler_module.judge_output
 
 
 class InstantBackend(GenerationBackend):
@@ -85,9 +129,7 @@ class InstantBackend(GenerationBackend):
         self.submitted += 1
         if self.submitted >= self.stop_after:
             self.stop.set()
-        n = self.submitted
-        answer = " ".join(f"{_WORDS[(n + i) % 10]}{(n * 7 + i) % 997}" for i in range(55))
-        text = json.dumps({"question": f"What does request {n} of {request.request_id[:12]} say?", "answer": answer})
+        text = instant_output(request, self.submitted)
         self.done.append(GenerationResult(request.request_id, text, 3000, 150, "stop", 0.0))
 
     def wait(self, timeout: float | None = None) -> list[GenerationResult]:
@@ -126,9 +168,15 @@ class RssSampler:
         self._thread.join()
 
 
-def one_run(sink: str, args: argparse.Namespace, tok: TextTokenizer, cache: Path, workdir: Path) -> dict[str, float]:
-    catalog = seeded_catalog(workdir / f"catalog-{sink}.duckdb", args.sections, cache)
+def one_run(variant: str, args: argparse.Namespace, tok: TextTokenizer, cache: Path, workdir: Path) -> dict[str, float]:
+    """One run; ``variant``: duckdb | memory (validated, evidence choices) | baseline (DuckDB, schema-only judging,
+    free quotes: the orchestrator before evidence validation was wired)."""
+    baseline = variant == "baseline"
+    sink = "memory" if variant == "memory" else "duckdb"
+    scheduler_module.judge_output = schema_only_judge if baseline else ORIGINAL_JUDGE  # type: ignore[assignment]
+    catalog = seeded_catalog(workdir / f"catalog-{variant}.duckdb", args.sections, cache)
     config = GenerationConfig(
+        evidence_choices=not baseline,
         target_ratio=args.target_ratio,
         max_in_flight=args.in_flight,
         commit_every_steps=args.commit_every,
@@ -202,33 +250,44 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--switch-interval-ms", type=float, default=None, help="sys.setswitchinterval (GIL hand-over)")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "lc_assets_bench"))
+    ap.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also run the orchestrator as it was before evidence validation (schema-only judging, free quotes) "
+        "with DuckDB lineage: validated_vs_baseline is the cost of validation in the same process",
+    )
     args = ap.parse_args()
 
     if args.switch_interval_ms is not None:
         sys.setswitchinterval(args.switch_interval_ms / 1000)
     tok = load_tokenizer()
     cache = Path(args.cache)
-    runs: dict[str, list[dict[str, float]]] = {"duckdb": [], "memory": []}
+    variants = ["duckdb", "memory"] + (["baseline"] if args.baseline else [])
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
-            for sink in ("duckdb", "memory") if i % 2 == 0 else ("memory", "duckdb"):
-                res = one_run(sink, args, tok, cache, Path(tmp))
-                runs[sink].append(res)
-                print(f"run {i + 1} {sink}: " + json.dumps({k: round(v, 3) for k, v in res.items()}), flush=True)
+            for variant in variants if i % 2 == 0 else variants[::-1]:
+                res = one_run(variant, args, tok, cache, Path(tmp))
+                runs[variant].append(res)
+                print(f"run {i + 1} {variant}: " + json.dumps({k: round(v, 3) for k, v in res.items()}), flush=True)
 
-    def median(sink: str, key: str) -> float:
-        return statistics.median(r.get(key, 0.0) for r in runs[sink])
+    def median(variant: str, key: str) -> float:
+        return statistics.median(r.get(key, 0.0) for r in runs[variant])
 
     print(f"\nload average (1, 5, 15 min): {os.getloadavg()}")
     keys = sorted({k for rs in runs.values() for r in rs for k in r})
-    print(f"{'median of ' + str(args.repeats):<52} {'duckdb':>10} {'memory':>10}")
+    print(f"{'median of ' + str(args.repeats):<52} " + " ".join(f"{v:>10}" for v in variants))
     for key in keys:
-        print(f"{key:<52} {median('duckdb', key):>10.3f} {median('memory', key):>10.3f}")
+        print(f"{key:<52} " + " ".join(f"{median(v, key):>10.3f}" for v in variants))
     duck, mem = median("duckdb", "steps_per_s"), median("memory", "steps_per_s")
-    print(
+    line = (
         f"duckdb_steps_per_s={duck:.1f} memory_steps_per_s={mem:.1f} ratio={duck / mem:.3f} "
         f"first_request_s={median('duckdb', 'first_request_s'):.2f} sections={args.sections}"
     )
+    if args.baseline:
+        base = median("baseline", "steps_per_s")
+        line += f" baseline_steps_per_s={base:.1f} validated_vs_baseline={duck / base:.3f}"
+    print(line)
 
 
 if __name__ == "__main__":

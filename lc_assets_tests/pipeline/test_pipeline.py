@@ -137,3 +137,40 @@ def test_lineage_cli_walks_sample_to_documents_and_back(env, capsys):
     assert sample_id in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no packed sample"):
         main(["lineage", "sample", "nope", "--db", str(store.path)])
+
+
+def test_quality_metadata_checks_and_configurable_thresholds(env):
+    resources, instance, store = env
+    _run(env, [raw_corpus, filtered_corpus, chunks])
+    result = _run(env, [generate_qa])
+    qa = materialization_metadata(result, "qa_pairs")
+    assert qa["quality_evidence_verbatim_share"] == 1.0 and qa["quality_empty_answers"] == 0
+    assert qa["quality_plots"].startswith("![") and "| books |" in qa["quality_by_shard"]
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert set(checks) == {
+        "qa_evidence_verbatim", "qa_no_empty_answers", "qa_near_duplicates", "qa_evidence_depth_coverage",
+        "qa_yield", "qa_kind_mix",
+    }  # fmt: skip
+    assert all(c.passed for c in checks.values())
+    assert store.scalar("SELECT count(*) FROM generation_quality WHERE scope = 'run'") == 1
+
+    # a stricter rule, configured as WARN: the check fails with that severity; rules left out are not checked
+    run_config = {"ops": {"generate_qa": {"config": {
+        **RUN_CONFIG["ops"]["generate_qa"]["config"],
+        "quality_rules": [{"metric": "yield_", "op": ">=", "value": 1.01, "severity": "WARN", "min_pairs": 1}],
+    }}}}  # fmt: skip
+    strict = dg.materialize(
+        [generate_qa], resources=resources, instance=instance, partition_key="books", run_config=run_config
+    )
+    checks = {c.check_name: c for c in strict.get_asset_check_evaluations()}
+    assert not checks["qa_yield"].passed and checks["qa_yield"].severity == dg.AssetCheckSeverity.WARN
+    assert checks["qa_evidence_verbatim"].passed
+    assert checks["qa_evidence_verbatim"].metadata["rules"].value == "no rule configured"
+
+    bad = {"ops": {"generate_qa": {"config": {"quality_rules": [{"metric": "nope", "op": ">=", "value": 1}]}}}}
+    failed = dg.materialize(
+        [generate_qa], resources=resources, instance=instance, partition_key="books", run_config=bad,
+        raise_on_error=False,
+    )  # fmt: skip
+    assert not failed.success
+    assert "quality_rules name metrics without a check: ['nope']" in str(failed.all_events)

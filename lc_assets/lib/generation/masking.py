@@ -16,6 +16,7 @@ resumed run regenerates exactly the same masks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import re
@@ -144,7 +145,7 @@ class MaskWindow:
     def n_tokens(self) -> int:
         return sum(p.n_tokens for p in self.paragraphs)
 
-    @property
+    @functools.cached_property
     def text(self) -> str:
         """The window's text, offset-exact: ``text[i]`` is chunk char ``char_start + i``.
 

@@ -9,6 +9,7 @@ answers that state only what the quotes say. Parsing and every rejection check l
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -244,7 +245,7 @@ class FittedPrompt:
     long_range: bool = False  # the step still shows both far-apart windows (the guard may have dropped one)
     kind: str | None = None  # the question kind the prompt suggested
 
-    @property
+    @functools.cached_property
     def windows(self) -> tuple[MaskWindow, ...]:
         """The shown windows in document order: what :func:`validate.validate_output` checks quotes against."""
         return windows_of(self.shown)

@@ -364,6 +364,14 @@ def rouge_l(a: str | Sequence[str], b: str | Sequence[str]) -> float:
     return 2 * _lcs(ta, tb) / (len(ta) + len(tb))
 
 
+def rouge_l_at_least(a: Sequence[str], b: Sequence[str], threshold: float) -> bool:
+    """``rouge_l(a, b) >= threshold``, without the LCS when the words the two share cannot reach it."""
+    total = len(a) + len(b)
+    if not total or 2 * len(set(a) & set(b)) / total + 2 * (len(a) - len(set(a))) / total < threshold:
+        return False
+    return rouge_l(a, b) >= threshold
+
+
 class QuestionIndex:
     """A section's earlier questions, for near-duplicate checks in O(candidates), not O(all LCS).
 
@@ -528,8 +536,8 @@ def _locate_quote(quote: str, windows: Sequence[_Window], threshold: float) -> t
     return best
 
 
-_SENTENCE_OR_BLANK = re.compile(r"(?<=[.!?:;])\s+|\n\s*\n\s*")
-_LINE = re.compile(r"\n")
+#: where quotable pieces end: whitespace after a sentence end (group 1), blank lines, line breaks
+_BREAK = re.compile(r"[.!?:;](\s+)|\n[ \t\r\f\v]*\n\s*|\n")
 
 
 def _is_wrap(text: str, newline: int) -> bool:
@@ -541,15 +549,20 @@ def _is_wrap(text: str, newline: int) -> bool:
 
 
 def _breaks(text: str) -> list[tuple[int, int]]:
-    found = [(m.start(), m.end()) for m in _SENTENCE_OR_BLANK.finditer(text)]
-    found += [(m.start(), m.end()) for m in _LINE.finditer(text) if not _is_wrap(text, m.start())]
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(found):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+    """The (start, end) spans between quotable pieces, in order (one regex pass; hard wraps are not breaks)."""
+    out: list[tuple[int, int]] = []
+    for m in _BREAK.finditer(text):
+        if m.group(1) is not None:
+            start, end = m.span(1)
         else:
-            merged.append((start, end))
-    return merged
+            start, end = m.span()
+            if end - start == 1 and _is_wrap(text, start):
+                continue
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(end, out[-1][1]))
+        else:
+            out.append((start, end))
+    return out
 
 
 def quotable_pieces(
@@ -871,12 +884,13 @@ def validate_output(
     if normalize_question(question) == normalize_question(answer):
         return _reject("degenerate", "answer repeats the question", **kw)
 
+    answer_words = words(answer)
     for pair in earlier:
         if normalize_question(question) == normalize_question(pair.answer):
             return _reject("echo", f"question repeats the answer of {pair.pair_id}", **kw)
         if normalize_question(answer) == normalize_question(pair.question):
             return _reject("echo", f"answer repeats the question of {pair.pair_id}", **kw)
-        if rouge_l(answer, pair.answer) >= cfg.echo_rouge_l and len(words(answer)) >= 3:
+        if len(answer_words) >= 3 and rouge_l_at_least(answer_words, words(pair.answer), cfg.echo_rouge_l):
             return _reject("echo", f"answer repeats the answer of {pair.pair_id}", **kw)
     prompt_shingles = _instruction_shingles(tuple(instructions)) if instructions else frozenset()
     if prompt_shingles and (_shingles(question) | _shingles(answer)) & prompt_shingles:
@@ -938,9 +952,9 @@ def validate_output(
     # without support (only words in both matter for the checks below, so only they are looked up)
     given = _stems_in_texts(set(content_words(question)) & set(content_words(answer)), texts)
     pool_numbers = {n for s in spans for n in numbers(s.source_text)}
-    question_numbers = numbers(question)
-    if question_numbers:
-        pool_numbers |= question_numbers & {n for t in texts for n in numbers(t)}
+    restated_numbers = numbers(question) & numbers(answer)  # only numbers the answer repeats need support
+    if restated_numbers:
+        pool_numbers |= restated_numbers & {n for t in texts for n in numbers(t)}
     if not [w for w in content_words(answer) if w not in given] and not numbers(answer) - numbers(question):
         return _reject("degenerate", "the answer only restates the question", **{**kw, "spans": tuple(spans)})
     support = 1.0
