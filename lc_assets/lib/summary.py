@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lc_assets.lib.lineage import LineageStore
+from lc_assets.lib.lineage.quality import load_quality
 
 
 @dataclass
@@ -28,6 +29,8 @@ class RunSummary:
     duplicate_questions: int = 0
     median_question_chars: float = 0.0
     median_answer_chars: float = 0.0
+    quality: dict[str, Any] = field(default_factory=dict)  # the newest generation config's figures, all shards
+    quality_reports: list[str] = field(default_factory=list)  # HTML quality reports, newest first
     samples_by_length: dict[int, int] = field(default_factory=dict)
     fill_mean: float = 0.0
     dependency_median: float | None = None
@@ -73,6 +76,12 @@ def collect(store: LineageStore) -> RunSummary:
             "SELECT split_part(reason, ':', 1), count(*) FROM failed_steps GROUP BY 1 ORDER BY 2 DESC LIMIT 6"
         )
     }
+    newest = store.scalar("SELECT config_hash FROM generation_quality ORDER BY created_at DESC LIMIT 1")
+    if newest:
+        s.quality = load_quality(store, newest).to_metadata() | {"config_hash": newest}
+    reports = store.path.parent / "reports"
+    if reports.is_dir():
+        s.quality_reports = [str(p) for p in sorted(reports.glob("*.html"), key=lambda p: -p.stat().st_mtime)[:2]]
     s.samples_by_length = {
         int(n): int(c) for n, c in store.query("SELECT n_tokens, count(*) FROM packed_samples GROUP BY 1 ORDER BY 1")
     }
@@ -119,6 +128,15 @@ def format_summary(s: RunSummary, dagster_home: str | None = None) -> str:
             f"           median question {s.median_question_chars:.0f} chars, answer {s.median_answer_chars:.0f} chars; "
             f"{s.empty_answers} empty answers, {s.duplicate_questions} repeated questions within a section"
         )
+    if s.quality.get("accepted"):
+        q = s.quality
+        lines.append(
+            f"           evidence: {q['evidence_verbatim_share']:.0%} of pairs quoted verbatim from the shown text "
+            f"({q['completed_evidence_share']:.0%} completed by validation); depth coverage {q['depth_coverage']:.2f} "
+            f"over {q['pairs_with_depth']} pairs; near-duplicates {q['near_duplicate_share']:.1%}; kinds "
+            + ", ".join(f"{k} {n}" for k, n in list(q["kind_mix"].items())[:4])
+            + f" (generation config {q['config_hash']})"
+        )
     if s.samples_by_length:
         per = ", ".join(f"{c} x {n:,}" for n, c in s.samples_by_length.items())
         dep = f"; median dependency {s.dependency_median:,.0f} tokens" if s.dependency_median is not None else ""
@@ -140,6 +158,8 @@ def format_summary(s: RunSummary, dagster_home: str | None = None) -> str:
     lines.append(f"lineage    {s.db}")
     for d in s.packed_dirs:
         lines.append(f"packed     {d}   (hf_dataset/, parquet/, manifest.json)")
+    for report in s.quality_reports:
+        lines.append(f"quality    {report}   (QA quality report: metrics, pairs with their evidence)")
     if dagster_home:
         lines.append(f"dagster    {dagster_home}   (runs, logs, asset metadata)")
     lines.append("")

@@ -15,6 +15,7 @@ from lc_assets.lib.generation.validate import (
     ValidationConfig,
     classify_question_kind,
     detect_language,
+    quotable_pieces,
     rouge_l,
     validate_output,
 )
@@ -385,3 +386,63 @@ def test_answers_are_judged_on_what_they_add_to_the_question():
     assert check(restating).reason == "unsupported_answer"
     echo_only = out("Who logged every storm at Carrow Point?", "Every storm at Carrow Point was logged.")
     assert check(echo_only).reason == "degenerate"
+
+
+CAPSULES = (
+    "Python provides a special mechanism to pass C-level information (pointers) from\n"
+    "one extension module to another one: Capsules. A Capsule is a Python data type\n"
+    "which stores a pointer (:c:expr:`void \\*`).  Capsules can only be created and\n"
+    "accessed via their C API, but they can be passed around like any other Python\n"
+    "object."
+)
+
+
+def test_each_claim_of_a_contrast_needs_its_own_support():
+    # seen in the demo run (Qwen2.5-Coder, a "compare" step): the first half is the manual's, the contrast
+    # with reference counting is invented; over the whole sentence 75% of the content words were supported
+    windows = windows_of(split_paragraphs(CAPSULES, _count, 512))
+    evidence = [
+        "Python provides a special mechanism to pass C-level information (pointers) from\n"
+        "one extension module to another one:"
+    ]
+    invented = validate_output(
+        out(
+            "How do Capsules differ from traditional reference counting?",
+            "Capsules allow C-level information to be passed between extension modules, while traditional "
+            "reference counting does not.",
+            evidence,
+        ),
+        windows,
+    )
+    assert invented.reason == "unsupported_answer" and "reference counting" in invented.detail
+    both_stated = validate_output(
+        out(
+            "How are Capsules created compared with how they are passed around?",
+            "Capsules can only be created and accessed via their C API, while they can be passed around like "
+            "any other Python object.",
+            ["Capsules can only be created and\naccessed via their C API, but they can be passed around like any "
+             "other Python\nobject."],
+        ),
+        windows,
+    )  # fmt: skip
+    assert both_stated.ok, both_stated.failure
+
+
+def test_indented_wrapped_prose_is_one_quotable_piece_but_code_lines_are_not():
+    docstring = (
+        "    def get_params(self, failobj=None, header='content-type', unquote=True):\n"
+        '        """Return the message\'s Content-Type parameters, as a list.\n\n'
+        "        The elements of the returned list are 2-tuples of key/value pairs, as\n"
+        "        split on the `=' sign.  The left hand side of the `=' is the key. The value is as\n"
+        "        described in the get_param() method.\n"
+        "        # a comment line that is long enough to look like prose text\n"
+        "        return params\n"
+    )
+    pieces = [t for _, _, t in quotable_pieces(docstring)]
+    # the sentence is whole (no "The value is as" fragment); the comment stays a line of its own
+    assert "The value is as\n        described in the get_param() method." in pieces
+    assert (
+        "The elements of the returned list are 2-tuples of key/value pairs, as\n        split on the `=' sign."
+        in pieces
+    )
+    assert "# a comment line that is long enough to look like prose text" in pieces

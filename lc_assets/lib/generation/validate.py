@@ -540,11 +540,21 @@ def _locate_quote(quote: str, windows: Sequence[_Window], threshold: float) -> t
 _BREAK = re.compile(r"[.!?:;](\s+)|\n[ \t\r\f\v]*\n\s*|\n")
 
 
+_COMMENT_MARKERS = ("#", "//", "--", "/*", "*", ";")
+
+
 def _is_wrap(text: str, newline: int) -> bool:
-    """A hard wrap inside prose: a long line ending in a word or comma, continued unindented in lower case."""
+    """A hard wrap inside prose: a long line ending in a word or comma, continued in lower case — also when
+    the lines are indented (docstrings, indented manual text), which would otherwise give quotes that stop
+    mid-sentence ("The value is as")."""
     line_start = text.rfind("\n", 0, newline) + 1
-    line = text[line_start:newline]
-    nxt = text[newline + 1 : newline + 2]
+    line = text[line_start:newline].lstrip(" \t")
+    after = newline + 1
+    while after < len(text) and text[after] in " \t":
+        after += 1
+    nxt = text[after : after + 1]
+    if line.startswith(_COMMENT_MARKERS):  # a code comment line ends where the code goes on
+        return False
     return len(line) >= 40 and (line[-1:].isalnum() or line[-1:] == ",") and nxt.islower()
 
 
@@ -681,6 +691,20 @@ def numbers(text: str) -> set[str]:
 
 def answer_sentences(answer: str) -> list[str]:
     return [s.strip() for s in _SENTENCES.split(answer) if s.strip()]
+
+
+#: contrasts and semicolons join claims that must each be supported: "X does A, while Y does not" must not
+#: pass on the strength of its first half (a pattern of the compare questions, docs/qa_quality.md)
+_CLAUSE_BREAK = re.compile(r",?\s+(?:while|whereas|but|however|unlike)\s+|;\s+", re.IGNORECASE)
+
+
+def answer_claims(answer: str) -> list[str]:
+    """The answer's sentences, each cut at contrasts and semicolons: every claim is checked on its own."""
+    out = []
+    for sentence in answer_sentences(answer):
+        parts = [p.strip() for p in _CLAUSE_BREAK.split(sentence) if p.strip()]
+        out.extend(parts or [sentence])
+    return out
 
 
 def _derived(pool_numbers: set[str]) -> set[str]:
@@ -960,7 +984,7 @@ def validate_output(
     support = 1.0
     completed = 0
     pieces: list[tuple[int, int, int, str, set[str]]] | None = None
-    for sentence in answer_sentences(answer):
+    for sentence in answer_claims(answer):
         share, misses = sentence_support(sentence, pool, pool_numbers, given)
         # small models quote one sentence and answer from its neighbour: add the shown sentence that
         # supports the answer sentence (exact span, marked "completed"), never text that was not shown;
