@@ -102,6 +102,10 @@ def build_excerpt(
     return Excerpt(tuple(segments), outside)
 
 
+#: shorter stretches are shown whole: an elision must save more than it costs to read
+MIN_ELIDED_CHARS = 80
+
+
 def trim_excerpt(excerpt: Excerpt, context_chars: int) -> Excerpt:
     """Keep `context_chars` of text on each side of every quote; longer stretches become an `elided` segment.
 
@@ -119,9 +123,9 @@ def trim_excerpt(excerpt: Excerpt, context_chars: int) -> Excerpt:
         # a quote next to this text within the same window (skip markers end a window)
         before = _near(segs, i, -1)
         after = _near(segs, i, +1)
-        head = s.text[:context_chars] if before else ""
-        tail = s.text[-context_chars:] if after else ""
-        if len(head) + len(tail) >= len(s.text):
+        head = _cut_head(s.text, context_chars) if before else ""
+        tail = _cut_tail(s.text, context_chars) if after else ""
+        if len(head) + len(tail) + MIN_ELIDED_CHARS >= len(s.text):
             out.append(s)
             continue
         if head:
@@ -130,6 +134,22 @@ def trim_excerpt(excerpt: Excerpt, context_chars: int) -> Excerpt:
         if tail:
             out.append(Segment(tail))
     return Excerpt(tuple(out), excerpt.outside)
+
+
+def _cut_head(text: str, n: int) -> str:
+    """The first ~n chars, ending at a word boundary."""
+    if len(text) <= n:
+        return text
+    space = text.rfind(" ", 0, n)
+    return text[: space if space > n // 2 else n]
+
+
+def _cut_tail(text: str, n: int) -> str:
+    """The last ~n chars, starting at a word boundary."""
+    if len(text) <= n:
+        return text
+    space = text.find(" ", len(text) - n)
+    return text[space + 1 if 0 <= space < len(text) - n // 2 else len(text) - n :]
 
 
 def _near(segs: Sequence[Segment], i: int, step: int) -> bool:

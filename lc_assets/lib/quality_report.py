@@ -176,7 +176,7 @@ def _metrics_html(r: QualityReport) -> str:
 
     per_1m = "-" if r.generated_per_1m_packed is None else f"{r.generated_per_1m_packed:,.0f}"
     rows = [
-        ["steps (attempted)", r.steps, "generation steps of this scope, over sections " + f"{r.sections:,}"],
+        ["steps (attempted)", r.steps, f"generation steps of this scope, over {r.sections:,} section(s)"],
         ["accepted pairs", r.accepted, ""],
         ["yield", pct(r.yield_), "accepted / steps"],
         ["attempts", r.attempts, "steps + retried attempts"],
@@ -226,7 +226,7 @@ def _plots_html(r: QualityReport) -> str:
     depth, rejects, kinds = fig.subplots(1, 3, width_ratios=[4, 4, 3])
     labels = [f"{10 * i}" for i in range(N_DECILES)]
     depth.bar(labels, r.depth_histogram, color="#4c72b0")
-    depth.set_xlabel("evidence position in the chunk (decile, % of its length)")
+    depth.set_xlabel("evidence position in its chunk (%)")
     depth.set_ylabel("quotes")
     depth.set_title(f"evidence depth: coverage {r.depth_coverage:.2f}", fontsize=10)
     reasons = sorted(

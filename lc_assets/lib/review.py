@@ -203,7 +203,7 @@ def render_item(item: ReviewItem, position: str = "", context_chars: int = 600, 
             origin = "  (added by the validator)" if q.origin == "completed" else ""
             lines.append(f"  [{q.number}] {q.text!r}{where_q}{origin}")
     else:
-        lines.append("evidence: none stored")
+        lines.append("evidence: none stored" if item.kind == "pair" else "evidence: none in the output")
     shown = trim_excerpt(item.excerpt, context_chars)
     lines.append(f"--- shown to the model{' (trimmed around the evidence)' if shown != item.excerpt else ''} ---")
     lines.append(render_excerpt(shown, color))
@@ -230,12 +230,13 @@ def review_session(
     *,
     run_id: str,
     config_hash: str,
-    ask: Callable[[str], str] = input,
+    ask: Callable[[str], str] | None = None,
     show: Callable[[str], None] = print,
     context_chars: int = 600,
     color: bool = False,
 ) -> SessionResult:
     """Ask for a verdict on each item and commit it at once; end of input or 'q' stops (resumable)."""
+    ask = ask or input  # looked up at call time: tests and callers may replace builtins.input
     result = SessionResult()
     for i, item in enumerate(items, start=1):
         show(render_item(item, f"{i}/{len(items)}", context_chars, color))
