@@ -25,6 +25,7 @@ class Quote:
     char_start: int | None = None  # chunk-relative, end exclusive; None: not found in the shown text
     char_end: int | None = None
     origin: str = "model"  # or "completed": a shown sentence the validator added
+    score: float | None = None  # 100: found verbatim; lower: the fuzzy match score; None: not known
 
     @property
     def located(self) -> bool:

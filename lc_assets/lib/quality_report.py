@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib
 import io
 import os
 from collections.abc import Mapping, Sequence
@@ -40,14 +41,24 @@ from lc_assets.lib.lineage.review import (
 from lc_assets.lib.review import Agreement, agreement, sample_ids
 
 
-def stored_quality(store: LineageStore, generation_config_hash: str, run_id: str | None = None) -> QualityReport:
-    """The quality report of the stored steps (generation's own `load_quality` when the lineage API has it)."""
-    try:
-        from lc_assets.lib.lineage.generation import load_quality  # type: ignore[attr-defined]
-    except ImportError:
-        outcomes, section_tokens = stored_outcomes(store, generation_config_hash, run_id)
-        return compute_quality(outcomes, section_tokens=section_tokens or None)
-    return load_quality(store, generation_config_hash, run_id=run_id)
+def report_quality(store: LineageStore, generation_config_hash: str, run_id: str | None = None) -> QualityReport:
+    """The quality of the stored steps, through generation's own `load_quality` where the lineage API has it."""
+    for name in LOAD_QUALITY_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        load_quality = getattr(module, "load_quality", None)
+        if load_quality is not None:
+            return load_quality(store, generation_config_hash, run_id=run_id)
+    outcomes, section_tokens = stored_outcomes(store, generation_config_hash, run_id)
+    return compute_quality(outcomes, section_tokens=section_tokens or None)
+
+
+#: where generation's own reader of stored quality lives (first found wins)
+LOAD_QUALITY_MODULES = ("lc_assets.lib.lineage.quality", "lc_assets.lib.lineage.generation")
 
 
 def write_quality_report(
@@ -79,7 +90,7 @@ def render_quality_report(
     thresholds: QualityThresholds | None = None,
 ) -> str:
     """The report as one HTML string (see the module doc)."""
-    report = stored_quality(store, generation_config_hash, run_id)
+    report = report_quality(store, generation_config_hash, run_id)
     results = evaluate_thresholds(report, thresholds)
     config = generation_config(store, generation_config_hash)
     agree = agreement(review_judgements(store, generation_config_hash, run_id))
@@ -317,6 +328,8 @@ def _pair_html(k: int, item: ReviewItem, reviews: Sequence[PairReview]) -> str:
             flags.append("<span class='outside'>not inside the shown text</span>")
         if q.origin == "completed":
             flags.append("added by the validator")
+        if q.score is not None and q.score < 100:
+            flags.append(f"fuzzy match {q.score:.0f}")
         suffix = f" <i>({'; '.join(flags)})</i>" if flags else ""
         quotes.append(f"<li value='{q.number}'>{_e(q.text)}{suffix}</li>")
     evidence = f"<ol class='evidence'>{''.join(quotes)}</ol>" if quotes else "<p class='help'>no evidence stored</p>"

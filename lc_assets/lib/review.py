@@ -201,7 +201,8 @@ def render_item(item: ReviewItem, position: str = "", context_chars: int = 600, 
         for q in item.quotes:
             where_q = "" if q.located and q.number not in item.excerpt.outside else "  (NOT in the shown text)"
             origin = "  (added by the validator)" if q.origin == "completed" else ""
-            lines.append(f"  [{q.number}] {q.text!r}{where_q}{origin}")
+            fuzzy = f"  (fuzzy match {q.score:.0f})" if q.score is not None and q.score < 100 else ""
+            lines.append(f"  [{q.number}] {q.text!r}{where_q}{origin}{fuzzy}")
     else:
         lines.append("evidence: none stored" if item.kind == "pair" else "evidence: none in the output")
     shown = trim_excerpt(item.excerpt, context_chars)

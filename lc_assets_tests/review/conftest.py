@@ -20,15 +20,18 @@ GEN = "gen-review"
 RUN = "run-gen-1"
 
 GENERATION_TABLES = """
+ALTER TABLE qa_pairs ADD COLUMN IF NOT EXISTS kind VARCHAR;
 CREATE TABLE IF NOT EXISTS qa_evidence (
     pair_id VARCHAR NOT NULL,
     section_id VARCHAR NOT NULL,
     chunk_id VARCHAR NOT NULL,
     quote_index INTEGER NOT NULL,
-    char_start BIGINT,
-    char_end BIGINT,
+    char_start BIGINT NOT NULL,
+    char_end BIGINT NOT NULL,
     quote VARCHAR NOT NULL,
-    origin VARCHAR,
+    origin VARCHAR NOT NULL,
+    score DOUBLE NOT NULL,
+    window_index INTEGER NOT NULL,
     run_id VARCHAR NOT NULL,
     config_hash VARCHAR NOT NULL,
     created_at TIMESTAMP DEFAULT current_timestamp,
@@ -36,16 +39,16 @@ CREATE TABLE IF NOT EXISTS qa_evidence (
 );
 CREATE TABLE IF NOT EXISTS rejected_attempts (
     prompt_id VARCHAR NOT NULL,
+    section_id VARCHAR NOT NULL,
     attempt INTEGER NOT NULL,
     code VARCHAR NOT NULL,
-    detail VARCHAR,
+    detail VARCHAR NOT NULL,
     raw_text VARCHAR NOT NULL,
     run_id VARCHAR NOT NULL,
     config_hash VARCHAR NOT NULL,
     created_at TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (prompt_id, attempt)
 );
-ALTER TABLE qa_pairs ADD COLUMN IF NOT EXISTS kind VARCHAR;
 """
 
 NASTY = "The keeper wrote <script>alert('x')</script> & \"notes\" in the log at night."
@@ -130,6 +133,7 @@ def build_lineage(store: LineageStore, with_generation_tables: bool = True) -> R
                 for k, (qs, qe, qt) in enumerate(pair_quotes):
                     evidence.append(dict(pair_id=pid, section_id=sid, chunk_id=cid, quote_index=k, char_start=qs,
                                          char_end=qe, quote=qt, origin="completed" if k == 1 and step == 0 else "model",
+                                         score=92.0 if k == 1 and step == 3 else 100.0, window_index=k,
                                          run_id=RUN, config_hash=GEN))  # fmt: skip
             else:
                 raw = json.dumps({"evidence": [paras[step][:25], "words nowhere in the text"],
@@ -138,10 +142,10 @@ def build_lineage(store: LineageStore, with_generation_tables: bool = True) -> R
                                    reason="evidence_not_found: quote 1 not in the shown text", raw_text=raw,
                                    attempts=2, model="m", backend="b", config_hash=GEN, run_id=RUN))  # fmt: skip
                 # the final attempt (1) is the failed step's own output; attempt 0 was rejected before it
-                rejected.append(dict(prompt_id=prompt_id, attempt=1, code="evidence_not_found",
+                rejected.append(dict(prompt_id=prompt_id, section_id=sid, attempt=1, code="evidence_not_found",
                                      detail="quote 1 not in the shown text", raw_text=raw, run_id=RUN,
                                      config_hash=GEN))  # fmt: skip
-                rejected.append(dict(prompt_id=prompt_id, attempt=0, code="invalid_json", detail="no object",
+                rejected.append(dict(prompt_id=prompt_id, section_id=sid, attempt=0, code="invalid_json", detail="no object",
                                      raw_text="not json {", run_id=RUN, config_hash=GEN))  # fmt: skip
     with store.transaction() as con:
         insert_rows(con, "documents", docs)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from html.parser import HTMLParser
 from pathlib import Path
 
 from lc_assets.lib.lineage import LineageStore
 from lc_assets.lib.lineage.review import PairReview, load_items, record_review
-from lc_assets.lib.quality_report import stored_quality, write_quality_report
+from lc_assets.lib.quality_report import report_quality, write_quality_report
 from lc_assets_tests.review.conftest import GEN, NASTY, RUN, build_lineage
 
 
@@ -76,6 +77,7 @@ def test_report_renders_highlights_inside_the_shown_excerpt(lineage, tmp_path):
     assert "yield" in text and "66.7%" in text  # 8 accepted of 12 steps
     assert "evidence_not_found" in text and "a quote is not in the shown text" in text
     assert "test-model" in text and "No reviews yet" in text
+    assert text.count("fuzzy match 92") == 2 and text.count("added by the validator") == 2
 
 
 def test_everything_from_the_data_is_escaped(lineage, tmp_path):
@@ -100,12 +102,13 @@ def test_a_run_and_a_sample_size_narrow_the_report(lineage, tmp_path):
 
 
 def test_metrics_come_from_the_stored_rows(lineage):
-    q = stored_quality(lineage.store, GEN)
+    q = report_quality(lineage.store, GEN)
     assert (q.steps, q.accepted, q.sections) == (12, 8, 2)
     assert q.rejections_by_reason == {"evidence_not_found": 4}
     assert q.rejected_attempts_by_reason == {"invalid_json": 2}  # step 1 of each section retried once
     assert q.kind_mix == {"numeric": 6, "what": 2}
     assert q.completed_evidence_share == 0.25 and q.pairs_with_depth == 8
+    assert q.evidence_verbatim_share == 0.75  # step 3's second quote of each section matched fuzzily (92)
     assert sum(q.depth_histogram) == 16  # two quotes per pair
     assert q.completion_tokens == 12 * 40
 
@@ -136,3 +139,21 @@ def test_old_lineage_without_spans_or_evidence_tables_still_reports(tmp_path):
     # the shown text is rebuilt from the paragraph ids: pair 0 of alpha showed paragraphs 0, 1 and 7
     assert "Paragraph 1 of alpha says" in text and "Paragraph 7 of alpha says" in text
     assert "Paragraph 13 of alpha says" not in text  # never shown to any prompt
+
+
+def test_generation_s_own_load_quality_is_used_when_the_lineage_api_has_it(lineage, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+    real = report_quality(lineage.store, GEN)
+
+    def load_quality(store, generation_config_hash, run_id=None):
+        calls.append((store.path, generation_config_hash, run_id))
+        return dataclasses.replace(real, steps=4321)
+
+    fake = types.ModuleType("lc_assets.lib.lineage.quality")
+    fake.load_quality = load_quality
+    monkeypatch.setitem(sys.modules, "lc_assets.lib.lineage.quality", fake)
+    page = _parse(write_quality_report(lineage.store, GEN, tmp_path / "x.html", run_id=RUN))
+    assert calls == [(lineage.store.path, GEN, RUN)] and "4,321" in "".join(page.text)

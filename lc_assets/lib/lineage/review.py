@@ -148,6 +148,13 @@ def _skip_markers(store: LineageStore, config_hashes: set[str]) -> dict[str, str
     return {h: generation_config(store, h).get("skip_marker", DEFAULT_SKIP_MARKER) for h in config_hashes}
 
 
+def _evidence_columns(store: LineageStore) -> tuple[str, str]:
+    """SQL for `qa_evidence`'s origin and score (files from before those columns: model quotes, score unknown)."""
+    origin = "coalesce(origin, 'model')" if store.has_column("qa_evidence", "origin") else "'model'"
+    score = "score" if store.has_column("qa_evidence", "score") else "NULL"
+    return origin, score
+
+
 def load_pairs(store: LineageStore, ids: Sequence[str]) -> list[ReviewItem]:
     """Accepted pairs with their shown text and evidence quotes, in the order of `ids` (unknown ids left out)."""
     if not ids:
@@ -160,13 +167,13 @@ def load_pairs(store: LineageStore, ids: Sequence[str]) -> list[ReviewItem]:
     )
     quotes: dict[str, list[Quote]] = {}
     if store.has_table("qa_evidence"):
-        origin_col = "origin" if store.has_column("qa_evidence", "origin") else "'model'"
-        for pid, index, start, end, text, origin in store.query(
-            f"""SELECT pair_id, quote_index, char_start, char_end, quote, {origin_col} FROM qa_evidence
+        origin, score = _evidence_columns(store)
+        for pid, index, start, end, text, origin_, score_ in store.query(
+            f"""SELECT pair_id, quote_index, char_start, char_end, quote, {origin}, {score} FROM qa_evidence
                 WHERE pair_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY pair_id, quote_index""",
             [list(ids)],
         ):
-            quotes.setdefault(pid, []).append(Quote(int(index) + 1, text or "", start, end, origin or "model"))
+            quotes.setdefault(pid, []).append(Quote(int(index) + 1, text or "", start, end, origin_, score_))
     contexts = _contexts(store, [r[1] for r in rows])
     markers = _skip_markers(store, {r[3] for r in rows})
     by_id = {}
@@ -340,6 +347,7 @@ def reviews_by_item(store: LineageStore, ids: Sequence[str]) -> dict[str, list[P
 
 
 # -- quality over stored steps --------------------------------------------------------------------
+# Until generation stores its own reader (`lineage.quality.load_quality`), the report reads steps here.
 
 
 def stored_outcomes(
@@ -359,14 +367,16 @@ def stored_outcomes(
     )
     spans: dict[str, list[EvidenceRef]] = {}
     if store.has_table("qa_evidence"):
-        origin_col = "e.origin" if store.has_column("qa_evidence", "origin") else "'model'"
-        for pid, start, end, origin in store.query(
-            f"""SELECT e.pair_id, e.char_start, e.char_end, {origin_col} FROM qa_evidence e
+        origin, score = _evidence_columns(store)
+        for pid, start, end, origin_, score_ in store.query(
+            f"""SELECT e.pair_id, e.char_start, e.char_end, {origin}, {score} FROM qa_evidence e
                 JOIN qa_pairs q USING (pair_id) JOIN masked_prompts m ON m.prompt_id = q.prompt_id
                 WHERE q.config_hash = ?{where} AND e.char_start IS NOT NULL ORDER BY e.pair_id, e.quote_index""",
             [generation_config_hash, *params],
         ):
-            spans.setdefault(pid, []).append(EvidenceRef(int(start), int(end), origin=origin or "model"))
+            ref = EvidenceRef(int(start), int(end), origin=origin_) if score_ is None else EvidenceRef(
+                int(start), int(end), float(score_), origin_)  # fmt: skip
+            spans.setdefault(pid, []).append(ref)
     outcomes = []
     for sid, step, status, record, pid, question, answer, kind, reason, chunk_chars, shard in rows:
         extra = json.loads(record) if record else {}
