@@ -218,9 +218,12 @@ def _cmd_review(args: argparse.Namespace) -> int:
         print(f"generation config {gen}{f', run {args.run}' if args.run else ''}")
         print(format_agreement(agreement(review_judgements(store, gen, args.run))))
         return 0
-    rejected = 0 if args.include_rejected is None else (args.include_rejected or args.sample)
-    config = ReviewConfig(generation_config_hash=gen, run_id=args.run, sample=args.sample, rejected=rejected,
-                          seed=args.seed)  # fmt: skip
+    rejected = {None: 0, -1: args.sample}.get(args.include_rejected, args.include_rejected)
+    try:
+        config = ReviewConfig(generation_config_hash=gen, run_id=args.run, sample=args.sample, rejected=rejected,
+                              seed=args.seed)  # fmt: skip
+    except ValueError as exc:  # pydantic's ValidationError names the field and the bound
+        raise SystemExit(f"lc-assets review: {exc}") from None
     items = [] if args.verdicts else sample_items(store, config)
     if args.export:
         export_items(items, Path(args.export))
@@ -303,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     rev.add_argument("--seed", type=int, default=0, help="sampling order (the same seed resumes it)")
     rev.add_argument("--reviewer", default=None, help="your name (default: $USER)")
     rev.add_argument(
-        "--include-rejected", type=int, nargs="?", const=0, default=None, metavar="N",
+        "--include-rejected", type=int, nargs="?", const=-1, default=None, metavar="N",
         help="also review N rejected attempts (default: as many as pairs), so agreement is measured both ways",
     )  # fmt: skip
     rev.add_argument("--verdicts", default=None, help="record verdicts from a JSON Lines file instead of asking")

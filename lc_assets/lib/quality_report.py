@@ -33,12 +33,12 @@ from lc_assets.lib.lineage.review import (
     ReviewItem,
     generation_config,
     load_pairs,
-    pair_ids,
     review_judgements,
     reviews_by_item,
+    sample_candidate_ids,
     stored_outcomes,
 )
-from lc_assets.lib.review import Agreement, agreement, sample_ids
+from lc_assets.lib.review import Agreement, agreement
 
 
 def report_quality(store: LineageStore, generation_config_hash: str, run_id: str | None = None) -> QualityReport:
@@ -94,7 +94,7 @@ def render_quality_report(
     results = evaluate_thresholds(report, thresholds)
     config = generation_config(store, generation_config_hash)
     agree = agreement(review_judgements(store, generation_config_hash, run_id))
-    ids = sample_ids(pair_ids(store, generation_config_hash, run_id), sample_pairs, seed)
+    ids = sample_candidate_ids(store, "pair", generation_config_hash, sample_pairs, seed, run_id)
     items = load_pairs(store, ids)
     reviews = reviews_by_item(store, ids)
     generator = config.get("generator") or {}

@@ -33,10 +33,8 @@ from lc_assets.lib.lineage.review import (
     PairReview,
     ReviewItem,
     load_items,
-    pair_ids,
     record_review,
-    rejected_attempt_ids,
-    reviewed_item_ids,
+    sample_candidate_ids,
 )
 from lc_assets.lib.stepconfig import StepConfig
 
@@ -52,25 +50,18 @@ class ReviewConfig(StepConfig):
 
 
 def sample_order(ids: Iterable[str], seed: int) -> list[str]:
-    """`ids` in an order that depends only on the seed and each id (stable as items are added or reviewed)."""
-    return sorted(ids, key=lambda i: hashlib.sha256(f"{seed}\x1f{i}".encode()).hexdigest())
-
-
-def sample_ids(
-    candidates: Sequence[str], n: int, seed: int, skip: set[str] | frozenset[str] = frozenset()
-) -> list[str]:
-    """The first `n` of the seeded order that are not in `skip`."""
-    return [i for i in sample_order(candidates, seed) if i not in skip][:n]
+    """`ids` in an order that depends only on the seed and each id (stable as items are added or reviewed);
+    `lineage.review.sample_candidate_ids` orders by the same key in SQL."""
+    return sorted(ids, key=lambda i: (hashlib.sha256(f"{seed}\x1f{i}".encode()).hexdigest(), i))
 
 
 def sample_items(store: LineageStore, config: ReviewConfig, skip_reviewed: bool = True) -> list[ReviewItem]:
     """The session's items (see module doc): pairs and rejected attempts interleaved in seeded order."""
-    skip = reviewed_item_ids(store, config.generation_config_hash) if skip_reviewed else set()
-    gen, run = config.generation_config_hash, config.run_id
-    chosen = sample_ids(pair_ids(store, gen, run), config.sample, config.seed, skip)
+    gen, run, seed = config.generation_config_hash, config.run_id, config.seed
+    chosen = sample_candidate_ids(store, "pair", gen, config.sample, seed, run, skip_reviewed)
     if config.rejected:
-        chosen += sample_ids(rejected_attempt_ids(store, gen, run), config.rejected, config.seed, skip)
-    return load_items(store, sample_order(chosen, config.seed))
+        chosen += sample_candidate_ids(store, "rejected_attempt", gen, config.rejected, seed, run, skip_reviewed)
+    return load_items(store, sample_order(chosen, seed))
 
 
 # -- agreement ------------------------------------------------------------------------------------
@@ -243,7 +234,7 @@ def review_session(
         show(render_item(item, f"{i}/{len(items)}", context_chars, color))
         try:
             review = _ask_verdict(item, reviewer, ask, show)
-        except EOFError:
+        except (EOFError, KeyboardInterrupt):  # end of input or Ctrl-C: what was recorded stays
             review = None
         if review is None:
             result.stopped = True

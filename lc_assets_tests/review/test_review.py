@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lc_assets.cli import main
-from lc_assets.lib.lineage.review import effective_reviews, load_items, rejected_attempt_ids, reviewed_item_ids
+from lc_assets.lib.lineage.review import PairReview, candidate_ids, effective_reviews, load_items, sample_candidate_ids
 from lc_assets.lib.review import (
     ReviewConfig,
     VerdictFileError,
@@ -16,7 +16,6 @@ from lc_assets.lib.review import (
     read_verdicts,
     render_item,
     review_session,
-    sample_ids,
     sample_items,
     sample_order,
 )
@@ -28,6 +27,10 @@ def _rows(store):
         "SELECT pair_id, reviewer, verdict, fixed_question, fixed_answer, note, item_kind, automatic, automatic_code, "
         "generation_config_hash, generation_run_id FROM pair_reviews ORDER BY pair_id"
     )
+
+
+def read_verdicts_from(lines):
+    return [PairReview(x["pair_id"], "t", x["verdict"]) for x in lines]
 
 
 def _script(*answers):
@@ -48,14 +51,26 @@ def test_sample_order_depends_only_on_seed_and_id():
     assert order == sample_order(reversed(ids), 3) and order != sample_order(ids, 4)
     grown = sample_order([*ids, "new-1", "new-2"], 3)
     assert [i for i in grown if i in ids] == order  # adding items never reshuffles the others
-    assert sample_ids(ids, 5, 3, skip=set(order[:2])) == order[2:7]
+
+
+def test_the_sql_sample_follows_the_same_seeded_order_and_skips_reviewed_items(lineage):
+    store = lineage.store
+    for kind in ("pair", "rejected_attempt"):
+        every = candidate_ids(store, kind, GEN)
+        for seed in (0, 5):
+            assert sample_candidate_ids(store, kind, GEN, 100, seed) == sample_order(every, seed)
+    first = sample_candidate_ids(store, "pair", GEN, 3, 9)
+    apply_verdicts(store, read_verdicts_from([{"pair_id": first[0], "verdict": "accept"}]), run_id="r", config_hash="c")
+    assert sample_candidate_ids(store, "pair", GEN, 3, 9, skip_reviewed=True)[:2] == first[1:]
+    assert sample_candidate_ids(store, "pair", GEN, 3, 9) == first  # without skipping: unchanged
+    assert sample_candidate_ids(store, "pair", GEN, 3, 9, run_id="other-run") == []
 
 
 def test_rejected_attempts_are_listed_once_from_both_tables(lineage):
     # failed steps' final attempts (#1) are in rejected_attempts as well: one item each
-    assert rejected_attempt_ids(lineage.store, GEN) == lineage.rejected_ids
+    assert candidate_ids(lineage.store, "rejected_attempt", GEN) == lineage.rejected_ids
     assert len(lineage.rejected_ids) == 8
-    assert rejected_attempt_ids(lineage.store, GEN, run_id="other") == []
+    assert candidate_ids(lineage.store, "rejected_attempt", GEN, run_id="other") == []
 
 
 def test_items_carry_the_shown_text_and_their_quotes(lineage):
@@ -96,11 +111,11 @@ def test_session_records_verdicts_at_once_and_resumes_with_the_next_items(lineag
     # the same command again: the reviewed ones are skipped, the order goes on
     again = sample_items(store, config)
     assert [i.item_id for i in again][:1] == [items[2].item_id]
-    assert not {i.item_id for i in again} & reviewed_item_ids(store, GEN)
+    assert not {i.item_id for i in again} & {r[0] for r in _rows(store)}
     result = review_session(store, again, "ann", run_id="s2", config_hash="c", show=lambda s: None,
                             ask=_script("r", "unsupported", "s"))  # fmt: skip
     assert result.stopped and result.skipped == 1 and [r.verdict for r in result.recorded] == ["reject"]
-    assert effective_reviews(store, [items[2].item_id])[items[2].item_id].note == "unsupported"
+    assert effective_reviews(store, GEN)[items[2].item_id].note == "unsupported"
 
 
 def test_rejected_attempts_are_mixed_in_blind(lineage):
@@ -156,6 +171,10 @@ def test_cli_export_verdicts_stats_and_report(lineage, tmp_path, capsys, monkeyp
     assert main(["review", "--db", db, "-n", "3", "--include-rejected", "2", "--export", str(out)]) == 0
     exported = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(exported) == 5 and all(e["verdict"] is None and "shown_text" in e for e in exported)
+    assert main(["review", "--db", db, "-n", "2", "--include-rejected", "--export", str(tmp_path / "x.jsonl")]) == 0
+    assert sum("#" in json.loads(line)["pair_id"] for line in (tmp_path / "x.jsonl").read_text().splitlines()) == 2
+    with pytest.raises(SystemExit, match="sample"):
+        main(["review", "--db", db, "-n", "0", "--export", str(tmp_path / "y.jsonl")])
     assert "automatic" not in exported[0]
     for e in exported:
         e["verdict"] = "accept" if "#" not in e["pair_id"] else "reject"

@@ -42,32 +42,61 @@ def _run_filter(alias: str, run_id: str | None) -> tuple[str, list[Any]]:
     return (f" AND {alias}.run_id = ?", [run_id]) if run_id else ("", [])
 
 
-def pair_ids(store: LineageStore, generation_config_hash: str, run_id: str | None = None) -> list[str]:
-    """Accepted pairs of a generation config (and run), by id."""
-    where, params = _run_filter("q", run_id)
-    rows = store.query(
-        f"SELECT q.pair_id FROM qa_pairs q WHERE q.config_hash = ?{where} ORDER BY 1",
-        [generation_config_hash, *params],
-    )
-    return [r[0] for r in rows]
-
-
-def rejected_attempt_ids(store: LineageStore, generation_config_hash: str, run_id: str | None = None) -> list[str]:
-    """Rejected attempts of a generation config (and run) that kept their output, as `<prompt_id>#<attempt>`."""
+def _candidates(
+    store: LineageStore, kind: ItemKind, generation_config_hash: str, run_id: str | None
+) -> tuple[str, list[Any]]:
+    """SQL (one column `id`) of the config's accepted pairs, or of its rejected attempts that kept their output."""
+    if kind == "pair":
+        where, params = _run_filter("q", run_id)
+        return f"SELECT q.pair_id AS id FROM qa_pairs q WHERE q.config_hash = ?{where}", [
+            generation_config_hash,
+            *params,
+        ]
     where, params = _run_filter("f", run_id)
     sql = (
-        "SELECT f.prompt_id || '#' || CAST(f.attempts - 1 AS VARCHAR) FROM failed_steps f "
+        "SELECT f.prompt_id || '#' || CAST(f.attempts - 1 AS VARCHAR) AS id FROM failed_steps f "
         f"WHERE f.config_hash = ?{where}"
     )
     all_params = [generation_config_hash, *params]
-    if store.has_table("rejected_attempts"):
+    if store.has_table("rejected_attempts"):  # holds the failed steps' final attempts too: UNION keeps one
         where_r, params_r = _run_filter("r", run_id)
         sql += (
             " UNION SELECT r.prompt_id || '#' || CAST(r.attempt AS VARCHAR) FROM rejected_attempts r "
             f"WHERE r.config_hash = ?{where_r}"
         )
         all_params += [generation_config_hash, *params_r]
-    return sorted(r[0] for r in store.query(sql, all_params))
+    return sql, all_params
+
+
+def candidate_ids(
+    store: LineageStore, kind: ItemKind, generation_config_hash: str, run_id: str | None = None
+) -> list[str]:
+    """Every reviewable item of a kind (pairs: pair ids; rejected attempts: `<prompt_id>#<attempt>`), sorted."""
+    sql, params = _candidates(store, kind, generation_config_hash, run_id)
+    return [r[0] for r in store.query(f"SELECT id FROM ({sql}) ORDER BY id", params)]
+
+
+def sample_candidate_ids(
+    store: LineageStore,
+    kind: ItemKind,
+    generation_config_hash: str,
+    n: int,
+    seed: int,
+    run_id: str | None = None,
+    skip_reviewed: bool = False,
+) -> list[str]:
+    """The first `n` items in the seeded order sha256("<seed>\\x1f<id>") (`review.sample_order`), computed in
+    DuckDB so that millions of pairs are never loaded; `skip_reviewed`: items with any verdict are passed over."""
+    sql, params = _candidates(store, kind, generation_config_hash, run_id)
+    skip = ""
+    if skip_reviewed:
+        skip = " WHERE id NOT IN (SELECT pair_id FROM pair_reviews WHERE generation_config_hash = ?)"
+        params = [*params, generation_config_hash]
+    rows = store.query(
+        f"SELECT id FROM ({sql}){skip} ORDER BY sha256(CAST(? AS VARCHAR) || chr(31) || id), id LIMIT ?",
+        [*params, seed, n],
+    )
+    return [r[0] for r in rows]
 
 
 @dataclass(frozen=True)
@@ -297,25 +326,13 @@ def record_review(store: LineageStore, item: ReviewItem, review: PairReview, *, 
         insert_rows(con, "pair_reviews", [row], replace=True)
 
 
-def reviewed_item_ids(store: LineageStore, generation_config_hash: str, reviewer: str | None = None) -> set[str]:
-    """Items of the config with a verdict (by `reviewer`, or by anyone)."""
-    sql = "SELECT DISTINCT pair_id FROM pair_reviews WHERE generation_config_hash = ?"
-    params: list[Any] = [generation_config_hash]
-    if reviewer is not None:
-        sql += " AND reviewer = ?"
-        params.append(reviewer)
-    return {r[0] for r in store.query(sql, params)}
-
-
-def effective_reviews(store: LineageStore, ids: Sequence[str]) -> dict[str, PairReview]:
-    """The newest verdict on each of these pairs (by any reviewer): what packing honours."""
-    if not ids:
-        return {}
+def effective_reviews(store: LineageStore, generation_config_hash: str) -> dict[str, PairReview]:
+    """The newest verdict on each reviewed pair of a generation config (by any reviewer): what packing honours."""
     rows = store.query(
         """SELECT pair_id, reviewer, verdict, fixed_question, fixed_answer, note, reviewed_at FROM pair_reviews
-           WHERE item_kind = 'pair' AND pair_id IN (SELECT unnest(?::VARCHAR[]))
+           WHERE item_kind = 'pair' AND generation_config_hash = ?
            QUALIFY row_number() OVER (PARTITION BY pair_id ORDER BY reviewed_at DESC, reviewer) = 1""",
-        [list(ids)],
+        [generation_config_hash],
     )
     return {r[0]: PairReview(*r) for r in rows}
 

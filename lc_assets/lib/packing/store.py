@@ -90,11 +90,7 @@ def load_reviewed_pool(
     ):
         pairs.setdefault(sid, []).append(QAPair(pid, step, q, a))
     claimed = _claims(store, key, ids)
-    reviews = (
-        effective_reviews(store, [p.pair_id for ps in pairs.values() for p in ps])
-        if human_reviews == "exclude_rejected"
-        else {}
-    )
+    reviews = effective_reviews(store, generation_config_hash) if human_reviews == "exclude_rejected" else {}
     out = []
     excluded = fixed = 0
     for sid, cid, did, src, lic, text, index in rows:
