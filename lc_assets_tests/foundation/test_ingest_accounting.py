@@ -170,6 +170,20 @@ def test_chunks_before_filtering_is_a_clear_failure(env):
     assert "materialize filtered_corpus" in str(failure.event_specific_data.error)
 
 
+def test_a_run_cap_is_checked_like_the_specs_own(env):
+    resources, instance, store, _ = env
+    result = dg.materialize(
+        [raw_corpus], resources=resources, instance=instance, partition_key="a", raise_on_error=False,
+        run_config={"ops": {"raw_corpus": {"config": {"max_documents": 0}}}},
+    )  # fmt: skip
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "shard 'a'" in str(failure.event_specific_data.error) and "max_documents must be >= 1, got 0" in str(
+        failure.event_specific_data.error
+    )
+    assert store.scalar("SELECT count(*) FROM documents") == 0
+
+
 def test_very_many_tiny_files(env):
     store = env[2]
     result = _run(env, "tiny")

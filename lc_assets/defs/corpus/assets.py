@@ -4,21 +4,26 @@ from collections import Counter
 from collections.abc import Iterator
 
 import dagster as dg
+from pydantic import Field, ValidationError
 
 from lc_assets.defs.partitions import corpus_shards
 from lc_assets.defs.progress import StepProgress
 from lc_assets.defs.resources import CorpusSourcesResource, LineageStoreResource, TokenizerResource
+from lc_assets.defs.stepconfig import dagster_config
 from lc_assets.lib.corpus.documents import RawDocument, SkippedInput, SourceNotFoundError, SourceReadError
 from lc_assets.lib.corpus.lineage import record_ingest, shard_skips, shard_totals
 from lc_assets.lib.corpus.sources import SourceSpec, iter_source
 from lc_assets.lib.lineage import LineageStore, insert_rows
 
-
-class RawCorpusConfig(dg.Config):
-    """Run-time knobs of ingestion; the source itself comes from the shard's spec."""
-
-    max_documents: int | None = None  # cap per shard (None: the spec's own cap)
-    batch_bytes: int = 64 * 1024 * 1024  # text per transaction
+# The source itself comes from the shard's spec (corpus_sources); a run may only cap it. None keeps the
+# spec's own cap.
+RawCorpusConfig = dagster_config(
+    SourceSpec,
+    "RawCorpusConfig",
+    "Run-time knobs of ingestion: a cap on the shard's documents, and text per transaction.",
+    fields=["max_documents"],
+    batch_bytes=(int, Field(64 * 1024 * 1024, description="text per transaction (memory bound)")),
+)
 
 
 def _batches(
@@ -139,7 +144,7 @@ def ingest_shard(
 )
 def raw_corpus(
     context: dg.AssetExecutionContext,
-    config: RawCorpusConfig,
+    config: RawCorpusConfig,  # type: ignore[valid-type]
     lineage: LineageStoreResource,
     target_tokenizer: TokenizerResource,
     corpus_sources: CorpusSourcesResource,
@@ -151,8 +156,11 @@ def raw_corpus(
     spec_hashes: dict[str, str] = {}
     for shard in context.partition_keys:
         spec = corpus_sources.spec(shard)
-        if config.max_documents is not None:
-            spec = spec.model_copy(update={"max_documents": config.max_documents})
+        if config.max_documents is not None:  # validated like the spec's own cap (model_copy would not check it)
+            try:
+                spec = SourceSpec(**{**spec.model_dump(), "max_documents": config.max_documents})
+            except ValidationError as exc:
+                raise dg.Failure(description=f"shard {shard!r}: {exc}") from exc
         spec_hashes[shard] = spec.config_hash()
         progress = StepProgress(context, f"raw_corpus[{shard}]", None, "docs")
         try:

@@ -58,6 +58,11 @@ def document_sizes(store: LineageStore, ids: Sequence[str]) -> dict[str, int]:
     return dict(rows)
 
 
+def document_source(store: LineageStore, document_id: str) -> str | None:
+    """The input a stored document was first read from (None: no such document)."""
+    return store.scalar("SELECT source FROM documents WHERE document_id = ?", [document_id])
+
+
 # -- filters -----------------------------------------------------------------
 
 
