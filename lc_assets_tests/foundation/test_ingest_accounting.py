@@ -12,11 +12,11 @@ import yaml
 from lc_assets.defs.chunks.assets import chunks
 from lc_assets.defs.corpus.assets import raw_corpus
 from lc_assets.defs.filters.assets import filtered_corpus
-from lc_assets.defs.generation.assets import load_sections
 from lc_assets.defs.partitions import CORPUS_SHARDS
 from lc_assets.defs.resources import CorpusSourcesResource, LineageStoreResource, TokenizerResource
 from lc_assets.lib.chunking import ChunkingConfig
 from lc_assets.lib.lineage import LineageStore
+from lc_assets.lib.lineage.generation import sections_to_grow
 from lc_assets_tests.foundation.conftest import make_text, materialization_metadata
 
 CHUNK_CONFIG = {"min_tokens": 200, "max_tokens": 600}
@@ -147,8 +147,8 @@ def test_a_document_in_two_shards_is_chunked_once_and_used_by_both(env):
     assert len(shared) == 1 and shared[0][1] == ["a", "b"]
     assert store.scalar("SELECT count(*) FROM chunked_documents WHERE document_id = ?", [shared[0][0]]) == 1
     # generation of shard b sees its own chunks and the shared document's
-    sections, done = load_sections(store, "b", CHUNK_HASH, "generation-config")
-    assert {s.section.document_id for s in sections} == set(
+    sections, done = sections_to_grow(store, "b", CHUNK_HASH, "generation-config")
+    assert {s.document_id for s in sections} == set(
         r[0] for r in store.query("SELECT document_id FROM shard_documents WHERE shard = 'b'")
     )
     assert done == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.sections import Section
 from lc_assets.lib.tokenizer import TextTokenizer, load_tokenizer
 
@@ -28,6 +29,23 @@ def make_section(section_id: str, n_paragraphs: int = 60, words: int = 40) -> Se
     return Section(
         section_id, f"chunk-{section_id}", f"doc-{section_id}", "test", "CC0", make_chunk(n_paragraphs, words)
     )
+
+
+def small_config(**overrides) -> GenerationConfig:
+    """A generation config sized for the test chunks (150-300-token masks, short pairs)."""
+    base = dict(
+        seed=11,
+        min_context_tokens=150,
+        max_context_tokens=300,
+        max_paragraph_tokens=120,
+        max_tokens=80,
+        max_question_chars=100,
+        max_answer_chars=100,
+        earlier_pairs=2,
+        target_ratio=1.05,
+        max_retries_per_step=2,
+    )
+    return GenerationConfig(**(base | overrides))
 
 
 @pytest.fixture

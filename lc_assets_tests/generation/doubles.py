@@ -40,7 +40,10 @@ class ScriptedBackend(GenerationBackend):
     in_flight_cap: int = 4
     name: str = "scripted"
     model: str = "scripted-double"
+    template_counts: bool = False  # count prompts exactly through the tokenizer's chat template (as vLLM does)
     submitted: list[GenerationRequest] = field(default_factory=list)
+    aborted: list[str] = field(default_factory=list)
+    events: list[tuple[str, str]] = field(default_factory=list)  # ("submit" | "abort", request id), in order
     max_seen_in_flight: int = 0
     _pending: list[tuple[float, GenerationResult]] = field(default_factory=list)
 
@@ -53,6 +56,9 @@ class ScriptedBackend(GenerationBackend):
         return self.in_flight_cap
 
     def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
+        if self.template_counts:
+            rendered = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True)
+            return self.tokenizer.count(rendered)
         return sum(self.tokenizer.count(m["content"]) + 4 for m in messages) + 1
 
     def count_text_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -60,6 +66,7 @@ class ScriptedBackend(GenerationBackend):
 
     def submit(self, request: GenerationRequest) -> None:
         self.submitted.append(request)
+        self.events.append(("submit", request.request_id))
         reply = self.script(request)
         prompt_tokens = self.count_prompt_tokens(request.messages)
         result = GenerationResult(
@@ -73,6 +80,11 @@ class ScriptedBackend(GenerationBackend):
         )
         self._pending.append((time.monotonic() + reply.delay_s, result))
         self.max_seen_in_flight = max(self.max_seen_in_flight, len(self._pending))
+
+    def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+        self.events.append(("abort", request_id))
+        self._pending = [(t, r) for t, r in self._pending if r.request_id != request_id]
 
     def wait(self, timeout: float | None = None) -> list[GenerationResult]:
         deadline = time.monotonic() + (timeout if timeout is not None else 3600)

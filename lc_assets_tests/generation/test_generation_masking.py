@@ -1,4 +1,4 @@
-"""Context masking: budgets, order, markers, whole-chunk coverage, determinism."""
+"""Context masking: windows, budgets, order, markers, whole-chunk coverage, long-range steps, determinism."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from lc_assets.lib.generation.masking import (
     render_mask,
     sample_earlier_pairs,
     split_paragraphs,
+    windows_of,
 )
 from lc_assets.lib.sections import QAPair
 
@@ -47,8 +48,8 @@ def test_budget_order_and_markers(target_tokenizer):
         mask = masker.mask(step)
         assert 200 <= mask.budget_tokens <= 400
         assert mask.n_tokens <= mask.budget_tokens
-        # greedy fill: at most one paragraph's worth of budget left unused
-        assert mask.budget_tokens - mask.n_tokens < max(p.n_tokens for p in paras)
+        # windows are widened into the leftover: at most a paragraph per window unused
+        assert mask.budget_tokens - mask.n_tokens < len(mask.windows) * max(p.n_tokens for p in paras)
         ordered = mask.in_document_order
         assert [p.index for p in ordered] == sorted(p.index for p in ordered)
         text = render_mask(ordered, len(paras))
@@ -57,6 +58,15 @@ def test_budget_order_and_markers(target_tokenizer):
         gaps = sum(1 for a, b in zip(ordered, ordered[1:], strict=False) if b.index != a.index + 1)
         edges = (ordered[0].index > 0) + (ordered[-1].index < len(paras) - 1)
         assert text.count("[...]") == gaps + edges
+
+
+def _decile_exposure(masks, total_chars):
+    """Characters shown per decile of the chunk (a paragraph counts where its middle lies)."""
+    deciles = [0] * 10
+    for mask in masks:
+        for p in mask.selected:
+            deciles[min(9, int(10 * (p.char_start + p.char_end) / 2 / total_chars))] += p.char_end - p.char_start
+    return deciles
 
 
 def test_whole_chunk_coverage_is_even(target_tokenizer):
@@ -69,15 +79,80 @@ def test_whole_chunk_coverage_is_even(target_tokenizer):
         for p in masker.mask(steps).selected:
             seen[p.index] = seen.get(p.index, 0) + 1
         steps += 1
-        assert steps < 3 * total / 300, "coverage must come within about one pass over the chunk"
+        assert steps < 2.5 * total / 300, "coverage must come within about two passes over the chunk"
     for step in range(steps, 200):
         for p in masker.mask(step).selected:
             seen[p.index] = seen.get(p.index, 0) + 1
     counts = list(seen.values())
-    assert max(counts) - min(counts) <= 3  # epochs keep exposure even (random sampling would not)
-    # paragraphs come from the whole chunk, not a window: first and last decile both appear early
-    first = {p.index for s in range(5) for p in masker.mask(s).selected}
+    assert min(counts) >= 0.4 * max(counts)  # region epochs + cursors keep paragraph exposure even
+    # the figure the quality report uses: least-shown decile / most-shown decile
+    for seed in range(3):
+        m = SectionMasker("cov", paras, seed=seed, min_tokens=300, max_tokens=600)
+        deciles = _decile_exposure([m.mask(s) for s in range(200)], paras[-1].char_end)
+        assert min(deciles) / max(deciles) >= 0.75, deciles
+    # windows come from the whole chunk: first and last decile both appear early
+    first = {p.index for s in range(8) for p in masker.mask(s).selected}
     assert any(i < 15 for i in first) and any(i >= 135 for i in first)
+
+
+def test_masks_are_a_few_readable_windows(target_tokenizer):
+    paras = _paras(target_tokenizer, n=200, words=30)
+    masker = SectionMasker("w", paras, seed=5, min_tokens=400, max_tokens=800, min_windows=2, max_windows=3)
+    for step in range(40):
+        mask = masker.mask(step)
+        windows = mask.windows
+        assert 1 <= len(windows) <= 3 and not mask.long_range
+        assert sum(w.n_tokens for w in windows) == mask.n_tokens
+        for w in windows:  # consecutive paragraphs, their text offset-exact in the chunk
+            assert [p.index for p in w.paragraphs] == list(range(w.first_index, w.last_index + 1))
+        for a, b in zip(windows, windows[1:], strict=False):
+            assert b.first_index > a.last_index + 1  # separate excerpts, a skip marker between them
+    many = sum(len(masker.mask(s).windows) >= 2 for s in range(40))
+    assert many >= 30  # isolated fragments were the old failure: now a few windows of several paragraphs
+    mean_window = sum(len(w.paragraphs) for s in range(40) for w in masker.mask(s).windows) / sum(
+        len(masker.mask(s).windows) for s in range(40)
+    )
+    assert mean_window >= 3
+
+
+def test_window_text_maps_to_exact_chunk_offsets(target_tokenizer):
+    text = "Alpha one.\n\n\nBeta two.\n\nGamma three.\n\nDelta four."
+    paras = split_paragraphs(text, target_tokenizer.count_batch, 512)
+    window = windows_of(paras[1:3])[0]
+    assert window.text.replace("\n", " ").split() == ["Beta", "two.", "Gamma", "three."]
+    i = window.text.index("Gamma")
+    assert text[window.char_start + i : window.char_start + i + 5] == "Gamma"
+    assert len(window.text) == window.char_end - window.char_start
+
+
+def test_long_range_steps_pair_two_far_windows(target_tokenizer):
+    paras = _paras(target_tokenizer, n=200, words=30)
+    masker = SectionMasker(
+        "lr", paras, seed=2, min_tokens=400, max_tokens=800, long_range_share=0.3, long_range_min_distance=0.5
+    )
+    total_chars = paras[-1].char_end
+    long = [masker.mask(s) for s in range(100) if masker.mask(s).long_range]
+    assert 20 <= len(long) <= 40  # the configured share, drawn per step
+    for mask in long:
+        a, b = mask.windows
+        centre = [(w.char_start + w.char_end) / 2 for w in (a, b)]
+        # the regions' centres are >= half the chunk apart; a window may sit anywhere in its region
+        slack = (a.char_end - a.char_start) + (b.char_end - b.char_start)
+        assert abs(centre[1] - centre[0]) >= 0.5 * total_chars - slack
+    # the overflow guard dropping the second window turns the step into an ordinary one
+    mask = long[0]
+    assert not mask.without_last(len(mask.windows[1].paragraphs)).long_range
+    assert mask.without_last(0).long_range
+    # a chunk too short for the distance falls back to ordinary steps
+    short = SectionMasker("s", paras[:6], seed=2, min_tokens=50, max_tokens=100, long_range_share=1.0)
+    assert not any(short.mask(s).long_range for s in range(10))
+
+
+def test_numbered_render_names_each_excerpt(target_tokenizer):
+    paras = _paras(target_tokenizer, n=10)
+    text = render_mask([paras[0], paras[1], paras[5], paras[6]], len(paras), numbered=True)
+    assert text.startswith("Excerpt 1:") and "[...]\n\nExcerpt 2:" in text and text.endswith("[...]")
+    assert render_mask([paras[3]], len(paras), numbered=False).startswith("[...]")
 
 
 def test_determinism_independent_of_call_order(target_tokenizer):

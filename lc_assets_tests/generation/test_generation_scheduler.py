@@ -9,28 +9,16 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from lc_assets.lib.generation.scheduler import GenerationConfig, GenerationScheduler, MemorySink, StepRecord
+from lc_assets.lib.generation.config import GenerationConfig
+from lc_assets.lib.generation.records import MemorySink, StepRecord
+from lc_assets.lib.generation.scheduler import GenerationScheduler
 
-from .conftest import make_section
+from .conftest import make_section, small_config
 from .doubles import Reply, ScriptedBackend, unique_reply
 
 
 def _cfg(**kw) -> GenerationConfig:
-    base = dict(
-        seed=11,
-        min_context_tokens=150,
-        max_context_tokens=300,
-        max_paragraph_tokens=120,
-        max_tokens=80,
-        max_question_chars=100,
-        max_answer_chars=100,
-        earlier_pairs=2,
-        target_tokens=None,
-        target_ratio=1.05,
-        max_retries_per_step=2,
-    )
-    base.update(kw)
-    return GenerationConfig(**base)
+    return small_config(**kw)
 
 
 def test_config_bounds_and_hash():
@@ -53,9 +41,11 @@ def test_sections_reach_target_and_records_are_complete(scripted, target_tokeniz
     sched = GenerationScheduler(scripted, _cfg(), sink, target_tokenizer, progress=events.append, progress_every_s=0)
     summary = sched.run(sections)
     assert all(r.finish_reason == "target_reached" for r in summary.sections)
+    by_section = sink.by_section()
     for res in summary.sections:
         assert res.section_tokens >= res.target_tokens > res.chunk_tokens
-        assert [p.step for p in res.section.pairs] == list(range(len(res.section.pairs)))
+        pairs = [r.pair for r in by_section[res.section_id] if r.pair is not None]
+        assert [p.step for p in pairs] == list(range(len(pairs))) and len(pairs) == res.n_pairs
     rec = sink.records[-1]
     row = rec.to_row()
     json.dumps(row)
@@ -67,7 +57,7 @@ def test_sections_reach_target_and_records_are_complete(scripted, target_tokeniz
 def test_commit_happens_before_next_step_is_scheduled(scripted, target_tokenizer):
     order: list[tuple[str, str, int]] = []
 
-    class Sink:
+    class Sink(MemorySink):
         def commit(self, record):
             order.append(("commit", record.section_id, record.step))
 
@@ -122,7 +112,7 @@ def test_duplicate_questions_are_rejected(scripted, target_tokenizer):
     assert [r.status for r in sink.records] == ["ok", "failed", "failed", "failed"]
     assert all(r.failure_reason.startswith("duplicate_question") for r in sink.records[1:])
     assert summary.sections[0].finish_reason == "max_failures"
-    assert len(summary.sections[0].section.pairs) == 1
+    assert summary.sections[0].n_pairs == 1
 
 
 def test_slow_and_failing_sections_do_not_stall_others(target_tokenizer):
@@ -137,7 +127,7 @@ def test_slow_and_failing_sections_do_not_stall_others(target_tokenizer):
     backend = ScriptedBackend(tokenizer=target_tokenizer, script=script, in_flight_cap=4)
     done_at: dict[str, float] = {}
 
-    class Sink:
+    class Sink(MemorySink):
         def commit(self, record):
             done_at[record.section_id] = time.monotonic()
 
@@ -145,7 +135,7 @@ def test_slow_and_failing_sections_do_not_stall_others(target_tokenizer):
     summary = GenerationScheduler(
         backend, _cfg(max_failed_steps_per_section=2, max_retries_per_step=1), Sink(), target_tokenizer, poll_s=0.05
     ).run([make_section(s) for s in ("slow", "bad", "f1", "f2", "f3")])
-    results = {r.section.section_id: r for r in summary.sections}
+    results = {r.section_id: r for r in summary.sections}
     assert results["bad"].finish_reason == "max_failures"
     assert results["slow"].finish_reason == "target_reached"
     for fast in ("f1", "f2", "f3"):  # the fifth section got a slot as soon as 'bad' gave up
@@ -171,7 +161,7 @@ def test_request_timeout_releases_a_stuck_section(target_tokenizer):
         target_tokenizer,
         poll_s=0.05,
     ).run([make_section("stuck"), make_section("ok")])
-    res = {r.section.section_id: r for r in summary.sections}
+    res = {r.section_id: r for r in summary.sections}
     assert res["stuck"].finish_reason == "max_failures" and res["ok"].finish_reason == "target_reached"
 
 
@@ -208,7 +198,7 @@ def test_resume_after_kill_is_exact(target_tokenizer):
     for rec in store.records:  # same prompts, same masks
         assert rec.prompt_hash == ref_by[(rec.section_id, rec.step)].prompt_hash
         assert rec.paragraph_ids == ref_by[(rec.section_id, rec.step)].paragraph_ids
-    assert sum(len(r.section.pairs) for r in summary.sections) == sum(1 for r in ref.records if r.status == "ok")
+    assert sum(r.n_pairs for r in summary.sections) == sum(1 for r in ref.records if r.status == "ok")
     assert summary.steps_ok == len(store.records) - 7  # resumed steps are not redone
 
 

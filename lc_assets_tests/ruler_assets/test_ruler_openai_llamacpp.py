@@ -24,7 +24,7 @@ TASKS = ["niah_single_1", "vt", "fwe", "qa_1", "qa_2"]
 def llamacpp_server():
     # llama.cpp's HTTP server in this process; 2 slots of 2K (the prompts are counted with Llama-3's tokenizer,
     # which needs fewer tokens than SmolLM2's for the same text: room for the difference)
-    server = LocalLlamaBackend(n_parallel=2, n_ctx_per_slot=2048, n_threads=1)
+    server = LocalLlamaBackend(model="smollm2-135m", n_parallel=2, n_ctx_per_slot=2048, n_threads=1)
     yield server
     server.close()
 

@@ -1,101 +1,58 @@
 """masked_prompts + qa_pairs: sections grown step by step by a short-context generator.
 
 One GPU-tagged op materializes both assets: a step's prompt depends on the pairs of the
-section's earlier steps, so prompts and pairs are made together, and each step is committed
-to DuckDB (prompt row + pair or failure) before the section's next step is scheduled.
+section's earlier steps, so prompts and pairs are made together. The steps go into this run's own
+lineage file in group commits and are merged into the catalog when the run ends (lib.generation.run);
+a terminated run stops gracefully and stays resumable.
 """
 
 import threading
 from collections import Counter
-from dataclasses import astuple
+from typing import Any
 
 import dagster as dg
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, create_model
 
 from lc_assets.defs.generation.resources import GeneratorResource
 from lc_assets.defs.partitions import corpus_shards
 from lc_assets.defs.resources import LineageStoreResource, TokenizerResource
-from lc_assets.lib.corpus.lineage import chunks_of_shard, latest_chunk_config
-from lc_assets.lib.generation.lineage_sink import (
-    LineageStepSink,
-    SectionInfo,
-    committed_records,
-    section_id_for,
-)
-from lc_assets.lib.generation.scheduler import GenerationConfig, GenerationScheduler, ProgressEvent
-from lc_assets.lib.lineage import LineageStore
-from lc_assets.lib.sections import Section
+from lc_assets.lib.corpus.lineage import latest_chunk_config
+from lc_assets.lib.generation.config import GenerationConfig, GeneratorIdentity
+from lc_assets.lib.generation.records import ProgressEvent
+from lc_assets.lib.generation.run import grow_sections, run_until_stopped
+from lc_assets.lib.lineage.catalog import merge_pending
+from lc_assets.lib.lineage.generation import SectionDescriptor, generation_stats, sections_to_grow
 
 GPU_RUN_TAG = {"lc_assets/gpu": "true"}
 
+#: GenerationConfig fields the code sets, not the user
+_SET_BY_CODE = frozenset({"generator", "prompt_version"})
+_KNOBS = [name for name in GenerationConfig.model_fields if name not in _SET_BY_CODE]
 
-class QAGenerationConfig(dg.Config):
-    """Generation knobs (see lc_assets.lib.generation.scheduler.GenerationConfig for each field)."""
+# Derived, not copied: every knob of the lib's GenerationConfig with its type, default, bounds and
+# description. Cross-field rules are checked when `generation()` builds the lib config.
+_GenerationKnobs: Any = create_model(
+    "_GenerationKnobs",
+    __base__=dg.Config,
+    **{name: (GenerationConfig.model_fields[name].annotation, GenerationConfig.model_fields[name]) for name in _KNOBS},
+)
 
-    seed: int = 0
-    min_context_tokens: int = 1024
-    max_context_tokens: int = 4096
-    earlier_pairs: int = 3
-    max_tokens: int = 320
-    max_question_chars: int = 250
-    max_answer_chars: int = 900
-    temperature: float = 0.7
-    target_ratio: float | None = None
-    target_tokens: int | None = None
-    pairs_per_section: int | None = None  # demo: stop after this many pairs (target = chunk + pairs)
-    max_steps_per_section: int = 2000
-    max_retries_per_step: int = 2
-    max_in_flight: int | None = None
-    max_sections: int | None = None  # cap on sections grown in this run (demo)
-    chunk_config_hash: str | None = None  # which chunking of the shard; default: the latest
 
-    def generation(self) -> GenerationConfig:
-        target_ratio, target_tokens = self.target_ratio, self.target_tokens
-        max_steps = self.max_steps_per_section
+class QAGenerationConfig(_GenerationKnobs):
+    """The knobs of lc_assets.lib.generation.config.GenerationConfig, plus which sections this run grows."""
+
+    pairs_per_section: int | None = Field(
+        None, ge=1, description="Demo: stop each section after this many steps (replaces the token target)."
+    )
+    max_sections: int | None = Field(None, ge=0, description="Cap on sections grown, counting finished ones (demo).")
+    chunk_config_hash: str | None = Field(None, description="Which chunking of the shard; default: the latest.")
+
+    def generation(self, generator: GeneratorIdentity) -> GenerationConfig:
+        knobs = {name: getattr(self, name) for name in _KNOBS}
         if self.pairs_per_section is not None:
-            # demo: the step cap ends the section; the ratio is only there to satisfy the model
-            target_ratio, target_tokens = 100.0, None
-            max_steps = self.pairs_per_section
-        elif target_ratio is None and target_tokens is None:
-            target_ratio = 8.0
-        return GenerationConfig(
-            seed=self.seed,
-            min_context_tokens=self.min_context_tokens,
-            max_context_tokens=self.max_context_tokens,
-            earlier_pairs=self.earlier_pairs,
-            max_tokens=self.max_tokens,
-            max_question_chars=self.max_question_chars,
-            max_answer_chars=self.max_answer_chars,
-            temperature=self.temperature,
-            target_ratio=target_ratio,
-            target_tokens=target_tokens,
-            max_steps_per_section=max_steps,
-            max_retries_per_step=self.max_retries_per_step,
-            max_in_flight=self.max_in_flight,
-        )
-
-
-def load_sections(
-    store: LineageStore, shard: str, chunk_config_hash: str, generation_hash: str
-) -> tuple[list[SectionInfo], int]:
-    """Sections of the shard's chunks; returns (not yet finished, already finished count)."""
-    # the chunks the shard uses: its own and those of documents it shares with other shards
-    rows = [astuple(c) for c in chunks_of_shard(store, shard, chunk_config_hash)]
-    finished = {
-        r[0]
-        for r in store.query(
-            "SELECT section_id FROM sections WHERE config_hash = ? AND finish_reason IS NOT NULL", [generation_hash]
-        )
-    }
-    todo, done = [], 0
-    for chunk_id, doc_id, source, license_, text, n_tokens in rows:
-        sid = section_id_for(chunk_id, generation_hash)
-        if sid in finished:
-            done += 1
-            continue
-        section = Section(sid, chunk_id, doc_id, source, license_, text)
-        todo.append(SectionInfo(section, shard, n_tokens))
-    return todo, done
+            # demo: the step cap ends the section; the ratio only has to be out of reach
+            knobs.update(target_ratio=100.0, target_tokens=None, max_steps_per_section=self.pairs_per_section)
+        return GenerationConfig(**knobs, generator=generator)
 
 
 @dg.multi_asset(
@@ -146,55 +103,53 @@ def generate_qa(
 ):
     store = lineage.store()
     try:
-        gen_cfg = config.generation()
+        gen_cfg = config.generation(generator.identity())
     except ValidationError as exc:  # a config error is not transient: no retry
         raise dg.Failure(description=f"invalid generation config: {exc}", allow_retries=False) from exc
     gen_hash = gen_cfg.config_hash()
-    sections: list[SectionInfo] = []
+    for merged in merge_pending(store, context.run_id):  # lineage files of killed runs: resume from them
+        context.log.info(
+            f"run lineage file {merged.run_file.name}: "
+            + (f"not merged ({merged.skipped})" if merged.skipped else f"merged {merged.rows}")
+        )
+    sections: list[SectionDescriptor] = []
     already_finished = 0
     for shard in context.partition_keys:
         chunk_hash = config.chunk_config_hash or latest_chunk_config(store, shard)
         if chunk_hash is None:
             raise dg.Failure(f"shard {shard!r} has no chunks yet: materialize `chunks` for it first")
-        todo, done = load_sections(store, shard, chunk_hash, gen_hash)
+        todo, done = sections_to_grow(store, shard, chunk_hash, gen_hash)
         sections += todo
         already_finished += done
     if config.max_sections is not None:
         sections = sections[: max(0, config.max_sections - already_finished)]
     context.log.info(
-        f"{len(sections)} section(s) to grow, {already_finished} already finished (generation config {gen_hash})"
+        f"{len(sections)} section(s) to grow, {already_finished} already finished (generation config {gen_hash}, "
+        f"generator {gen_cfg.generator}, prompt version {gen_cfg.prompt_version})"
     )
-    sink = LineageStepSink(store, context.run_id, sections)
-    tok = target_tokenizer.load()
-    sink.register_sections(gen_hash, {s.section.section_id: gen_cfg.target_for(s.chunk_tokens) for s in sections})
-    committed = committed_records(store, [s.section.section_id for s in sections])
-    resumed_steps = sum(len(v) for v in committed.values())
-    if resumed_steps:
-        context.log.info(f"resuming after {resumed_steps} committed step(s)")
 
-    summary = None
+    result = None
     if sections:
+        tok = target_tokenizer.load()
+
+        def on_progress(ev: ProgressEvent) -> None:
+            context.log.info(str(ev))
+
         with generator.build(context.log) as backend:
-
-            def on_progress(ev: ProgressEvent) -> None:
-                context.log.info(str(ev))
-
-            scheduler = GenerationScheduler(backend, gen_cfg, sink, tok, progress=on_progress)
-            summary = scheduler.run([s.section for s in sections], committed, stop=threading.Event())
-        sink.finish(summary.sections)
-
-    ids = [s.section.section_id for s in sections]
-    stats = store.query(
-        """SELECT count(*), coalesce(sum(n_pairs), 0), coalesce(sum(failed_steps), 0),
-                  count(*) FILTER (WHERE finish_reason IS NOT NULL), coalesce(sum(section_tokens), 0)
-           FROM sections WHERE config_hash = ?""",
-        [gen_hash],
-    )[0]
-    sample_pair = store.query(
-        "SELECT question, answer FROM qa_pairs WHERE section_id IN (SELECT unnest(?::VARCHAR[])) "
-        "ORDER BY created_at DESC LIMIT 1",
-        [ids],
-    )
+            result = run_until_stopped(
+                lambda stop: grow_sections(
+                    store, sections, backend, gen_cfg, tok, context.run_id, stop=stop, progress=on_progress
+                ),
+                threading.Event(),
+                gen_cfg.stop_grace_s,
+            )
+    summary = result.summary if result else None
+    if result and result.merged.conflicting_prompts:
+        context.log.warning(
+            f"{result.merged.conflicting_prompts} step(s) of this run were already in the catalog with other "
+            "prompts (another run grew the same sections at the same time); the catalog kept its own"
+        )
+    stats = generation_stats(store, gen_hash, [s.section_id for s in sections])
     reasons: Counter[str] = Counter(summary.failure_reasons if summary else {})
     finish = Counter(r.finish_reason for r in summary.sections) if summary else Counter()
     common = {"generation_config_hash": gen_hash, "lineage_db": dg.MetadataValue.path(str(store.path))}
@@ -202,18 +157,18 @@ def generate_qa(
         asset_key="masked_prompts",
         metadata={
             **common,
-            "prompts_this_run": sink.committed,
-            "prompts_total": store.scalar("SELECT count(*) FROM masked_prompts WHERE config_hash = ?", [gen_hash]),
+            "prompts_this_run": summary.steps_ok + summary.steps_failed if summary else 0,
+            "prompts_total": stats.prompts,
             "prompt_tokens_this_run": summary.prompt_tokens if summary else 0,
         },
     )
     qa_meta = {
         **common,
-        "sections": stats[0],
-        "sections_finished": stats[3],
-        "pairs_total": stats[1],
-        "failed_steps_total": stats[2],
-        "section_tokens_total": stats[4],
+        "sections": stats.sections,
+        "sections_finished": stats.sections_finished,
+        "pairs_total": stats.pairs,
+        "failed_steps_total": stats.failed_steps,
+        "section_tokens_total": stats.section_tokens,
         "pairs_this_run": summary.steps_ok if summary else 0,
         "failed_steps_this_run": summary.steps_failed if summary else 0,
         "failures_by_reason": dg.MetadataValue.json(dict(reasons)),
@@ -221,9 +176,14 @@ def generate_qa(
         "finish_reasons": dg.MetadataValue.json(dict(finish)),
         "output_tokens_per_s": round(summary.completion_tokens_per_s, 2) if summary else 0.0,
         "elapsed_s": round(summary.elapsed_s, 1) if summary else 0.0,
-        "resumed_steps": resumed_steps,
+        "first_request_s": round(summary.first_request_s or 0.0, 2) if summary else 0.0,
+        "resumed_steps": (
+            sum(r.steps for r in summary.sections) - summary.steps_ok - summary.steps_failed if summary else 0
+        ),
+        "lineage_group_commits": result.writer.groups if result else 0,
+        "lineage_rows_merged": dg.MetadataValue.json(result.merged.rows if result else {}),
     }
-    if sample_pair:
-        q, a = sample_pair[0]
+    if stats.sample_pair:
+        q, a = stats.sample_pair
         qa_meta["sample_pair"] = dg.MetadataValue.md(f"**Q:** {q}\n\n**A:** {a}")
     yield dg.MaterializeResult(asset_key="qa_pairs", metadata=qa_meta)

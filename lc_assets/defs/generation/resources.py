@@ -6,6 +6,7 @@ from typing import Any, Literal
 import dagster as dg
 
 from lc_assets.lib.generation.backend import GenerationBackend
+from lc_assets.lib.generation.config import GeneratorIdentity
 
 
 class GeneratorResource(dg.ConfigurableResource):
@@ -39,6 +40,31 @@ class GeneratorResource(dg.ConfigurableResource):
     enforce_eager: bool = False
     max_num_seqs: int | None = None  # engine batch; None = vLLM's default, and the backend keeps that many in flight
     extra_engine_args: dict[str, Any] = {}
+
+    def identity(self) -> GeneratorIdentity:
+        """What makes this generator's output its own (part of the generation config hash)."""
+        if self.backend == "local":
+            from lc_assets.lib.generation.models import DEFAULT_MODEL, PACKAGED_MODELS
+
+            preset = PACKAGED_MODELS.get(self.gguf_path or DEFAULT_MODEL)
+            # a packaged preset is named by its verified bytes; any other GGUF by its path
+            model = f"{preset.key}@sha256:{preset.sha256[:16]}" if preset else str(self.gguf_path)
+            return GeneratorIdentity(backend="local", model=model, settings={"n_ctx": self.local_ctx_per_slot})
+        if self.backend == "openai":
+            # without `model` the server's first model is used: the endpoint then stands for it
+            return GeneratorIdentity(
+                backend="openai", model=self.model or self.base_url, settings={"tokenizer": self.tokenizer_dir}
+            )
+        return GeneratorIdentity(
+            backend="vllm",
+            model=self.model or "",
+            settings={
+                "tokenizer": self.tokenizer_dir,
+                "max_model_len": self.max_model_len,
+                "dtype": self.dtype,
+                "extra_engine_args": self.extra_engine_args,
+            },
+        )
 
     def build(self, log: Any = None) -> GenerationBackend:
         """Start the backend (engine or client); the caller closes it (use `with`)."""

@@ -11,6 +11,7 @@ from lc_assets.defs.progress import StepProgress
 from lc_assets.defs.resources import LineageStoreResource
 from lc_assets.lib.corpus.documents import RawDocument
 from lc_assets.lib.corpus.embedded import iter_embedded
+from lc_assets.lib.generation.models import PACKAGED_MODELS
 from lc_assets.lib.lineage import LineageStore
 from lc_assets.lib.ruler import (
     ALL_TASKS,
@@ -163,7 +164,8 @@ def ruler_scores(
     # a checkpoint path in `model` replaces the engine's model (the checkpoint sensor sets it)
     if config.model and generator.backend == "vllm":
         gen = generator.model_copy(update={"model": config.model})
-    elif config.model.endswith(".gguf") and generator.backend == "local":
+    elif generator.backend == "local" and (config.model.endswith(".gguf") or config.model in PACKAGED_MODELS):
+        # a GGUF checkpoint, or a packaged preset (the demo scores the small `smollm2-135m`)
         gen = generator.model_copy(update={"gguf_path": config.model})
     with gen.build(context.log) as backend:
         model = config.model or backend.model

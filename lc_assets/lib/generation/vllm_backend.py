@@ -535,6 +535,8 @@ class VllmBackend(GenerationBackend):
             return []
         rust = getattr(self._tokenizer, "backend_tokenizer", None)  # fast tokenizers: skip the Python wrapper
         if rust is not None:
+            if len(texts) <= 8:  # on this thread: a batch would queue behind the admission thread's batch
+                return [len(rust.encode(t, add_special_tokens=False).ids) for t in texts]
             return [len(e.ids) for e in rust.encode_batch_fast(list(texts), add_special_tokens=False)]
         return [len(ids) for ids in self._tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 

@@ -4,7 +4,8 @@ Every row carries its parent ids, the Dagster run id and the hash of the step co
 that made it. Writes go through `transaction()`: one batch per transaction, so a run
 killed midway leaves whole batches or nothing. Connections are short-lived and retried
 on DuckDB's file lock, so several processes (multiprocess executor, concurrent runs)
-take turns instead of failing.
+take turns instead of failing. Generation, which commits hundreds of steps a second, writes
+its own per-run file instead (`lineage.writer`, `lineage.catalog`) and merges it here.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ CREATE TABLE IF NOT EXISTS sections (
     updated_at TIMESTAMP DEFAULT current_timestamp
 );
 
--- every generation step: the exact prompt (masked paragraphs + earlier pairs) and the full record
+-- every generation step: what the prompt showed (ids and spans; `lc-assets lineage prompt` rebuilds the messages)
 CREATE TABLE IF NOT EXISTS masked_prompts (
     prompt_id VARCHAR PRIMARY KEY,         -- section_id:step
     section_id VARCHAR NOT NULL,
@@ -187,7 +188,7 @@ CREATE TABLE IF NOT EXISTS masked_prompts (
     context_tokens INTEGER NOT NULL,
     prompt_tokens INTEGER NOT NULL,
     config_hash VARCHAR NOT NULL,
-    record JSON NOT NULL,                  -- the whole StepRecord (messages, timings, attempts): resume reads it
+    record JSON NOT NULL,                  -- the StepRecord's other fields (timings, attempts, dropped ids)
     run_id VARCHAR NOT NULL,
     created_at TIMESTAMP DEFAULT current_timestamp
 );
@@ -327,7 +328,40 @@ CREATE TABLE IF NOT EXISTS ruler_scores (
 """
 
 
-def _is_lock_error(exc: Exception) -> bool:
+# Additions to tables created by older versions: new columns go here (never into the CREATE above,
+# which an existing file skips), so every lineage file upgrades in place.
+_UPGRADES = """
+ALTER TABLE masked_prompts ADD COLUMN IF NOT EXISTS
+    shown_spans STRUCT(paragraph_index INTEGER, char_start INTEGER, char_end INTEGER)[];
+ALTER TABLE sections ADD COLUMN IF NOT EXISTS n_paragraphs INTEGER;
+
+-- the generation configs (knobs + generator identity + prompt version) that section ids are keyed by
+CREATE TABLE IF NOT EXISTS generation_configs (
+    config_hash VARCHAR PRIMARY KEY,
+    config JSON NOT NULL,
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+
+-- per-run lineage files merged into this catalog (lineage.catalog)
+CREATE TABLE IF NOT EXISTS lineage_merges (
+    run_file VARCHAR NOT NULL,
+    rows JSON NOT NULL,                    -- rows inserted per table
+    run_id VARCHAR NOT NULL,               -- who merged
+    merged_at TIMESTAMP DEFAULT current_timestamp
+);
+"""
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the lineage tables a file does not have yet, and add columns older files lack."""
+    con.execute(_SCHEMA)
+    con.execute(_UPGRADES)
+    if con.execute("SELECT count(*) FROM schema_info").fetchone()[0] == 0:
+        con.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+
+
+def is_lock_error(exc: Exception) -> bool:
     msg = str(exc).lower()
     return "lock" in msg and ("could not set" in msg or "conflicting" in msg or "resource temporarily" in msg)
 
@@ -342,9 +376,17 @@ class LineageStore:
         self.lock_timeout_s = lock_timeout_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.connect() as con:
-            con.execute(_SCHEMA)
-            if con.execute("SELECT count(*) FROM schema_info").fetchone()[0] == 0:
-                con.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+            ensure_schema(con)
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where per-run lineage files of this catalog live (`<catalog>.runs/`)."""
+        return self.path.parent / f"{self.path.name}.runs"
+
+    def run_file(self, run_id: str) -> Path:
+        """The lineage file one run writes while it runs (merged into this catalog when it ends)."""
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
+        return self.runs_dir / f"{safe}.duckdb"
 
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -356,7 +398,7 @@ class LineageStore:
                 con = duckdb.connect(str(self.path), read_only=read_only and self.path.exists())
                 break
             except duckdb.IOException as exc:
-                if not _is_lock_error(exc) or time.monotonic() > deadline:
+                if not is_lock_error(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 2.0)
@@ -396,16 +438,25 @@ class LineageStore:
         return {r[0] for r in rows}
 
 
-def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[str, Any]]) -> int:
-    """Insert dict rows (same keys) as one Arrow batch; rows whose primary key exists are skipped.
+def insert_rows(
+    con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[str, Any]], replace: bool = False
+) -> int:
+    """Insert dict rows (same keys) as one Arrow batch; rows whose primary key exists are skipped
+    (``replace=True``: replace them with the new row instead).
 
-    Returns the number of rows actually inserted: fewer than len(rows) when another run stored some first.
+    Returns the number of rows actually written: fewer than len(rows) when another run stored some first.
     """
     if not rows:
         return 0
     cols = list(rows[0])
-    batch = pa.table({c: [row[c] for row in rows] for c in cols})  # noqa: F841 - read by DuckDB below
-    inserted = con.execute(
-        f"INSERT OR IGNORE INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM batch"
-    ).fetchone()
-    return int(inserted[0]) if inserted else 0
+    batch = pa.table({c: [row[c] for row in rows] for c in cols})
+    view = f"_insert_{table}"
+    con.register(view, batch)
+    try:
+        written = con.execute(
+            f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO {table} ({', '.join(cols)}) "
+            f"SELECT {', '.join(cols)} FROM {view}"
+        ).fetchone()
+    finally:
+        con.unregister(view)
+    return int(written[0]) if written else 0

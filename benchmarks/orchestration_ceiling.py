@@ -1,0 +1,235 @@
+"""Orchestration ceiling: how many generation steps per second one process can drive, engine time excluded.
+
+The production path — lineage catalog with real chunks (embedded corpus), the real Llama-3 tokenizer
+for every count, lazy admission, the prompt guard, judging, and the DuckDB lineage (per-run file,
+group commits, merge into the catalog) — against a backend double that answers every request at
+once with a valid pair of ~150 output tokens. The same run with the in-memory sink instead of DuckDB
+is the baseline: their ratio is what lineage costs.
+
+    python benchmarks/orchestration_ceiling.py                      # 1,000 sections, 3 repeats
+    python benchmarks/orchestration_ceiling.py --sections 250 --repeats 1
+
+Each run: start (merge pending run files, list the sections to grow) -> first request -> stop after
+--steps steps (graceful stop: in-flight requests finish, everything is committed and merged).
+Steps/s is measured from the first request to the end of the run, so the admission ramp (sections
+prepared while the loop already runs) and the final commit + merge are inside it. The last line:
+
+    duckdb_steps_per_s=<x> memory_steps_per_s=<y> ratio=<x/y> first_request_s=<t> sections=<n>
+
+(medians over --repeats; first_request_s is the DuckDB runs' median).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from lineage_fixture import SHARD, seeded_catalog  # noqa: E402
+
+from lc_assets.lib.corpus.lineage import latest_chunk_config  # noqa: E402
+from lc_assets.lib.generation.backend import GenerationBackend, GenerationRequest, GenerationResult  # noqa: E402
+from lc_assets.lib.generation.config import GenerationConfig, GeneratorIdentity  # noqa: E402
+from lc_assets.lib.generation.records import GenerationSummary, MemorySink  # noqa: E402
+from lc_assets.lib.generation.run import grow_sections  # noqa: E402
+from lc_assets.lib.generation.scheduler import GenerationScheduler  # noqa: E402
+from lc_assets.lib.lineage.catalog import merge_pending  # noqa: E402
+from lc_assets.lib.lineage.generation import iter_section_tasks, sections_to_grow  # noqa: E402
+from lc_assets.lib.tokenizer import TextTokenizer, load_tokenizer  # noqa: E402
+
+_WORDS = ("section", "chunk", "paragraph", "answer", "token", "model", "engine", "request", "lineage", "commit")
+
+
+class InstantBackend(GenerationBackend):
+    """Answers every request at once with a valid, unique pair; counts with the real tokenizer, as vLLM
+    does in-process (exact prompt counts through the chat template, batched text counts)."""
+
+    name = "instant"
+    model = "instant-double"
+
+    def __init__(self, tokenizer: TextTokenizer, in_flight: int, stop_after: int, stop: threading.Event) -> None:
+        self.tokenizer = tokenizer
+        self.in_flight = in_flight
+        self.stop_after = stop_after
+        self.stop = stop
+        self.submitted = 0
+        self.first_submit: float | None = None
+        self.done: list[GenerationResult] = []
+
+    @property
+    def context_window(self) -> int:
+        return 16384
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.in_flight
+
+    def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
+        return self.tokenizer.count(self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True))
+
+    def count_text_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.tokenizer.count_batch(list(texts))
+
+    def submit(self, request: GenerationRequest) -> None:
+        if self.first_submit is None:
+            self.first_submit = time.monotonic()
+        self.submitted += 1
+        if self.submitted >= self.stop_after:
+            self.stop.set()
+        n = self.submitted
+        answer = " ".join(f"{_WORDS[(n + i) % 10]}{(n * 7 + i) % 997}" for i in range(55))
+        text = json.dumps({"question": f"What does request {n} of {request.request_id[:12]} say?", "answer": answer})
+        self.done.append(GenerationResult(request.request_id, text, 3000, 150, "stop", 0.0))
+
+    def wait(self, timeout: float | None = None) -> list[GenerationResult]:
+        out, self.done = self.done, []
+        return out
+
+
+class RssSampler:
+    """Peak resident memory of this process while a run goes (sampled every 20 ms)."""
+
+    def __init__(self) -> None:
+        self.start_kib = 0
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def rss_kib() -> int:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak_kib = max(self.peak_kib, self.rss_kib())
+
+    def __enter__(self) -> RssSampler:
+        self.start_kib = self.peak_kib = self.rss_kib()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def one_run(sink: str, args: argparse.Namespace, tok: TextTokenizer, cache: Path, workdir: Path) -> dict[str, float]:
+    catalog = seeded_catalog(workdir / f"catalog-{sink}.duckdb", args.sections, cache)
+    config = GenerationConfig(
+        target_ratio=args.target_ratio,
+        max_in_flight=args.in_flight,
+        commit_every_steps=args.commit_every,
+        commit_every_ms=args.commit_every_ms,
+        generator=GeneratorIdentity(backend="instant", model="instant-double"),
+    )
+    stop = threading.Event()
+    backend = InstantBackend(tok, args.in_flight, args.steps, stop)
+    # a real backend loads its tokenizer when it is built, before the run starts (vLLM: with the engine)
+    backend.count_prompt_tokens([{"role": "user", "content": "warm-up"}])
+    cpu0 = time.process_time()
+    with RssSampler() as rss:
+        t0 = time.monotonic()
+        merge_pending(catalog, "bench")
+        chunk_hash = latest_chunk_config(catalog, SHARD)
+        assert chunk_hash is not None
+        todo, _ = sections_to_grow(catalog, SHARD, chunk_hash, config.config_hash())
+        if sink == "duckdb":
+            result = grow_sections(catalog, todo, backend, config, tok, f"bench-{time.time_ns()}", stop=stop)
+            summary: GenerationSummary = result.summary
+            merge_s = result.merge_seconds
+            commit_s, commit_cpu, groups = (
+                result.writer.commit_seconds,
+                result.writer.commit_cpu_seconds,
+                result.writer.groups,
+            )
+        else:
+            summary = GenerationScheduler(backend, config, MemorySink(), tok).run(
+                iter_section_tasks(catalog, todo), stop=stop, total=len(todo)
+            )
+            commit_s, commit_cpu, groups, merge_s = 0.0, 0.0, 0, 0.0
+        end = time.monotonic()
+    cpu = time.process_time() - cpu0
+    steps = summary.steps_ok + summary.steps_failed
+    assert backend.first_submit is not None
+    out = {
+        "steps": steps,
+        "steps_per_s": steps / (end - backend.first_submit),
+        "first_request_s": backend.first_submit - t0,
+        "sections_admitted": len(summary.sections),
+        "cpu_ms_per_step": 1000 * cpu / steps,
+        "cores_used": cpu / (end - t0),  # what the process got of the (shared) machine
+        "steps_per_cpu_s": steps / cpu,
+        "writer_commit_ms_per_step": 1000 * commit_s / steps,
+        "writer_commit_cpu_ms_per_step": 1000 * commit_cpu / steps,
+        "group_commits": groups,
+        "merge_into_catalog_s": merge_s,
+        "peak_rss_mib": rss.peak_kib / 1024,
+        "rss_growth_mib": (rss.peak_kib - rss.start_kib) / 1024,  # over the process before the run
+    }
+    for phase, seconds in sorted(summary.phase_seconds.items()):
+        out[f"phase_ms_per_step.{phase}"] = 1000 * seconds / steps
+    catalog.path.unlink(missing_ok=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sections", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=20_000, help="steps per run (then a graceful stop)")
+    ap.add_argument(
+        "--in-flight",
+        type=int,
+        default=32,
+        help="sections in flight; with --steps 20000 about one section is admitted per ~180 steps, near production's "
+        "one per ~250 (sections at target ratio 1.3 of 85-110k-token chunks)",
+    )
+    ap.add_argument("--target-ratio", type=float, default=1.3, help="section target (the production default)")
+    ap.add_argument("--commit-every", type=int, default=256)
+    ap.add_argument("--commit-every-ms", type=float, default=500.0)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--switch-interval-ms", type=float, default=None, help="sys.setswitchinterval (GIL hand-over)")
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "lc_assets_bench"))
+    args = ap.parse_args()
+
+    if args.switch_interval_ms is not None:
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
+    tok = load_tokenizer()
+    cache = Path(args.cache)
+    runs: dict[str, list[dict[str, float]]] = {"duckdb": [], "memory": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.repeats):
+            for sink in ("duckdb", "memory") if i % 2 == 0 else ("memory", "duckdb"):
+                res = one_run(sink, args, tok, cache, Path(tmp))
+                runs[sink].append(res)
+                print(f"run {i + 1} {sink}: " + json.dumps({k: round(v, 3) for k, v in res.items()}), flush=True)
+
+    def median(sink: str, key: str) -> float:
+        return statistics.median(r.get(key, 0.0) for r in runs[sink])
+
+    print(f"\nload average (1, 5, 15 min): {os.getloadavg()}")
+    keys = sorted({k for rs in runs.values() for r in rs for k in r})
+    print(f"{'median of ' + str(args.repeats):<52} {'duckdb':>10} {'memory':>10}")
+    for key in keys:
+        print(f"{key:<52} {median('duckdb', key):>10.3f} {median('memory', key):>10.3f}")
+    duck, mem = median("duckdb", "steps_per_s"), median("memory", "steps_per_s")
+    print(
+        f"duckdb_steps_per_s={duck:.1f} memory_steps_per_s={mem:.1f} ratio={duck / mem:.3f} "
+        f"first_request_s={median('duckdb', 'first_request_s'):.2f} sections={args.sections}"
+    )
+
+
+if __name__ == "__main__":
+    main()

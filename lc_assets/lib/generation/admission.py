@@ -1,0 +1,250 @@
+"""Admission: sections enter the loop one by one as in-flight slots free up, prepared ahead on a thread.
+
+Preparing a section (splitting its chunk into paragraphs with exact generator-token counts, one
+batched tokenizer call; replaying its committed steps after a resume) costs ~0.1 s of CPU for a
+100k-token chunk. Done up front for every section it would keep the engine idle for minutes; here a
+background thread prepares the next few sections while the loop keeps the engine busy with the
+ones already in flight, and the first request leaves as soon as the first section is ready.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from lc_assets.lib.generation.config import GenerationConfig
+from lc_assets.lib.generation.masking import Paragraph, SectionMasker, TokenCounter, split_paragraphs
+from lc_assets.lib.generation.prompts import normalize_question
+from lc_assets.lib.generation.records import CommittedStep, FinishReason, SectionResult, StepRecord
+from lc_assets.lib.sections import QAPair, Section
+from lc_assets.lib.tokenizer import TextTokenizer
+
+
+@dataclass(frozen=True)
+class SectionTask:
+    """A section to grow: its chunk, the chunk's stored target-token count, and what is already committed."""
+
+    section: Section
+    chunk_tokens: int | None = None  # target tokens of the chunk as `chunks.n_tokens` stores it; None: count
+    committed: Sequence[CommittedStep | StepRecord] = ()
+    shard: str = ""
+
+
+@dataclass
+class SectionState:
+    """A section in flight: its paragraphs, masker and pairs so far."""
+
+    task: SectionTask
+    paragraphs: tuple[Paragraph, ...]
+    masker: SectionMasker | None
+    chunk_tokens: int
+    target_tokens: int
+    pairs: list[QAPair] = field(default_factory=list)
+    seen_questions: set[str] = field(default_factory=set)
+    section_tokens: int = 0
+    next_step: int = 0
+    failed_steps: int = 0
+    finish_reason: FinishReason | None = None
+    # pair id -> generator tokens of (question, answer), for the prompt guard's bound
+    generator_pair_tokens: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def section(self) -> Section:
+        return self.task.section
+
+    @property
+    def section_id(self) -> str:
+        return self.task.section.section_id
+
+    def result(self) -> SectionResult:
+        s = self.task.section
+        return SectionResult(
+            section_id=s.section_id,
+            chunk_id=s.chunk_id,
+            document_id=s.document_id,
+            shard=self.task.shard,
+            chunk_tokens=self.chunk_tokens,
+            target_tokens=self.target_tokens,
+            n_paragraphs=len(self.paragraphs),
+            steps=self.next_step,
+            n_pairs=len(self.pairs),
+            failed_steps=self.failed_steps,
+            section_tokens=self.section_tokens,
+            finish_reason=self.finish_reason,
+        )
+
+    def apply(self, step: int, pair: QAPair | None, pair_tokens: int) -> None:
+        """Advance by one finished step (the same path for resumed and live steps)."""
+        if pair is not None:
+            self.pairs.append(pair)
+            self.seen_questions.add(normalize_question(pair.question))
+            self.section_tokens += pair_tokens
+        else:
+            self.failed_steps += 1
+        self.next_step = step + 1
+
+    def check_finished(self, config: GenerationConfig) -> None:
+        if self.finish_reason is not None:
+            return
+        if self.section_tokens >= self.target_tokens:
+            self.finish_reason = "target_reached"
+        elif self.next_step >= config.max_steps_per_section:
+            self.finish_reason = "max_steps"
+        elif self.failed_steps >= config.max_failed_steps_per_section:
+            self.finish_reason = "max_failures"
+
+
+def pair_token_overhead(tokenizer: TextTokenizer) -> int:
+    """Tokens the target chat template adds around one user/assistant pair (headers, end-of-turn)."""
+    if not tokenizer.chat_template:
+        return 0
+    q, a = "question", "answer"
+    one = [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    two = one + one
+    # the difference between two pairs and one excludes once-per-sample tokens such as BOS
+    return (
+        tokenizer.count(tokenizer.apply_chat_template(two))
+        - tokenizer.count(tokenizer.apply_chat_template(one))
+        - tokenizer.count(q)
+        - tokenizer.count(a)
+    )
+
+
+class SectionPreparer:
+    """Turns a task into a state: paragraphs counted in the generator's tokens, committed steps replayed."""
+
+    def __init__(self, config: GenerationConfig, count_text: TokenCounter, target_tokenizer: TextTokenizer) -> None:
+        self.config = config
+        self.count_text = count_text
+        self.target_tokenizer = target_tokenizer
+        self._pair_overhead: int | None = None
+        self._overhead_lock = threading.Lock()
+
+    @property
+    def pair_overhead(self) -> int:
+        # measured on first use, not up front: rendering the chat template imports transformers (seconds),
+        # which would otherwise hold back the run's first request
+        with self._overhead_lock:
+            if self._pair_overhead is None:
+                self._pair_overhead = pair_token_overhead(self.target_tokenizer)
+            return self._pair_overhead
+
+    def pair_tokens(self, pairs: Sequence[QAPair]) -> list[int]:
+        """Target tokens each pair adds to its section (question + answer + the chat template around them)."""
+        if not pairs:
+            return []
+        counts = self.target_tokenizer.count_batch([t for p in pairs for t in (p.question, p.answer)])
+        overhead = self.pair_overhead
+        return [counts[2 * i] + counts[2 * i + 1] + overhead for i in range(len(pairs))]
+
+    def __call__(self, task: SectionTask) -> SectionState:
+        cfg, section = self.config, task.section
+        chunk_tokens = task.chunk_tokens if task.chunk_tokens is not None else self.target_tokenizer.count(section.text)
+        paragraphs = tuple(split_paragraphs(section.text, self.count_text, cfg.paragraph_cap))
+        masker = (
+            SectionMasker(section.section_id, paragraphs, cfg.seed, cfg.min_context_tokens, cfg.max_context_tokens)
+            if paragraphs
+            else None
+        )
+        st = SectionState(task, paragraphs, masker, chunk_tokens, cfg.target_for(chunk_tokens))
+        st.section_tokens = chunk_tokens
+        records = sorted(task.committed, key=lambda r: r.step)
+        for expected, rec in enumerate(records):
+            if rec.step != expected or rec.section_id != section.section_id:
+                raise ValueError(
+                    f"committed steps of section {section.section_id!r} are not a prefix 0..n-1 "
+                    f"(found step {rec.step} of {rec.section_id!r} where {expected} was expected)"
+                )
+        ok_pairs = [r.pair for r in records if r.status == "ok" and r.pair is not None]
+        tokens = dict(zip((p.pair_id for p in ok_pairs), self.pair_tokens(ok_pairs), strict=True))
+        for rec in records:
+            pair = rec.pair if rec.status == "ok" else None
+            st.apply(rec.step, pair, tokens[pair.pair_id] if pair is not None else 0)
+        for pair in section.pairs:  # pairs given on the Section itself (not through records)
+            if pair.step >= st.next_step:
+                raise ValueError(f"section {section.section_id!r} has pair at step {pair.step} but no record of it")
+        if not paragraphs:
+            st.finish_reason = "empty_chunk"
+        st.check_finished(cfg)
+        return st
+
+
+class _End:
+    pass
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
+class Admission:
+    """Prepares the next few sections of `tasks` on a background thread; the loop takes them as slots free up.
+
+    Tasks are consumed lazily (a paging source never loads more than `ahead` sections beyond those in
+    flight), so memory stays flat in the number of sections.
+    """
+
+    def __init__(self, tasks: Iterable[SectionTask], prepare: Callable[[SectionTask], SectionState], ahead: int = 4):
+        self._queue: queue.Queue[SectionState | _End | _Failed] = queue.Queue(maxsize=max(1, ahead))
+        self._closed = threading.Event()
+        self.exhausted = False
+        self.prepared = 0
+        self.prepare_seconds = 0.0  # on the admission thread, beside the loop
+        self._thread = threading.Thread(target=self._run, args=(tasks, prepare), name="section-admission", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: SectionState | _End | _Failed) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, tasks: Iterable[SectionTask], prepare: Callable[[SectionTask], SectionState]) -> None:
+        try:
+            for task in tasks:
+                if self._closed.is_set():
+                    return
+                start = time.perf_counter()
+                state = prepare(task)
+                self.prepare_seconds += time.perf_counter() - start
+                self.prepared += 1
+                if not self._put(state):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the loop, which raises it
+            self._put(_Failed(exc))
+            return
+        self._put(_End())
+
+    def take(self, timeout: float = 0.0) -> SectionState | None:
+        """The next prepared section; None if none is ready within `timeout` s or none are left."""
+        if self.exhausted:
+            return None
+        try:
+            item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if isinstance(item, _End):
+            self.exhausted = True
+            return None
+        if isinstance(item, _Failed):
+            self.exhausted = True
+            raise item.error
+        return item
+
+    def close(self) -> None:
+        """Admit nothing more (graceful stop, end of run)."""
+        self._closed.set()
+        self.exhausted = True
+        while True:  # unblock a put in progress
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=5.0)

@@ -1,0 +1,844 @@
+"""Validation of one generated QA output: parse it, ground it in the shown text, or reject it with a reason.
+
+A pair is accepted only when every check passes; otherwise :func:`validate_output` returns the
+first failing check as a stable *code* (see :data:`REJECTION_REASONS`) plus a human-readable
+detail. Rejected outputs are never stored as pairs (the caller retries, then records the step as
+failed with ``"<code>: <detail>"``).
+
+Grounding: the output carries ``evidence``, short quotes the model copied from the excerpts. Each
+quote must be found in one shown window (whitespace/case/quote-style normalised; a fuzzy match
+above a threshold where the model altered punctuation), and is mapped to its exact chunk-relative
+character span (:class:`EvidenceSpan`), so the depth of every answer in its chunk is known. The
+answer must then be *supported* by its evidence sentence by sentence: word overlap over a whole
+answer overstates quality 3-5x (an answer that starts right and adds an invented fact still
+overlaps well), so each answer sentence must have its content words, and all of its numbers, in
+the evidence (plus the question's words that occur in the shown text).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field
+from rapidfuzz import fuzz
+
+from lc_assets.lib.generation.masking import MaskWindow
+from lc_assets.lib.sections import QAPair
+from lc_assets.lib.stepconfig import StepConfig
+
+#: Every rejection code, in the order the checks run (the first failing check names the output).
+REJECTION_REASONS: dict[str, str] = {
+    "invalid_json": "output is not a JSON object",
+    "missing_field": "question, answer or evidence missing or of the wrong type",
+    "too_long": "question, answer or a quote longer than its bound",
+    "qa_artefact": 'a "Q:"/"A:"/"Question:"/"Answer:" prefix copied from the prompt format',
+    "empty_answer": "the answer has no content (empty, lone punctuation, a refusal such as 'not mentioned')",
+    "placeholder": "a template placeholder such as '[insert detail]' or the skip marker in the answer",
+    "not_a_question": "the question is not a question (no question mark, or fewer than 3 words)",
+    "degenerate": "looping output (repeated 4-grams) or an answer that repeats the question",
+    "echo": "a copy of the prompt's instructions or of an earlier pair of the section",
+    "duplicate_question": "near-duplicate of an earlier question of the section (ROUGE-L over the threshold)",
+    "not_standalone": "question or answer points at 'the given code/excerpt/text' instead of naming its subject",
+    "wrong_language": "question or answer in another language than the source text",
+    "evidence_missing": "no evidence quote",
+    "evidence_not_found": "a quote is not in the shown text (or too short to ground anything)",
+    "long_range_evidence": "a long-range step whose quotes do not come from both far-apart windows",
+    "unsupported_answer": "an answer sentence whose content words or numbers are not in the evidence",
+}
+
+QUESTION_KINDS = ("what", "why", "how", "compare", "list", "numeric", "multi_hop", "yes_no", "other")
+
+
+class ValidationConfig(StepConfig):
+    """Bounds and thresholds of the checks. Part of the generation hash (they decide what is kept)."""
+
+    max_question_chars: int = Field(250, ge=16, le=4000, description="Longest question kept.")
+    max_answer_chars: int = Field(600, ge=16, le=20000, description="Longest answer kept.")
+    max_quote_chars: int = Field(300, ge=20, le=4000, description="Longest evidence quote kept.")
+    min_quote_words: int = Field(
+        3, ge=1, le=20, description="A quote needs this many words or min_quote_chars ('the', 'None' ground nothing)."
+    )
+    min_quote_chars: int = Field(20, ge=1, le=200, description="...or this many characters (a long identifier).")
+    fuzzy_threshold: float = Field(
+        90.0, ge=50.0, le=100.0, description="rapidfuzz partial_ratio a quote needs when not found exactly."
+    )
+    duplicate_rouge_l: float = Field(
+        0.7, gt=0.0, le=1.0, description="ROUGE-L F1 to an earlier question at which a question is a duplicate."
+    )
+    echo_rouge_l: float = Field(
+        0.9, gt=0.0, le=1.0, description="ROUGE-L F1 to an earlier answer at which an answer is an echo."
+    )
+    min_sentence_support: float = Field(
+        0.75, ge=0.0, le=1.0, description="Share of an answer sentence's content words found in the evidence."
+    )
+    max_repeated_ngram_share: float = Field(
+        0.35, gt=0.0, le=1.0, description="Share of repeated word 4-grams above which output is a loop."
+    )
+    check_language: bool = Field(True, description="Reject question/answer in another language than the source.")
+    max_completed_quotes: int = Field(
+        2,
+        ge=0,
+        le=8,
+        description="An answer sentence the quotes do not support may be supported by this many shown sentences, "
+        "added to the evidence (origin 'completed'); 0 = only the model's quotes count.",
+    )
+
+
+# -- normalisation --------------------------------------------------------------------------------
+
+_QUOTE_CHARS = str.maketrans({"‘": "'", "’": "'", "‚": "'", "“": '"', "”": '"', "„": '"', "–": "-", "—": "-"})
+
+
+def normalize_question(text: str) -> str:
+    """Case-, accent-, punctuation- and whitespace-insensitive form used for duplicate detection."""
+    folded = unicodedata.normalize("NFKD", text).casefold()
+    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    folded = re.sub(r"[^\w\s]", " ", folded)
+    return " ".join(folded.split())
+
+
+def words(text: str) -> list[str]:
+    """Normalised word tokens (identifiers such as ``asyncio.run`` give ``asyncio``, ``run``)."""
+    return normalize_question(text).split()
+
+
+def _normalize_with_map(text: str) -> tuple[str, list[int]]:
+    """Casefolded text with unified quotes and collapsed whitespace, and each char's index in ``text``."""
+    out: list[str] = []
+    pos: list[int] = []
+    prev_space = True  # drops leading whitespace
+    for i, ch in enumerate(text):
+        if ch.isspace():
+            if not prev_space:
+                out.append(" ")
+                pos.append(i)
+            prev_space = True
+            continue
+        prev_space = False
+        for c in unicodedata.normalize("NFKC", ch).translate(_QUOTE_CHARS).casefold():
+            out.append(c)
+            pos.append(i)
+    if out and out[-1] == " ":
+        out.pop()
+        pos.pop()
+    return "".join(out), pos
+
+
+def _normalize(text: str) -> str:
+    return _normalize_with_map(text)[0]
+
+
+# -- the output -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvidenceSpan:
+    """One accepted quote, mapped to its exact place in the chunk."""
+
+    quote_index: int
+    quote: str  # as the model wrote it
+    source_text: str  # the chunk's own text of the span (what a report highlights)
+    char_start: int  # chunk-relative, end exclusive
+    char_end: int
+    window_index: int  # which shown window (document order)
+    score: float  # 100 = found exactly (normalised); else the fuzzy score
+    origin: str = "model"  # "model": quoted by the model; "completed": the shown sentence the validator added
+
+    def row(self, pair_id: str, section_id: str, chunk_id: str, run_id: str, config_hash: str) -> dict[str, Any]:
+        """One row of the lineage table ``qa_evidence``."""
+        return {
+            "pair_id": pair_id,
+            "section_id": section_id,
+            "chunk_id": chunk_id,
+            "quote_index": self.quote_index,
+            "char_start": self.char_start,
+            "char_end": self.char_end,
+            "quote": self.source_text,
+            "run_id": run_id,
+            "config_hash": config_hash,
+        }
+
+
+@dataclass(frozen=True)
+class ValidatedQA:
+    """The verdict on one output: an accepted, grounded pair, or the reason it is rejected."""
+
+    question: str | None
+    answer: str | None
+    evidence: tuple[str, ...] = ()
+    spans: tuple[EvidenceSpan, ...] = ()
+    kind: str | None = None  # classified from the question (never trusted from the model)
+    model_kind: str | None = None  # what the model said, when the schema asked for it
+    support: float | None = None  # the weakest answer sentence's support (1.0 = every content word)
+    reason: str | None = None  # a key of REJECTION_REASONS; None when accepted
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    @property
+    def failure(self) -> str | None:
+        """``"<code>: <detail>"`` as stored in a failed step record (the code is what metrics count)."""
+        return None if self.reason is None else f"{self.reason}: {self.detail}"
+
+    def to_pair(self, pair_id: str, step: int) -> QAPair:
+        if not self.ok or self.question is None or self.answer is None:
+            raise ValueError(f"a rejected output is never a pair ({self.failure})")
+        return QAPair(pair_id, step, self.question, self.answer)
+
+    def evidence_rows(
+        self, pair_id: str, section_id: str, chunk_id: str, run_id: str, config_hash: str
+    ) -> list[dict[str, Any]]:
+        return [s.row(pair_id, section_id, chunk_id, run_id, config_hash) for s in self.spans]
+
+
+def _reject(reason: str, detail: str, **kw: Any) -> ValidatedQA:
+    assert reason in REJECTION_REASONS, reason
+    return ValidatedQA(kw.pop("question", None), kw.pop("answer", None), reason=reason, detail=detail, **kw)
+
+
+# -- parsing --------------------------------------------------------------------------------------
+
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+
+
+def _load_object(text: str) -> dict[str, Any] | str:
+    raw = text.strip()
+    fenced = _FENCE.match(raw)
+    if fenced:
+        raw = fenced.group(1)
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return f"{exc.msg} at char {exc.pos}"
+    if not isinstance(obj, dict):
+        return f"expected an object, got {type(obj).__name__}"
+    return obj
+
+
+@dataclass(frozen=True)
+class ParsedQA:
+    """Outcome of the schema-level checks of one output: a question/answer or a reason it is invalid."""
+
+    question: str | None
+    answer: str | None
+    reason: str | None = None  # "<code>: <detail>", None when valid
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+#: share of repeated word 4-grams above which an answer is a generation loop, not content
+MAX_REPEATED_NGRAM_SHARE = 0.35
+
+
+def repeated_ngram_share(text: str, n: int = 4) -> float:
+    """Fraction of the word n-grams of `text` that already occurred earlier in it (0 for short texts)."""
+    tokens = normalize_question(text).split()
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    if len(grams) < 8:
+        return 0.0
+    return 1.0 - len(set(grams)) / len(grams)
+
+
+def parse_qa_output(text: str, max_question_chars: int, max_answer_chars: int) -> ParsedQA:
+    """Schema-level checks only (JSON, fields, lengths, loops); evidence is read by :func:`validate_output`."""
+    obj = _load_object(text)
+    if isinstance(obj, str):
+        return ParsedQA(None, None, f"invalid_json: {obj}")
+    question, answer = obj.get("question"), obj.get("answer")
+    if not isinstance(question, str) or not isinstance(answer, str):
+        return ParsedQA(None, None, "missing_field: question and answer must both be strings")
+    question, answer = question.strip(), answer.strip()
+    if not question:
+        return ParsedQA(None, None, "not_a_question: the question is empty")
+    if not answer:
+        return ParsedQA(None, None, "empty_answer: the answer is empty")
+    if len(question) > max_question_chars:
+        return ParsedQA(None, None, f"too_long: question has {len(question)} chars > {max_question_chars}")
+    if len(answer) > max_answer_chars:
+        return ParsedQA(None, None, f"too_long: answer has {len(answer)} chars > {max_answer_chars}")
+    if normalize_question(question) == normalize_question(answer):
+        return ParsedQA(None, None, "degenerate: answer repeats the question")
+    looping = repeated_ngram_share(answer)
+    if looping > MAX_REPEATED_NGRAM_SHARE:
+        return ParsedQA(None, None, f"degenerate: answer loops ({looping:.0%} of its 4-grams are repeats)")
+    return ParsedQA(question, answer)
+
+
+# -- content checks -------------------------------------------------------------------------------
+
+_QA_PREFIX = re.compile(r"^\s*(?:[-*]\s*)?(?:q|a|question|answer)\s*\d*\s*[:：]", re.IGNORECASE)
+_QA_INNER = re.compile(r"(?:^|\n)\s*(?:q|a|question|answer)\s*[:：]", re.IGNORECASE)
+_PLACEHOLDER = re.compile(
+    r"\[\s*(?:insert|add|your|fill|placeholder|detail|details|answer|question|name|x+)\b[^\]]*\]"
+    r"|<\s*(?:insert|answer|question|placeholder)[^>]*>|\{\{[^}]*\}\}|lorem ipsum|\[\s*(?:\.\.\.|…)\s*\]",
+    re.IGNORECASE,
+)
+_REFUSAL = re.compile(
+    r"^(?:n/?a|none given|unknown|no answer|not (?:mentioned|specified|stated|provided|given|available|found)"
+    r"(?: in the (?:text|excerpts?|passage|document))?|the (?:text|excerpts?|passage) does not (?:say|mention|state)"
+    r"[^.]*)\W*$",
+    re.IGNORECASE,
+)
+# "the text" is also an ordinary noun phrase in docs ("the text of the message"): only the phrasings
+# that point at the prompt itself count
+_POINTS_AT_PROMPT = re.compile(
+    r"\bexcerpts?\b"  # the prompt's own word: "mentioned in Excerpt 1", "the excerpt states"
+    r"|\b(?:given|provided|above|following|shown|preceding|this)\s+(?:code\s+)?"
+    r"(?:snippet|excerpt|passage|text|document|section|paragraph|example|code|context|article)s?\b"
+    r"|\b(?:in|from|according to|based on)\s+the\s+(?:code\s+)?(?:snippet|excerpt|passage|text|document|context)s?\b"
+    r"|\bthe\s+(?:code\s+)?(?:snippet|excerpt|passage)s?\b"
+    r"(?!\s*(?:column|field|type|file|mode|format|value|string|search|editor|encoding|node|object|widget|box|area|"
+    r"attribute|property|of)\b)",
+    re.IGNORECASE,
+)
+
+
+# a question that says "that package" / "this function" leans on context the reader of the pair never sees
+_DANGLING_REFERENCE = re.compile(
+    r"\b(?:that|this|these|those)\s+(?:package|function|method|class|module|file|command|option|variable|"
+    r"parameter|field|table|column|value|case|example|entry|definition|program|script|section)s?\b",
+    re.IGNORECASE,
+)
+
+
+def _has_alnum(text: str) -> bool:
+    return any(ch.isalnum() for ch in text)
+
+
+# -- near-duplicates ------------------------------------------------------------------------------
+
+
+def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
+    if len(a) < len(b):
+        a, b = b, a
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l(a: str | Sequence[str], b: str | Sequence[str]) -> float:
+    """ROUGE-L F1 (longest common subsequence of normalised words)."""
+    ta = words(a) if isinstance(a, str) else list(a)
+    tb = words(b) if isinstance(b, str) else list(b)
+    if not ta or not tb:
+        return 0.0
+    return 2 * _lcs(ta, tb) / (len(ta) + len(tb))
+
+
+class QuestionIndex:
+    """A section's earlier questions, for near-duplicate checks in O(candidates), not O(all LCS).
+
+    ROUGE-L F1 is bounded by the words two questions share (2·|A∩B| / (|A|+|B|)); only questions
+    whose bound reaches the threshold get the exact LCS.
+    """
+
+    def __init__(self, questions: Iterable[str] = ()) -> None:
+        self._items: list[tuple[str, list[str], Counter[str]]] = []
+        for q in questions:
+            self.add(q)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, question: str) -> None:
+        tokens = words(question)
+        self._items.append((question, tokens, Counter(tokens)))
+
+    def nearest(self, question: str, threshold: float) -> tuple[float, str | None]:
+        """The highest ROUGE-L >= ``threshold`` to an earlier question (0.0, None when none reaches it)."""
+        tokens = words(question)
+        bag = Counter(tokens)
+        best, match = 0.0, None
+        for text, other, other_bag in self._items:
+            total = len(tokens) + len(other)
+            if not total or 2 * sum((bag & other_bag).values()) / total < max(threshold, best):
+                continue
+            score = rouge_l(tokens, other)
+            if score >= threshold and score > best:
+                best, match = score, text
+        return best, match
+
+
+# -- language -------------------------------------------------------------------------------------
+
+_FUNCTION_WORDS = {
+    "en": "the of and to in is that for it with as was on are be by this which or from at an what how why does not",
+    "de": "der die das und ist nicht ein eine zu den mit sich des auf für im dem auch es wie wird werden oder",
+    "fr": "le la les des et est une un du que dans pour qui pas sur au avec ce il sont par plus ou se",
+    "es": "el la los las de que y en un una es por con para del se no al lo como más pero sus",
+    "it": "il di che è la le un una per non sono con del della dei gli nel si da anche come più ma",
+    "pt": "o a os as de que e do da em um uma para com não se por mais como dos das ao",
+    "nl": "de het een en van is dat op te in zijn met voor niet er aan ook als bij worden",
+}
+_FUNCTION_SETS = {lang: set(ws.split()) for lang, ws in _FUNCTION_WORDS.items()}
+_SCRIPTS = (
+    ("cyrillic", 0x0400, 0x04FF),
+    ("greek", 0x0370, 0x03FF),
+    ("arabic", 0x0600, 0x06FF),
+    ("hebrew", 0x0590, 0x05FF),
+    ("devanagari", 0x0900, 0x097F),
+    ("cjk", 0x3040, 0x9FFF),
+    ("hangul", 0xAC00, 0xD7AF),
+)
+
+
+def detect_language(text: str) -> str | None:
+    """A coarse language guess (None when unsure): the script, then function-word profiles of Latin languages.
+
+    Dependency-free on purpose: it only has to tell "the source's language" from "another one" on
+    short texts, and must stay silent rather than guess on code or names.
+    """
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return None
+    for script, lo, hi in _SCRIPTS:
+        if sum(lo <= ord(ch) <= hi for ch in letters) >= 0.3 * len(letters):
+            return script
+    tokens = [t for t in normalize_question(text).split() if t.isalpha()]
+    hits = sorted(((sum(t in s for t in tokens), lang) for lang, s in _FUNCTION_SETS.items()), reverse=True)
+    (best, lang), (second, _) = hits[0], hits[1]
+    if best >= 2 and best >= 2 * second:
+        return lang
+    return None
+
+
+# -- evidence -------------------------------------------------------------------------------------
+
+_ELLIPSIS = re.compile(r"\s*(?:\[\s*\.\.\.\s*\]|\.\.\.|…)\s*")
+
+
+@dataclass
+class _Window:
+    index: int
+    char_start: int
+    text: str
+    norm: str
+    pos: list[int] = field(repr=False)
+
+
+def _prepare_windows(windows: Sequence[MaskWindow]) -> list[_Window]:
+    out = []
+    for i, w in enumerate(windows):
+        text = w.text
+        norm, pos = _normalize_with_map(text)
+        out.append(_Window(i, w.char_start, text, norm, pos))
+    return out
+
+
+_EXCERPT_LABEL = re.compile(r"^\s*excerpt\s+\d+\s*:\s*", re.IGNORECASE)
+
+
+def _strip_quote(quote: str) -> str:
+    """The quote without wrapping quote marks and without the prompt's own "Excerpt N:" label."""
+    return _EXCERPT_LABEL.sub("", quote.strip().strip("\"'`“”‘’").strip())
+
+
+def _find_segment(seg: str, win: _Window, threshold: float, after: int = 0) -> tuple[int, int, float] | None:
+    """(norm start, norm end, score) of ``seg`` (normalised) in the window's normalised text."""
+    at = win.norm.find(seg, after)
+    if at >= 0:
+        return at, at + len(seg), 100.0
+    if threshold >= 100.0:
+        return None
+    hay = win.norm[after:]
+    res = fuzz.partial_ratio_alignment(seg, hay, score_cutoff=threshold)
+    if res is None or res.score < threshold:
+        return None
+    # the alignment may stop inside a word where the model changed punctuation: widen to whole words
+    start, end = after + res.dest_start, after + res.dest_end
+    while start > 0 and win.norm[start - 1].isalnum() and win.norm[start].isalnum():
+        start -= 1
+    while end < len(win.norm) and win.norm[end - 1].isalnum() and win.norm[end].isalnum():
+        end += 1
+    return start, end, float(res.score)
+
+
+def _locate_quote(quote: str, windows: Sequence[_Window], threshold: float) -> tuple[int, int, int, float] | None:
+    """(window index, norm start, norm end, score) of a quote; an elided quote ("a ... b") matches in order."""
+    segments = [s for s in (_normalize(p) for p in _ELLIPSIS.split(_strip_quote(quote))) if s]
+    if not segments:
+        return None
+    best: tuple[int, int, int, float] | None = None
+    for win in windows:
+        start = end = None
+        score = 100.0
+        cursor = 0
+        for seg in segments:
+            found = _find_segment(seg, win, threshold, cursor)
+            if found is None:
+                break
+            s, e, sc = found
+            start = s if start is None else start
+            end, cursor, score = e, e, min(score, sc)
+        else:
+            assert start is not None and end is not None
+            if best is None or score > best[3]:
+                best = (win.index, start, end, score)
+            if score >= 100.0:
+                break
+    return best
+
+
+_SENTENCE_OR_BLANK = re.compile(r"(?<=[.!?:;])\s+|\n\s*\n\s*")
+_LINE = re.compile(r"\n")
+
+
+def _is_wrap(text: str, newline: int) -> bool:
+    """A hard wrap inside prose: a long line ending in a word or comma, continued unindented in lower case."""
+    line_start = text.rfind("\n", 0, newline) + 1
+    line = text[line_start:newline]
+    nxt = text[newline + 1 : newline + 2]
+    return len(line) >= 40 and (line[-1:].isalnum() or line[-1:] == ",") and nxt.islower()
+
+
+def _breaks(text: str) -> list[tuple[int, int]]:
+    found = [(m.start(), m.end()) for m in _SENTENCE_OR_BLANK.finditer(text)]
+    found += [(m.start(), m.end()) for m in _LINE.finditer(text) if not _is_wrap(text, m.start())]
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(found):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def quotable_pieces(
+    text: str, max_chars: int = 200, min_words: int = 3, min_chars: int = 20
+) -> list[tuple[int, int, str]]:
+    """``text`` cut into sentences (prose, hard wraps joined) and lines (code) as (start, end, piece), verbatim.
+
+    A piece longer than ``max_chars`` is cut at a word boundary; pieces shorter than ``min_words``
+    words and ``min_chars`` characters are left out (they ground nothing).
+    """
+    out = []
+    pos = 0
+    for brk_start, brk_end in [*_breaks(text), (len(text), len(text))]:
+        raw = text[pos:brk_start]
+        start = pos + len(raw) - len(raw.lstrip())
+        piece = raw.strip()
+        pos = brk_end
+        if len(piece) > max_chars:
+            cut = piece.rfind(" ", 0, max_chars)
+            piece = piece[: cut if cut > max_chars // 2 else max_chars].rstrip()
+        if not piece or (len(words(piece)) < min_words and len(piece) < min_chars):  # the quote rule's count
+            continue
+        out.append((start, start + len(piece), piece))
+    return out
+
+
+# -- answer support -------------------------------------------------------------------------------
+
+# English function words, plus the words every answer about code uses for its subject ("the `x`
+# function", "the `y` method"): they carry no fact that the evidence could support
+_STOPWORDS = set(
+    """a about above after again against all also am an and any are as at be because been before being below
+    between both but by can could did do does doing done down during each either else few for from further had has
+    have having he her here hers him his how however i if in into is it its itself just may me might more most
+    must my neither no nor not now of off on once one only or other our ours out over own per same shall she
+    should so some such than that the their theirs them then there these they this those through to too under
+    until up upon use used uses using very via was we were what when where whether which while who whom whose why
+    will with within without would yes you your called named known example e g i e etc like
+    function functions method methods class classes module modules""".split()
+)
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*(?![\w])")
+_SENTENCES = re.compile(r"(?<=[.!?;])\s+(?=[A-Z0-9`\"'(])|\n+")
+
+
+def _stem(word: str) -> str:
+    """A crude stem: create/creates/created/creating all give "creat" (enough for support, not linguistics)."""
+    if word.isdigit():
+        return word
+    for suffix in ("ies", "ing", "ed", "es", "ly", "s"):
+        if word.endswith(suffix) and not word.endswith("ss") and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+            if suffix in ("ing", "ed") and len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeioulsz":
+                word = word[:-1]  # stripping -> strip, stopped -> stop
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def content_words(text: str, identifier_parts: bool = False) -> list[str]:
+    """Stemmed words that carry content (stopwords and 1-letter tokens dropped; numbers kept).
+
+    With ``identifier_parts`` (for the evidence side) identifiers also give their parts:
+    ``pg_create_physical_replication_slot`` supports "creates a physical replication slot".
+    """
+    tokens = words(text)
+    if identifier_parts:
+        split = words(_CAMEL.sub("_", text))
+        tokens += [p for w in split if "_" in w.strip("_") for p in w.split("_") if p]
+    return [_stem(w) for w in tokens if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())]
+
+
+def numbers(text: str) -> set[str]:
+    return {n.replace(",", "") for n in _NUMBER.findall(text)}
+
+
+def answer_sentences(answer: str) -> list[str]:
+    return [s.strip() for s in _SENTENCES.split(answer) if s.strip()]
+
+
+def _derived(pool_numbers: set[str]) -> set[str]:
+    """Sums and differences of two numbers of the evidence ("from 1881 to 1906" supports "25 years")."""
+    values = [int(n) for n in pool_numbers if n.isdigit() and len(n) <= 6][:20]
+    return {str(abs(a - b)) for a in values for b in values} | {str(a + b) for a in values for b in values}
+
+
+def sentence_support(
+    sentence: str, pool: set[str], pool_numbers: set[str], given: frozenset[str] | set[str] = frozenset()
+) -> tuple[float, list[str]]:
+    """Share of the sentence's *new* content words in ``pool`` (0 if one of its numbers is missing), and the misses.
+
+    ``given``: words the answer may restate without support (the question's words found in the shown
+    text); they leave the count, so "The ceremony of investing a sovereign ... is known as coronation"
+    is judged on "coronation" alone, not carried by the restated question.
+    """
+    found_numbers = numbers(sentence)
+    missing_numbers = sorted(found_numbers - pool_numbers)
+    if missing_numbers:
+        missing_numbers = sorted(set(missing_numbers) - _derived(pool_numbers))
+    supported_numbers = found_numbers - set(missing_numbers)
+    cw = [w for w in content_words(sentence) if w not in given]
+    misses = [w for w in cw if w not in pool and w not in supported_numbers]
+    share = 1.0 if not cw else 1.0 - len(misses) / len(cw)
+    if missing_numbers:
+        return 0.0, missing_numbers + misses
+    return share, misses
+
+
+# -- kinds ----------------------------------------------------------------------------------------
+
+_NUMERIC_Q = re.compile(
+    r"^(?:how (?:many|much|long|old|often|large|big|far)|what (?:year|percentage|percent|number|port|size|"
+    r"version|date|time)|in what year|when |which (?:year|version|port)|at what)",
+    re.IGNORECASE,
+)
+_COMPARE_Q = re.compile(r"\b(?:differ|difference|compare|compared|versus|vs\.?|than|unlike|similar)\b", re.IGNORECASE)
+_LIST_Q = re.compile(
+    r"^(?:list|name (?:the|all|two|three|four|five)|what are (?:the|some|all)|which (?:\w+ ){0,2}(?:are|exist))"
+    r"|\b(?:two|three|four|five|several|all the|which options|what options|what kinds)\b",
+    re.IGNORECASE,
+)
+_YES_NO_Q = re.compile(
+    r"^(?:is|are|was|were|do|does|did|can|could|should|will|would|has|have|had|may|must)\b", re.IGNORECASE
+)
+
+
+def classify_question_kind(question: str, answer: str = "", windows_cited: int = 1) -> str:
+    """One of :data:`QUESTION_KINDS`, from the question's form (the model's own label is not trusted)."""
+    q = question.strip()
+    if windows_cited >= 2:
+        return "multi_hop"
+    if _NUMERIC_Q.search(q):
+        return "numeric"
+    if _COMPARE_Q.search(q):
+        return "compare"
+    if re.match(r"^why\b", q, re.IGNORECASE) or re.search(r"\b(?:purpose|reason)\b", q, re.IGNORECASE):
+        return "why"
+    if re.match(r"^how\b", q, re.IGNORECASE) or re.search(r"\bin what way\b", q, re.IGNORECASE):
+        return "how"
+    if _LIST_Q.search(q):
+        return "list"
+    if _YES_NO_Q.match(q):
+        return "yes_no"
+    if re.match(r"^(?:what|which|who|whom|whose|where|when)\b", q, re.IGNORECASE) or re.search(
+        r"\b(?:what|which)\b", q, re.IGNORECASE
+    ):
+        numeric_answer = bool(answer) and bool(_NUMBER.fullmatch(answer.strip().rstrip(".")))
+        return "numeric" if numeric_answer else "what"
+    return "other"
+
+
+# -- the whole check ------------------------------------------------------------------------------
+
+
+def _shingles(text: str, n: int = 6) -> set[tuple[str, ...]]:
+    tokens = words(text)
+    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def validate_output(
+    text: str,
+    windows: Sequence[MaskWindow],
+    *,
+    earlier: Sequence[QAPair] = (),
+    question_index: QuestionIndex | None = None,
+    long_range: bool = False,
+    instructions: Sequence[str] = (),
+    source_language: str | None = None,
+    config: ValidationConfig | None = None,
+) -> ValidatedQA:
+    """Parse one raw model output and run every check against the windows the prompt showed.
+
+    ``earlier``: the section's earlier pairs (echo and duplicate checks; ``question_index`` may be
+    given instead for the duplicate check of long sections). ``instructions``: the prompt's fixed
+    texts (echo check). ``source_language`` defaults to :func:`detect_language` of the windows.
+    """
+    cfg = config or ValidationConfig()
+    obj = _load_object(text)
+    if isinstance(obj, str):
+        return _reject("invalid_json", obj)
+    question, answer, evidence = obj.get("question"), obj.get("answer"), obj.get("evidence")
+    if not isinstance(question, str) or not isinstance(answer, str):
+        return _reject("missing_field", "question and answer must both be strings")
+    if isinstance(evidence, str):
+        evidence = [evidence]
+    if evidence is not None and (not isinstance(evidence, list) or not all(isinstance(e, str) for e in evidence)):
+        return _reject("missing_field", "evidence must be a list of strings")
+    question, answer = question.strip(), answer.strip()
+    quotes = tuple(e.strip() for e in (evidence or []) if e.strip())
+    model_kind = obj.get("kind") if isinstance(obj.get("kind"), str) else None
+    kw: dict[str, Any] = {"question": question, "answer": answer, "evidence": quotes, "model_kind": model_kind}
+
+    if len(question) > cfg.max_question_chars:
+        return _reject("too_long", f"question has {len(question)} chars > {cfg.max_question_chars}", **kw)
+    if len(answer) > cfg.max_answer_chars:
+        return _reject("too_long", f"answer has {len(answer)} chars > {cfg.max_answer_chars}", **kw)
+    for i, q in enumerate(quotes):
+        if len(q) > cfg.max_quote_chars:
+            return _reject("too_long", f"quote {i} has {len(q)} chars > {cfg.max_quote_chars}", **kw)
+    if _QA_PREFIX.match(question) or _QA_PREFIX.match(answer) or _QA_INNER.search(question + "\n" + answer):
+        return _reject("qa_artefact", f"question {question[:60]!r} / answer {answer[:60]!r}", **kw)
+    if not _has_alnum(answer) or _REFUSAL.match(answer):
+        return _reject("empty_answer", f"answer {answer!r}", **kw)
+    if _PLACEHOLDER.search(answer) or _PLACEHOLDER.search(question):
+        return _reject("placeholder", f"answer {answer[:80]!r}", **kw)
+    if not question.rstrip(" \"')]*_`").endswith("?") or len(words(question)) < 3:
+        return _reject("not_a_question", f"question {question[:80]!r}", **kw)
+    looping = max(repeated_ngram_share(answer), repeated_ngram_share(question))
+    if looping > cfg.max_repeated_ngram_share:
+        return _reject("degenerate", f"output loops ({looping:.0%} of its 4-grams are repeats)", **kw)
+    if normalize_question(question) == normalize_question(answer):
+        return _reject("degenerate", "answer repeats the question", **kw)
+
+    for pair in earlier:
+        if normalize_question(question) == normalize_question(pair.answer):
+            return _reject("echo", f"question repeats the answer of {pair.pair_id}", **kw)
+        if normalize_question(answer) == normalize_question(pair.question):
+            return _reject("echo", f"answer repeats the question of {pair.pair_id}", **kw)
+        if rouge_l(answer, pair.answer) >= cfg.echo_rouge_l and len(words(answer)) >= 3:
+            return _reject("echo", f"answer repeats the answer of {pair.pair_id}", **kw)
+    prompt_shingles = set().union(*(_shingles(t) for t in instructions)) if instructions else set()
+    if prompt_shingles and (_shingles(question) | _shingles(answer)) & prompt_shingles:
+        return _reject("echo", "question or answer copies the prompt's instructions", **kw)
+    index = question_index if question_index is not None else QuestionIndex(p.question for p in earlier)
+    score, match = index.nearest(question, cfg.duplicate_rouge_l)
+    if match is not None:
+        return _reject("duplicate_question", f"ROUGE-L {score:.2f} to {match[:80]!r}", **kw)
+    dangling = _DANGLING_REFERENCE.search(question)
+    if dangling:
+        return _reject("not_standalone", f"question says {dangling.group(0)!r}: {question[:80]!r}", **kw)
+    for part, value in (("question", question), ("answer", answer)):
+        pointer = _POINTS_AT_PROMPT.search(value)
+        if pointer:
+            return _reject("not_standalone", f"{part} says {pointer.group(0)!r}: {value[:80]!r}", **kw)
+
+    prepared = _prepare_windows(windows)
+    if cfg.check_language:
+        source = source_language or detect_language(" ".join(w.text for w in prepared)[:20000])
+        if source is not None:
+            for part, value in (("question", question), ("answer", answer)):
+                lang = detect_language(value)
+                if lang is not None and lang != source:
+                    return _reject("wrong_language", f"{part} looks {lang}, the source {source}", **kw)
+
+    if not quotes:
+        return _reject("evidence_missing", "no evidence quote", **kw)
+    spans: list[EvidenceSpan] = []
+    for i, quote in enumerate(quotes):
+        # a long identifier ("pg_create_physical_replication_slot") grounds as much as a phrase does
+        if len(words(quote)) < cfg.min_quote_words and len(quote) < cfg.min_quote_chars:
+            return _reject(
+                "evidence_not_found",
+                f"quote {i} {quote!r} has < {cfg.min_quote_words} words and < {cfg.min_quote_chars} chars",
+                **kw,
+            )
+        found = _locate_quote(quote, prepared, cfg.fuzzy_threshold)
+        if found is None:
+            return _reject("evidence_not_found", f"quote {i} {quote[:80]!r} is not in the shown text", **kw)
+        win_i, ns, ne, sc = found
+        win = prepared[win_i]
+        start, end = win.pos[ns], win.pos[ne - 1] + 1
+        spans.append(
+            EvidenceSpan(i, quote, win.text[start:end], win.char_start + start, win.char_start + end, win_i, sc)
+        )
+    cited = {s.window_index for s in spans}
+    if long_range and len(cited) < min(2, len(prepared)):
+        return _reject("long_range_evidence", f"quotes cite {len(cited)} of the 2 far-apart windows", **kw)
+
+    shown_words = {w for win in prepared for w in content_words(win.text, identifier_parts=True)}
+    pool = {w for s in spans for w in content_words(s.source_text, identifier_parts=True)}
+    given = {w for w in content_words(question) if w in shown_words}
+    pool_numbers = {n for s in spans for n in numbers(s.source_text)}
+    shown_numbers = {n for win in prepared for n in numbers(win.text)}
+    pool_numbers |= numbers(question) & shown_numbers
+    if not [w for w in content_words(answer) if w not in given] and not numbers(answer) - numbers(question):
+        return _reject("degenerate", "the answer only restates the question", **{**kw, "spans": tuple(spans)})
+    support = 1.0
+    completed = 0
+    pieces: list[tuple[int, int, int, str]] | None = None
+    for sentence in answer_sentences(answer):
+        share, misses = sentence_support(sentence, pool, pool_numbers, given)
+        # small models quote one sentence and answer from its neighbour: add the shown sentence that
+        # supports the answer sentence (exact span, marked "completed"), never text that was not shown;
+        # a piece qualifies only if it alone holds at least half of what is missing (scattered words from
+        # unrelated lines must not add up to support)
+        while share < cfg.min_sentence_support and completed < cfg.max_completed_quotes and misses:
+            if pieces is None:
+                pieces = [(w.index, a, b, t) for w in prepared for a, b, t in quotable_pieces(w.text)]
+            scored = []
+            for win_i, a, b, piece in pieces:
+                extra = set(content_words(piece, identifier_parts=True)) | numbers(piece)
+                cover = len(set(misses) & extra) / len(set(misses))
+                scored.append((cover, -a, win_i, a, b, piece))
+            cover, _, win_i, a, b, piece = max(scored, default=(0.0, 0, 0, 0, 0, ""))
+            if cover < 0.5:
+                break
+            win = prepared[win_i]
+            spans.append(
+                EvidenceSpan(
+                    len(spans), piece, piece, win.char_start + a, win.char_start + b, win_i, 100.0, "completed"
+                )
+            )
+            pool |= set(content_words(piece, identifier_parts=True))
+            pool_numbers |= numbers(piece)
+            completed += 1
+            share, misses = sentence_support(sentence, pool, pool_numbers, given)
+        support = min(support, share)
+        if share < cfg.min_sentence_support:
+            return _reject(
+                "unsupported_answer",
+                f"sentence {sentence[:80]!r}: {share:.0%} of its content in the evidence (missing {misses[:6]})",
+                **{**kw, "spans": tuple(spans), "support": share},
+            )
+    if long_range and len(prepared) >= 2:
+        # a quote from the far window that the pair never uses is decoration, not a long-range dependency
+        used = set(content_words(f"{question} {answer}"))
+        for win_i in sorted({s.window_index for s in spans}):
+            window_words = {w for s in spans if s.window_index == win_i for w in content_words(s.source_text, True)}
+            if len(used & window_words) < 2:
+                return _reject(
+                    "long_range_evidence",
+                    f"the quote from window {win_i} is not used by the question or answer",
+                    **{**kw, "spans": tuple(spans), "support": support},
+                )
+    kind = classify_question_kind(question, answer, len(cited))
+    return ValidatedQA(question, answer, quotes, tuple(spans), kind, model_kind, support)

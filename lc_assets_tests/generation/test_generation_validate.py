@@ -1,0 +1,382 @@
+"""Every rejection reason with the real bad outputs seen on this project, grounding spans, kinds, duplicates."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lc_assets.lib.generation.masking import split_paragraphs, windows_of
+from lc_assets.lib.generation.prompts import INSTRUCTION_TEXTS
+from lc_assets.lib.generation.validate import (
+    QUESTION_KINDS,
+    REJECTION_REASONS,
+    QuestionIndex,
+    ValidationConfig,
+    classify_question_kind,
+    detect_language,
+    rouge_l,
+    validate_output,
+)
+from lc_assets.lib.sections import QAPair
+
+PROSE = [
+    "The lighthouse at Carrow Point was built in 1851 by the engineer Margaret Hale.",
+    "Its lamp burned whale oil until 1903, when it was converted to kerosene.",
+    "The keeper, Thomas Reed, kept the light for forty-one years and logged every storm.",
+    "In 1932 a storm destroyed the northern pier, and the village rebuilt it with granite from Elm Quarry.",
+    "The lighthouse was automated in 1978 and is now a museum open from May to September.",
+    "Visitors can climb 112 steps to the lantern room, which holds the original Fresnel lens.",
+]
+CODE = [
+    "def _check_closed(self):\n    # raise if the transport was closed, so writes fail early\n"
+    "    if self._closed:\n        raise RuntimeError('transport is closed')",
+    "async def drain(self):\n    # wait until the write buffer is below the low-water mark\n"
+    "    await self._protocol._drain_helper()",
+]
+FILLER = [f"Filler paragraph {i} about unrelated harbour matters and tides." for i in range(20)]
+CHUNK = "\n\n".join(PROSE + FILLER + CODE)
+
+
+def _count(texts):
+    return [max(1, len(t) // 4) for t in texts]
+
+
+PARAS = split_paragraphs(CHUNK, _count, 512)
+PROSE_WINDOW = windows_of(PARAS[:6])[0]
+CODE_WINDOW = windows_of(PARAS[-2:])[0]
+WINDOWS = (PROSE_WINDOW, CODE_WINDOW)
+
+
+def out(question, answer, evidence=("The lighthouse at Carrow Point was built in 1851",), **extra):
+    return json.dumps({"evidence": list(evidence), "question": question, "answer": answer, **extra})
+
+
+def check(text, **kw):
+    return validate_output(text, WINDOWS, **kw)
+
+
+def test_a_grounded_pair_is_accepted_with_exact_chunk_spans():
+    res = check(
+        out(
+            "Who built the lighthouse at Carrow Point, and in which year?",
+            "The engineer Margaret Hale built it in 1851.",
+            evidence=["The lighthouse at Carrow Point was built in 1851 by the engineer Margaret Hale."],
+        )
+    )
+    assert res.ok, res.failure
+    (span,) = res.spans
+    assert CHUNK[span.char_start : span.char_end] == span.source_text == PROSE[0]
+    assert span.score == 100.0 and span.window_index == 0 and res.support == 1.0
+    row = span.row("s:3", "s", "c", "run-1", "cfg")
+    assert set(row) == {"pair_id", "section_id", "chunk_id", "quote_index", "char_start", "char_end", "quote"} | {
+        "run_id",
+        "config_hash",
+    }
+    assert res.to_pair("s:3", 3).answer == "The engineer Margaret Hale built it in 1851."
+
+
+def test_quote_over_a_paragraph_break_and_altered_punctuation_maps_to_the_chunk():
+    # the model joined two paragraphs and dropped a comma: fuzzy match, exact span of the source
+    quote = "converted to kerosene. The keeper Thomas Reed kept the light for forty-one years"
+    res = check(
+        out("How long did Thomas Reed keep the Carrow Point light?", "He kept it for forty-one years.", [quote])
+    )
+    assert res.ok, res.failure
+    (span,) = res.spans
+    assert 90 <= span.score < 100
+    assert "kerosene.\n\nThe keeper, Thomas Reed" in CHUNK[span.char_start : span.char_end]
+    labelled = check(  # the prompt's own "Excerpt 1:" label copied into the quote is not held against it
+        out("Who kept the Carrow Point light?", "Thomas Reed.", ["Excerpt 1: The keeper, Thomas Reed, kept the light"])
+    )
+    assert labelled.ok, labelled.failure
+    identifier = check(  # a long identifier is a quote; a short word is not
+        out("Which asyncio method raises when the transport is closed?", "_check_closed.", ["def _check_closed(self)"])
+    )
+    assert identifier.ok, identifier.failure
+    elided = check(
+        out(
+            "What did the village use to rebuild the northern pier?",
+            "Granite from Elm Quarry.",
+            ["In 1932 a storm destroyed the northern pier ... rebuilt it with granite from Elm Quarry"],
+        )
+    )
+    assert elided.ok, elided.failure
+    assert CHUNK[elided.spans[0].char_start : elided.spans[0].char_end] == PROSE[3].rstrip(".")
+
+
+# the bad outputs read on this project (issue 10, FIELD_NOTES), as the model wrote them
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('{"question": "What is', "invalid_json"),
+        (json.dumps({"question": "Who built it?"}), "missing_field"),
+        (out("Q: test1.php", "test1.php"), "qa_artefact"),
+        (out("Q: Who built the lighthouse at Carrow Point?", "A: Margaret Hale"), "qa_artefact"),
+        (out("Dennis, the previous example was", ","), "empty_answer"),
+        (out("Who kept the light at Carrow Point?", "  "), "empty_answer"),
+        (out("What does the lamp burn?", "Not mentioned in the text."), "empty_answer"),
+        (out("Premise1", "The [insert detail] of the [insert detail]"), "placeholder"),
+        (out("Premise1", "Margaret Hale built the lighthouse at Carrow Point in 1851."), "not_a_question"),
+        (out("Minere ombre la fiella dei demoni", "Margaret Hale built it in 1851."), "not_a_question"),
+        (out("Minere ombre la fiella dei demoni?", "la fiella dei demoni è nel faro"), "wrong_language"),
+        (out("What did the keeper log?", "It is supposed to be able to access a database. " * 6), "degenerate"),
+        (out("Who built the lighthouse?", "Who built the lighthouse"), "degenerate"),
+        (
+            out("What is the purpose of the `drain` method in the given code snippet?", "It waits.", [CODE[1][:40]]),
+            "not_standalone",
+        ),
+        (
+            # Qwen on debian-policy: the question leans on the prompt's excerpt labels
+            out(
+                "What is the difference between the keeper mentioned in Excerpt 1 and the pier in Excerpt 2?",
+                "Thomas Reed kept the light; the pier was rebuilt with granite.",
+                ["The keeper, Thomas Reed, kept the light"],
+            ),
+            "not_standalone",
+        ),
+        (
+            # SmolLM2 on debian-policy
+            out(
+                "What is the version of that package that is the first stable update of that package?",
+                "Thomas Reed kept the light.",
+                ["The keeper, Thomas Reed, kept the light"],
+            ),
+            "not_standalone",
+        ),
+        (
+            out(
+                "Who kept the light at Carrow Point?",
+                "The excerpt states that Thomas Reed kept the light.",
+                ["The keeper, Thomas Reed, kept the light"],
+            ),
+            "not_standalone",
+        ),
+        (
+            out("Who built the lighthouse at Carrow Point?", "Margaret Hale.", ["Carrow Point was built by Hale"]),
+            "evidence_not_found",
+        ),
+        (out("Who built the lighthouse at Carrow Point?", "Margaret Hale.", ["in 1851"]), "evidence_not_found"),
+        (out("Who built the lighthouse at Carrow Point?", "Margaret Hale.", []), "evidence_missing"),
+        (
+            # starts right, then adds an invented call relation (the Qwen failure in FIELD_NOTES)
+            out(
+                "What does the asyncio method `drain` wait for?",
+                "It waits until the write buffer is below the low-water mark. "
+                "It is called by the connect method of the Process class before every send.",
+                ["# wait until the write buffer is below the low-water mark"],
+            ),
+            "unsupported_answer",
+        ),
+        (
+            out(
+                "In which year was the lighthouse at Carrow Point built?",
+                "It was built in 1849.",
+                ["The lighthouse at Carrow Point was built in 1851"],
+            ),
+            "unsupported_answer",
+        ),
+        (out("Who built the lighthouse at Carrow Point?", "x" * 700), "too_long"),
+    ],
+)
+def test_each_rejection_reason(text, reason):
+    res = check(text)
+    assert res.reason == reason, res.failure
+    assert not res.ok and res.failure.startswith(f"{reason}: ")
+    with pytest.raises(ValueError, match="never a pair"):
+        res.to_pair("s:0", 0)
+
+
+def test_every_reason_is_documented_and_tested():
+    tested = {
+        "invalid_json",
+        "missing_field",
+        "too_long",
+        "qa_artefact",
+        "empty_answer",
+        "placeholder",
+        "not_a_question",
+        "degenerate",
+        "echo",
+        "duplicate_question",
+        "not_standalone",
+        "wrong_language",
+        "evidence_missing",
+        "evidence_not_found",
+        "long_range_evidence",
+        "unsupported_answer",
+    }
+    assert set(REJECTION_REASONS) == tested
+
+
+EARLIER = (
+    QAPair("s:0", 0, "What is the purpose of the `close` method?", "It closes the transport."),
+    QAPair("s:1", 1, "Who kept the light at Carrow Point for forty-one years?", "Thomas Reed."),
+)
+
+
+def test_echoes_of_earlier_pairs_and_of_the_prompt():
+    # a question that is an earlier answer, an answer that is an earlier question ("prefixed repeats")
+    q_echo = out("Thomas Reed.", "Thomas Reed kept the light.")
+    assert check(q_echo, earlier=EARLIER).reason in {"echo", "not_a_question"}
+    a_echo = out(
+        "Which keeper logged every storm at Carrow Point?", "Who kept the light at Carrow Point for forty-one years?"
+    )
+    assert check(a_echo, earlier=EARLIER).reason == "echo"
+    prompt_echo = out(
+        "What should a reader write about the lighthouse?",
+        "A short, complete answer that states only what the quotes say.",
+    )
+    assert check(prompt_echo, instructions=INSTRUCTION_TEXTS).reason == "echo"
+
+
+def test_near_duplicate_questions_by_rouge_l():
+    # "What is the purpose of the `x` method ...?" 6 of 6 on asyncio: one template, different names
+    dup = out(
+        "What is the purpose of the `drain` method?",
+        "It waits until the write buffer is below the low-water mark.",
+        ["# wait until the write buffer is below the low-water mark"],
+    )
+    res = check(dup, earlier=EARLIER)
+    assert res.reason == "duplicate_question" and "ROUGE-L 0.8" in res.detail
+    fresh = check(dup, earlier=EARLIER[1:])
+    assert fresh.ok, fresh.failure
+    index = QuestionIndex(p.question for p in EARLIER)
+    assert check(dup, question_index=index).reason == "duplicate_question"
+    assert rouge_l("What is the default port?", "what is the DEFAULT port") == 1.0
+    assert rouge_l("Who built it?", "Why did the pier fall?") < 0.3
+
+
+def test_long_range_steps_need_evidence_from_both_windows():
+    one = out(
+        "Who built the lighthouse at Carrow Point?",
+        "Margaret Hale.",
+        ["The lighthouse at Carrow Point was built in 1851 by the engineer Margaret Hale."],
+    )
+    assert check(one, long_range=True).reason == "long_range_evidence"
+    both = out(
+        "What did the Carrow Point lighthouse burn until 1903, and what does asyncio `drain` wait for?",
+        "Whale oil until 1903. drain waits until the write buffer is below the low-water mark.",
+        ["Its lamp burned whale oil until 1903", "wait until the write buffer is below the low-water mark"],
+    )
+    res = check(both, long_range=True)
+    assert res.ok, res.failure
+    assert {s.window_index for s in res.spans} == {0, 1} and res.kind == "multi_hop"
+    decoration = out(  # Qwen: a second quote from the far window that the pair never uses
+        "Who built the lighthouse at Carrow Point?",
+        "The engineer Margaret Hale built it in 1851.",
+        ["The lighthouse at Carrow Point was built in 1851 by the engineer Margaret Hale.", CODE[1].splitlines()[1]],
+    )
+    res = check(decoration, long_range=True)
+    assert res.reason == "long_range_evidence" and "not used" in res.detail
+
+
+def test_numbers_must_come_from_the_evidence_or_its_arithmetic():
+    res = check(
+        out(
+            "How many years after it was built was the Carrow Point lamp converted to kerosene?",
+            "52 years.",
+            ["built in 1851", "Its lamp burned whale oil until 1903, when it was converted to kerosene."],
+        )
+    )
+    assert res.ok, res.failure
+    assert res.kind == "numeric"
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("How many steps lead to the lantern room?", "numeric"),
+        ("Why was the northern pier rebuilt?", "why"),
+        ("What is the purpose of `_check_closed`?", "why"),
+        ("How does `drain` wait for the buffer?", "how"),
+        ("What is the difference between whale oil and kerosene lamps?", "compare"),
+        ("What are the months when the museum is open?", "list"),
+        ("Who built the lighthouse at Carrow Point?", "what"),
+        ("Is the lighthouse automated?", "yes_no"),
+    ],
+)
+def test_question_kinds(question, kind):
+    assert classify_question_kind(question) == kind
+    assert kind in QUESTION_KINDS
+
+
+def test_language_detection_is_silent_when_unsure():
+    assert detect_language("Who built the lighthouse and what does it burn?") == "en"
+    assert detect_language("la fiella dei demoni è nel faro") == "it"
+    assert detect_language("Wer hat den Leuchtturm gebaut und wie ist das Licht?") == "de"
+    assert detect_language("drain()") is None
+    assert detect_language("Как называется маяк?") == "cyrillic"
+
+
+def test_config_thresholds_change_verdicts():
+    text = out(
+        "How long did Thomas Reed keep the Carrow Point light?",
+        "He kept it for forty-one years.",
+        ["converted to kerosene. The keeper Thomas Reed kept the light for forty-one years"],
+    )
+    assert check(text).ok
+    strict = ValidationConfig(fuzzy_threshold=100.0)
+    assert check(text, config=strict).reason == "evidence_not_found"
+    assert ValidationConfig().config_hash() != strict.config_hash()
+
+
+def test_identifier_parts_and_word_forms_support_prose_answers():
+    chunk = "pg_create_physical_replication_slot ( slot_name name ) → record\n\nOther text about slots here."
+    paras = split_paragraphs(chunk, _count, 512)
+    text = out(
+        "What does the PostgreSQL function pg_create_physical_replication_slot create?",
+        "It creates a physical replication slot.",
+        ["pg_create_physical_replication_slot ( slot_name name ) → record"],
+    )
+    res = validate_output(text, windows_of(paras))
+    assert res.ok, res.failure
+    invented = out(
+        "What does the PostgreSQL function pg_create_physical_replication_slot create?",
+        "It creates a logical decoding plugin for streaming backups.",
+        ["pg_create_physical_replication_slot ( slot_name name ) → record"],
+    )
+    assert validate_output(invented, windows_of(paras)).reason == "unsupported_answer"
+
+
+def test_evidence_is_completed_with_the_shown_sentence_that_supports_the_answer():
+    # Qwen with enum quotes: it quotes one sentence and answers from its neighbour
+    text = out(
+        "What did the village of Carrow Point rebuild the northern pier with?",
+        "The village rebuilt the northern pier with granite from Elm Quarry.",
+        ["The keeper, Thomas Reed, kept the light for forty-one years and logged every storm."],
+    )
+    res = check(text)
+    assert res.ok, res.failure
+    model_span, added = res.spans
+    assert model_span.origin == "model" and added.origin == "completed"
+    assert CHUNK[added.char_start : added.char_end] == PROSE[3]
+    strict = check(text, config=ValidationConfig(max_completed_quotes=0))
+    assert strict.reason == "unsupported_answer"
+
+
+def test_answers_are_judged_on_what_they_add_to_the_question():
+    # Qwen on asyncio: a real quote, then an invented reason; scattered words of unrelated lines
+    # ("supported for transport", "error code") must not add up to support
+    code = (
+        'if not fallback:\n    raise RuntimeError(\n        f"fallback is disabled and native sendfile is not "\n'
+        '        f"supported for transport {transport!r}")\n\n'
+        "if ssl is None:\n    raise RuntimeError('Python ssl module is not available')\n\n"
+        "# EBADF, but let's not rely on the exact error code)."
+    )
+    windows = windows_of(split_paragraphs(code, _count, 512))
+    invented = out(
+        "Why is the Python ssl module not available?",
+        "The Python ssl module is not available because it is not supported on the platform where the code is running.",
+        ["raise RuntimeError('Python ssl module is not available')"],
+    )
+    assert validate_output(invented, windows).reason == "unsupported_answer"
+    # an answer whose words are neither in the evidence nor given by a question grounded in the shown text
+    restating = out(
+        "What are the titles given to the ceremony of investing a sovereign with the outward signs?",
+        "The ceremony of investing a sovereign with the outward signs is known as the keeper's light.",
+        ["The keeper, Thomas Reed, kept the light for forty-one years"],
+    )
+    assert check(restating).reason == "unsupported_answer"
+    echo_only = out("Who logged every storm at Carrow Point?", "Every storm at Carrow Point was logged.")
+    assert check(echo_only).reason == "degenerate"
