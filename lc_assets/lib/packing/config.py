@@ -67,6 +67,11 @@ class PackingConfig(StepConfig):
         description="Name of the section pool: a section is packed at most once per (pool, generation config, target "
         "tokenizer), whatever the sample length or stage; a new name packs the same sections again.",
     )
+    human_reviews: Literal["ignore", "exclude_rejected"] = Field(
+        "exclude_rejected",
+        description="exclude_rejected: pairs whose newest human verdict (`lc-assets review`) is reject are left out "
+        "of the pool and pairs a reviewer fixed are packed with the fixed text; ignore: pack pairs as generated.",
+    )
     length_bucket_ratio: float = Field(
         0.02,
         ge=0.0,
