@@ -11,7 +11,8 @@
     lc-assets review --include-rejected   # review sampled pairs and rejected attempts; --stats: agreement
 
 `materialize` runs exactly `dagster asset materialize -m lc_assets.definitions --select ...
---partition SHARD -c PROFILE`, after making sure the shard is a registered partition.
+--partition SHARD -c PROFILE`, after making sure the shard is a registered partition; a selection
+of unpartitioned assets only (packed_documents, ruler_*) runs without `--partition`.
 """
 
 from __future__ import annotations
@@ -92,13 +93,31 @@ def _cmd_shards(args: argparse.Namespace) -> int:
     return 0
 
 
+def selects_shard_assets(select: str) -> bool:
+    """Whether a `--select` string holds any asset partitioned by corpus shard."""
+    import warnings
+
+    import dagster as dg
+
+    from lc_assets.definitions import defs
+
+    graph = defs().resolve_asset_graph()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        keys = dg.AssetSelection.from_coercible(select.split(",")).resolve(graph)
+    return any(graph.get(key).partitions_def is not None for key in keys)
+
+
 def _cmd_materialize(args: argparse.Namespace) -> int:
-    register_shards([args.shard])
+    # `dagster asset materialize` refuses --partition when no selected asset is partitioned (packed_documents, RULER)
+    partition = ["--partition", args.shard] if selects_shard_assets(args.select) else []
+    if partition:
+        register_shards([args.shard])
     cmd = [
         sys.executable, "-m", "dagster", "asset", "materialize",
         "-m", "lc_assets.definitions",
         "--select", args.select,
-        "--partition", args.shard,
+        *partition,
         "-c", str(profile_path(args.profile)),
     ]  # fmt: skip
     print("+", " ".join(cmd), flush=True)

@@ -34,6 +34,8 @@ GERMAN = " ".join(" ".join(_RNG.choices(_GERMAN_VOCAB, k=12)).capitalize() + "."
         ("the same line", "Buy cheap watches online today, best prices!\n" * 3000, "dup_line_frac"),
         ("the same paragraph", ("A paragraph of legal boilerplate text. " * 12 + "\n\n") * 400, "dup_para_frac"),
         ("german", GERMAN, "language"),
+        # fewer words than min_words, yet 100k tokens: one run of letters (a dump with no word breaks)
+        ("a run without word breaks", "a" * 800_000, "mean_word_chars"),
     ],
 )
 def test_degenerate_text_is_dropped_with_the_rule_and_value(name, text, rule):
@@ -61,7 +63,9 @@ def test_rules_switch_off_and_short_texts_are_not_measured():
                                                  top_4gram_char_frac=None, dup_5gram_char_frac=None,
                                                  dup_10gram_char_frac=None, min_distinct_word_ratio=None, languages=None)).kept  # fmt: skip
     short = judge("too short to judge", CFG)
-    assert short.kept and short.stats == {"words": 4}
+    assert short.kept and short.stats == {"words": 4, "mean_word_chars": 3.75}
+    # a run without word breaks is caught whatever the language settings
+    assert judge("x" * 800_000, FilterConfig(languages=None)).reason == "mean_word_chars"
 
 
 def test_near_duplicates_are_found_and_others_are_not():

@@ -11,7 +11,7 @@ from lc_assets.defs.progress import StepProgress
 from lc_assets.defs.resources import CorpusSourcesResource, LineageStoreResource, TokenizerResource
 from lc_assets.defs.stepconfig import dagster_config
 from lc_assets.lib.corpus.documents import RawDocument, SkippedInput, SourceNotFoundError, SourceReadError
-from lc_assets.lib.corpus.lineage import record_ingest, shard_skips, shard_totals
+from lc_assets.lib.corpus.lineage import forget_stale_members, record_ingest, shard_skips, shard_totals
 from lc_assets.lib.corpus.sources import SourceSpec, iter_source
 from lc_assets.lib.lineage import LineageStore, insert_rows
 
@@ -63,6 +63,7 @@ def ingest_shard(
     skips: Counter[str] = Counter()
     licenses: Counter[str] = Counter()
     first_source: dict[str, str] = {}  # document id -> the input that first had its text
+    skip_sources: list[str] = []
     new_tokens = 0
     for batch in _batches(iter_source(spec), batch_bytes):
         docs: dict[str, RawDocument] = {}
@@ -116,10 +117,13 @@ def ingest_shard(
         new_tokens += sum(n_tokens)
         licenses.update(d.license for d in new)
         skips.update(s.reason for s in skipped)
+        skip_sources += [s.source for s in skipped]
         if progress:
             progress.update(len(batch), documents=len(first_source), new_tokens=f"{new_tokens:,}")
     complete = spec.max_documents is None or len(first_source) < spec.max_documents
     with store.transaction() as con:
+        if complete:  # the source as it is now: removed or fixed inputs leave the shard
+            counts["left_shard"] = forget_stale_members(con, shard, list(first_source), skip_sources)
         record_ingest(
             con,
             dict(
@@ -172,6 +176,10 @@ def raw_corpus(
         skips.update(result["skips"])  # type: ignore[arg-type]
         licenses.update(result["licenses"])  # type: ignore[arg-type]
         totals["new_tokens"] += result["new_tokens"]  # type: ignore[operator]
+        if result["counts"]["left_shard"]:  # type: ignore[index]
+            context.log.warning(
+                f"shard {shard!r}: {result['counts']['left_shard']} document(s) no longer in the source left the shard"  # type: ignore[index]
+            )
         for reason, n in result["skips"].items():  # type: ignore[union-attr]
             context.log.warning(f"shard {shard!r}: skipped {n} input(s): {reason}")
     shards = context.partition_keys
@@ -194,6 +202,7 @@ def raw_corpus(
             "bytes": sum(t[2] for t in totals_by_shard),
             "new_documents": totals["new_documents"],
             "already_stored": totals["already_stored"],
+            "left_the_shard": totals["left_shard"],  # no longer in the source (their documents stay in the lineage)
             "new_tokens": totals["new_tokens"],
             "skipped": sum(skips.values()),
             "skipped_by_reason": dg.MetadataValue.json(dict(skips)),

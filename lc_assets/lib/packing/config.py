@@ -101,8 +101,9 @@ class PackingConfig(StepConfig):
     )
     carry_cut_remainder: bool = Field(
         False,
-        description="Return the QA pairs cut off a sample's last section as a leftover section (it repeats the "
-        "chunk text with the remaining pairs) instead of only recording them.",
+        description="Return the QA pairs cut off a sample's last section after a pair as a leftover section (it "
+        "repeats the chunk text with the remaining pairs) instead of only recording them. A cut in the chunk text "
+        "always drops the section's pairs (recorded as dropped_pair_ids).",
     )
     oversize: Literal["split", "reject"] = Field(
         "split",

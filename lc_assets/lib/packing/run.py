@@ -155,9 +155,13 @@ def _pack_stage(
     remaining = None if limit is None else limit - samples_in_stage(store, key, config.sample_tokens)
     if remaining is not None and remaining <= 0:
         outcome.note = f"stage {config.sample_tokens:,}: quota of {limit} samples already full"
-        return outcome
-    if not pool:
-        outcome.note = f"stage {config.sample_tokens:,}: the pool is empty (every finished section is packed)"
+    elif not pool:
+        outcome.note = (
+            f"stage {config.sample_tokens:,}: the pool {config.pool!r} is empty (every finished section is packed "
+            "in it; a new `pool` name packs them again)"
+        )
+    if outcome.note:
+        log(outcome.note)
         return outcome
     log(f"stage {config.sample_tokens:,}: packing a pool of {len(pool)} section(s) ({config.mode} mode)")
     evidence, outcome.evidence_sources = load_evidence(store, pool)
