@@ -7,9 +7,12 @@
     lc-assets lineage prompt <id> --json  # the exact messages one generation step sent
     lc-assets lineage merge               # merge run lineage files left by killed runs into the catalog
     lc-assets summary                     # what was made, where it is, what to run next
+    lc-assets report                      # HTML quality report of the newest generation config
+    lc-assets review --include-rejected   # review sampled pairs and rejected attempts; --stats: agreement
 
 `materialize` runs exactly `dagster asset materialize -m lc_assets.definitions --select ...
---partition SHARD -c PROFILE`, after making sure the shard is a registered partition.
+--partition SHARD -c PROFILE`, after making sure the shard is a registered partition; a selection
+of unpartitioned assets only (packed_documents, ruler_*) runs without `--partition`.
 """
 
 from __future__ import annotations
@@ -90,13 +93,31 @@ def _cmd_shards(args: argparse.Namespace) -> int:
     return 0
 
 
+def selects_shard_assets(select: str) -> bool:
+    """Whether a `--select` string holds any asset partitioned by corpus shard."""
+    import warnings
+
+    import dagster as dg
+
+    from lc_assets.definitions import defs
+
+    graph = defs().resolve_asset_graph()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        keys = dg.AssetSelection.from_coercible(select.split(",")).resolve(graph)
+    return any(graph.get(key).partitions_def is not None for key in keys)
+
+
 def _cmd_materialize(args: argparse.Namespace) -> int:
-    register_shards([args.shard])
+    # `dagster asset materialize` refuses --partition when no selected asset is partitioned (packed_documents, RULER)
+    partition = ["--partition", args.shard] if selects_shard_assets(args.select) else []
+    if partition:
+        register_shards([args.shard])
     cmd = [
         sys.executable, "-m", "dagster", "asset", "materialize",
         "-m", "lc_assets.definitions",
         "--select", args.select,
-        "--partition", args.shard,
+        *partition,
         "-c", str(profile_path(args.profile)),
     ]  # fmt: skip
     print("+", " ".join(cmd), flush=True)
@@ -173,6 +194,85 @@ def summary_text(db: str | None = None) -> str:
     return format_summary(collect(_lineage_store(db)), os.environ.get("DAGSTER_HOME"))
 
 
+def _generation_config_or_exit(store, requested: str | None) -> str:
+    from lc_assets.lib.lineage.review import newest_config_with_pairs
+
+    chosen = requested or newest_config_with_pairs(store)
+    if chosen is None:
+        raise SystemExit(f"no QA pairs in {store.path}: run generate_qa (qa_pairs) first")
+    return chosen
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from lc_assets.lib.quality_report import write_quality_report
+
+    store = _lineage_store(args.db)
+    gen = _generation_config_or_exit(store, args.generation_config)
+    name = f"quality_{gen}" + (f"_{args.run}" if args.run else "") + ".html"
+    out = Path(args.output) if args.output else store.path.parent / "reports" / name
+    path = write_quality_report(store, gen, out, run_id=args.run, sample_pairs=args.sample, seed=args.seed)
+    print(f"quality report of generation config {gen}{f' run {args.run}' if args.run else ''}: {path}")
+    return 0
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from lc_assets.lib.lineage.review import review_judgements
+    from lc_assets.lib.review import (
+        ReviewConfig,
+        VerdictFileError,
+        agreement,
+        apply_verdicts,
+        export_items,
+        format_agreement,
+        read_verdicts,
+        review_session,
+        sample_items,
+    )
+
+    store = _lineage_store(args.db)
+    gen = _generation_config_or_exit(store, args.generation_config)
+    if args.stats:
+        print(f"generation config {gen}{f', run {args.run}' if args.run else ''}")
+        print(format_agreement(agreement(review_judgements(store, gen, args.run))))
+        return 0
+    rejected = {None: 0, -1: args.sample}.get(args.include_rejected, args.include_rejected)
+    try:
+        config = ReviewConfig(generation_config_hash=gen, run_id=args.run, sample=args.sample, rejected=rejected,
+                              seed=args.seed)  # fmt: skip
+    except ValueError as exc:  # pydantic's ValidationError names the field and the bound
+        raise SystemExit(f"lc-assets review: {exc}") from None
+    items = [] if args.verdicts else sample_items(store, config)
+    if args.export:
+        export_items(items, Path(args.export))
+        print(f"wrote {len(items)} item(s) to {args.export}: fill in 'verdict' and run with --verdicts")
+        return 0
+    reviewer = args.reviewer or os.environ.get("USER")
+    if not reviewer:
+        raise SystemExit("who is reviewing? set --reviewer NAME (or USER)")
+    session = f"review-{reviewer}-{datetime.now():%Y%m%dT%H%M%S}"
+    if args.verdicts:
+        try:
+            done = apply_verdicts(store, read_verdicts(Path(args.verdicts), reviewer), run_id=session,
+                                  config_hash=config.config_hash())  # fmt: skip
+        except (VerdictFileError, OSError) as exc:
+            raise SystemExit(str(exc)) from None
+        print(f"recorded {len(done)} verdict(s) from {args.verdicts} into {store.path}")
+        return 0
+    if not items:
+        print(f"nothing left to review in generation config {gen} (every sampled item has a verdict)")
+        return 0
+    print(f"reviewing {len(items)} item(s) of generation config {gen} as {reviewer}; verdicts are saved at once")
+    result = review_session(
+        store, items, reviewer, run_id=session, config_hash=config.config_hash(), context_chars=args.context,
+        color=sys.stdout.isatty(),
+    )  # fmt: skip
+    left = " (stopped: run the same command to go on)" if result.stopped else ""
+    print(f"recorded {len(result.recorded)} verdict(s), skipped {result.skipped}{left}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="lc-assets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -204,6 +304,36 @@ def main(argv: list[str] | None = None) -> int:
     summ = sub.add_parser("summary", help="what the lineage store holds: counts, quality, samples, RULER, paths")
     summ.add_argument("--db", default=None, help="lineage DuckDB file (default: $LC_ASSETS_DATA_DIR/lineage.duckdb)")
     summ.set_defaults(func=_cmd_summary)
+
+    db_help = "lineage DuckDB file (default: $LC_ASSETS_DATA_DIR/lineage.duckdb)"
+    rep = sub.add_parser("report", help="write the HTML quality report of a generation config or run")
+    rep.add_argument("--generation-config", default=None, help="generation config hash (default: the newest)")
+    rep.add_argument("--run", default=None, help="only steps of this generation run")
+    rep.add_argument("-o", "--output", default=None, help="HTML file (default: <lineage dir>/reports/...)")
+    rep.add_argument("--sample", type=int, default=20, help="accepted pairs shown with their excerpts")
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--db", default=None, help=db_help)
+    rep.set_defaults(func=_cmd_report)
+
+    rev = sub.add_parser(
+        "review",
+        help="review sampled pairs (and rejected attempts) by hand; verdicts go to pair_reviews; --stats: agreement",
+    )
+    rev.add_argument("--generation-config", default=None, help="generation config hash (default: the newest)")
+    rev.add_argument("--run", default=None, help="only items made by this generation run")
+    rev.add_argument("-n", "--sample", type=int, default=20, help="accepted pairs to review")
+    rev.add_argument("--seed", type=int, default=0, help="sampling order (the same seed resumes it)")
+    rev.add_argument("--reviewer", default=None, help="your name (default: $USER)")
+    rev.add_argument(
+        "--include-rejected", type=int, nargs="?", const=-1, default=None, metavar="N",
+        help="also review N rejected attempts (default: as many as pairs), so agreement is measured both ways",
+    )  # fmt: skip
+    rev.add_argument("--verdicts", default=None, help="record verdicts from a JSON Lines file instead of asking")
+    rev.add_argument("--export", default=None, help="write the sampled items as JSON Lines instead of asking")
+    rev.add_argument("--context", type=int, default=600, help="chars shown around the evidence (0: whole excerpt)")
+    rev.add_argument("--stats", action="store_true", help="print agreement of the verdicts with the automatic checks")
+    rev.add_argument("--db", default=None, help=db_help)
+    rev.set_defaults(func=_cmd_review)
 
     args = parser.parse_args(argv)
     return args.func(args)

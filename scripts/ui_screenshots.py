@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Screenshots of the Dagster UI for lc_assets: the asset graph and a real run of raw_corpus -> chunks.
+"""Screenshots of the Dagster UI for lc_assets: the asset graph and a real run of raw_corpus -> filtered_corpus -> chunks.
 
     python scripts/ui_screenshots.py                 # PNGs into docs/screenshots/
     python scripts/ui_screenshots.py --out /tmp/ui   # elsewhere
@@ -10,9 +10,10 @@ What it does, all on 127.0.0.1 with throwaway state:
    (a few CPython stdlib modules, PSF-licensed) declared through LC_ASSETS_SOURCES_FILE;
 2. starts `dagster-webserver -m lc_assets.definitions` and waits for it;
 3. through Dagster's GraphQL API: registers the shard as a partition of corpus_shards, launches
-   corpus_ingest_job (raw_corpus -> chunks) for it, and waits until the run succeeds;
-4. takes headless Chromium screenshots of the asset graph, the asset catalog, the run, and the chunks
-   asset page (its metadata from the run);
+   corpus_ingest_job (raw_corpus -> filtered_corpus -> chunks) for it, and waits until the run succeeds;
+4. takes headless Chromium screenshots of the asset groups, the data path's asset graph, the asset
+   catalog, the run, and the filtered_corpus and chunks asset pages (their metadata from the run: the
+   shard holds a vendored copy of csv.py, which filtered_corpus drops as a near-duplicate);
 5. stops the webserver (always) and prints a JSON summary (run id, status, PNG paths and sizes).
 Exit code 0 only when the run succeeded and every PNG was written.
 """
@@ -40,8 +41,9 @@ STDLIB_MODULES = ("json", "csv", "textwrap", "argparse", "difflib", "shlex")  # 
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", "--window-size=1600,1000",
+    "--hide-scrollbars",
 )  # fmt: skip
+WIDTH, HEIGHT = 1600, 1000  # every PNG's size in pixels
 
 LAUNCH_RUN = """
 mutation Launch($params: ExecutionParams!) {
@@ -136,6 +138,9 @@ def prepare_home(root: Path) -> tuple[Path, dict[str, str]]:
     for name in STDLIB_MODULES:
         src = stdlib / f"{name}.py" if (stdlib / f"{name}.py").is_file() else stdlib / name / "__init__.py"
         shutil.copy(src, shard_dir / f"{name}.py")
+    # a vendored copy with one line changed: filtered_corpus drops it as a near-duplicate, naming csv.py
+    vendored = (shard_dir / "csv.py").read_text() + "\n# vendored copy\n"
+    (shard_dir / "csv_vendored.py").write_text(vendored)
     sources = root / "sources.yaml"
     sources.write_text(yaml.safe_dump({SHARD: {"kind": "local", "path": str(shard_dir), "license": "PSF-2.0"}}))
     env = dict(
@@ -151,7 +156,7 @@ def prepare_home(root: Path) -> tuple[Path, dict[str, str]]:
 
 
 def run_corpus_ingest(dagster: Dagster, timeout_s: float = 300) -> tuple[str, str]:
-    """Register the shard, launch raw_corpus -> chunks for it, wait; returns (run id, final status)."""
+    """Register the shard, launch raw_corpus -> filtered_corpus -> chunks for it, wait; returns (run id, status)."""
     repo = dagster.graphql(REPOSITORIES)["repositoriesOrError"]["nodes"][0]
     selector = {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"]}
     added = dagster.graphql(ADD_PARTITION, {"name": "corpus_shards", "key": SHARD, "repo": selector})
@@ -176,13 +181,19 @@ def run_corpus_ingest(dagster: Dagster, timeout_s: float = 300) -> tuple[str, st
     return run_id, status
 
 
-def screenshot(url: str, out: Path, profile_dir: Path, budget_ms: int = 25000) -> int:
-    """One headless Chromium screenshot after `budget_ms` of virtual time for the SPA to render."""
+def screenshot(url: str, out: Path, profile_dir: Path, budget_ms: int = 25000, scale: float = 1.0) -> int:
+    """One WIDTH x HEIGHT PNG of a page after `budget_ms` of virtual time for the SPA to render.
+
+    `scale` < 1 lays the page out on a larger viewport (WIDTH / scale CSS pixels wide) drawn into the same
+    PNG: the asset graph then fits its whole path at a zoom where Dagster still draws each node's details.
+    """
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if chromium is None:
         raise FileNotFoundError("chromium not found (apt-get install chromium; scripts/install_system_deps.sh)")
     profile_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}", f"--virtual-time-budget={budget_ms}"]
+    size = f"--window-size={round(WIDTH / scale)},{round(HEIGHT / scale)}"
+    cmd = [chromium, *CHROMIUM_FLAGS, size, f"--force-device-scale-factor={scale}", f"--user-data-dir={profile_dir}"]
+    cmd.append(f"--virtual-time-budget={budget_ms}")
     subprocess.run(
         [*cmd, f"--screenshot={out}", url], check=True, capture_output=True, timeout=180, start_new_session=True
     )
@@ -205,14 +216,23 @@ def main(argv: list[str] | None = None) -> int:
         dagster.wait_ready()
         run_id, status = run_corpus_ingest(dagster)
         summary.update(run_id=run_id, status=status)
-        pages = {
-            # the data path, expanded (the global lineage page shows groups collapsed)
-            "asset_graph.png": f"{dagster.url}/assets/raw_corpus?view=lineage&lineageScope=downstream&lineageDepth=4",
-            "assets_catalog.png": f"{dagster.url}/assets",
-            "run.png": f"{dagster.url}/runs/{run_id}",
-            "chunks_asset.png": f"{dagster.url}/assets/chunks?partition={SHARD}",
+        pages = {  # name: (url, scale)
+            # all four groups (the global lineage page shows them collapsed)
+            "asset_groups.png": (f"{dagster.url}/asset-groups", 1.0),
+            # the data path raw_corpus -> ... -> packed_documents, expanded, each node with its status
+            "asset_graph.png": (
+                f"{dagster.url}/assets/raw_corpus?view=lineage&lineageScope=downstream&lineageDepth=5",
+                0.8,
+            ),
+            "assets_catalog.png": (f"{dagster.url}/assets", 1.0),
+            "run.png": (f"{dagster.url}/runs/{run_id}", 1.0),
+            "filtered_corpus_asset.png": (f"{dagster.url}/assets/filtered_corpus?partition={SHARD}", 1.0),
+            "chunks_asset.png": (f"{dagster.url}/assets/chunks?partition={SHARD}", 1.0),
         }
-        sizes = {name: screenshot(url, args.out / name, root / "chromium") for name, url in pages.items()}
+        sizes = {
+            name: screenshot(url, args.out / name, root / "chromium", scale=scale)
+            for name, (url, scale) in pages.items()
+        }
         summary["screenshots"] = {str(args.out / n): s for n, s in sizes.items()}
     except Exception as exc:  # the summary says what failed; the webserver log helps
         summary["error"] = f"{type(exc).__name__}: {exc}"

@@ -87,8 +87,9 @@ class ChunkingConfig(StepConfig):
     max_tokens: int = 150_000
     #: preferred chunk size; None splits a document into equal parts within the bounds
     target_tokens: int | None = None
-    #: at most this many documents per batch (one transaction each); does not change results
-    batch_documents: int = 32
+    #: at most this many documents per batch (one transaction each); does not change results. Large, so many
+    #: tiny files do not pay a DuckDB read and a transaction per few documents (batch_chars bounds memory)
+    batch_documents: int = 1024
     #: at most this many characters of text per batch (memory bound); does not change results
     batch_chars: int = 64 * 1024 * 1024
 

@@ -16,6 +16,26 @@ def test_all_definitions_load():
     assert {"chunk_token_bounds", "chunks_reconstruct_documents"} <= checks
 
 
+def test_asset_keys_checks_and_automation_names_are_stable():
+    """Renaming modules must not rename what runs, schedules and the lineage refer to."""
+    d = defs()
+    assert {k.to_user_string() for k in d.resolve_all_asset_keys()} == {
+        "raw_corpus", "filtered_corpus", "chunks", "masked_prompts", "qa_pairs", "packed_documents",
+        "ruler_tasks", "ruler_scores",
+    }  # fmt: skip
+    assert {(k.asset_key.to_user_string(), k.name) for k in d.resolve_asset_graph().asset_check_keys} >= {
+        ("filtered_corpus", "filter_decisions_cover_shard"), ("chunks", "chunk_token_bounds"),
+        ("chunks", "chunks_reconstruct_documents"), ("chunks", "chunk_counts_match_lineage"),
+        ("chunks", "chunk_token_counts_exact"), ("chunks", "shards_have_usable_chunks"),
+        ("packed_documents", "packed_exact_length"), ("packed_documents", "packed_fill_ratio"),
+    }  # fmt: skip
+    assert {j.name for j in d.jobs or []} >= {"corpus_ingest_job", "generation_job", "ruler_eval_job"}
+    assert {s.name for s in d.sensors or []} == {
+        "corpus_inbox_sensor", "model_checkpoint_sensor", "corpus_automation_sensor",
+    }  # fmt: skip
+    assert {s.name for s in d.schedules or []} == {"ruler_eval_weekly_schedule"}
+
+
 def test_instance_config_is_valid(tmp_path, monkeypatch):
     import shutil
     from pathlib import Path

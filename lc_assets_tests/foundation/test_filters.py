@@ -34,6 +34,8 @@ GERMAN = " ".join(" ".join(_RNG.choices(_GERMAN_VOCAB, k=12)).capitalize() + "."
         ("the same line", "Buy cheap watches online today, best prices!\n" * 3000, "dup_line_frac"),
         ("the same paragraph", ("A paragraph of legal boilerplate text. " * 12 + "\n\n") * 400, "dup_para_frac"),
         ("german", GERMAN, "language"),
+        # fewer words than min_words, yet 100k tokens: one run of letters (a dump with no word breaks)
+        ("a run without word breaks", "a" * 800_000, "mean_word_chars"),
     ],
 )
 def test_degenerate_text_is_dropped_with_the_rule_and_value(name, text, rule):
@@ -61,7 +63,9 @@ def test_rules_switch_off_and_short_texts_are_not_measured():
                                                  top_4gram_char_frac=None, dup_5gram_char_frac=None,
                                                  dup_10gram_char_frac=None, min_distinct_word_ratio=None, languages=None)).kept  # fmt: skip
     short = judge("too short to judge", CFG)
-    assert short.kept and short.stats == {"words": 4}
+    assert short.kept and short.stats == {"words": 4, "mean_word_chars": 3.75}
+    # a run without word breaks is caught whatever the language settings
+    assert judge("x" * 800_000, FilterConfig(languages=None)).reason == "mean_word_chars"
 
 
 def test_near_duplicates_are_found_and_others_are_not():
@@ -87,3 +91,36 @@ def test_near_duplicates_are_found_and_others_are_not():
 def test_bad_filter_config_is_rejected(kwargs, message):
     with pytest.raises(ValidationError, match=message):
         FilterConfig(**kwargs)
+
+
+def test_filter_shard_drops_a_near_duplicate_naming_the_document_it_repeats(tmp_path, store):
+    """Through the lineage store: the second of two near-identical files is dropped, naming the first by source."""
+    from lc_assets.defs.corpus.assets import ingest_shard
+    from lc_assets.defs.filters.assets import filter_shard
+    from lc_assets.defs.resources import TokenizerResource
+    from lc_assets.lib.corpus.sources import SourceSpec
+
+    original = make_text(70, 300)
+    words = original.split(" ")
+    for i in random.Random(5).sample(range(len(words)), len(words) // 100):  # 1% of the words changed
+        words[i] = "changed"
+    folder = tmp_path / "books"
+    folder.mkdir()
+    (folder / "a_original.txt").write_text(original)
+    (folder / "b_copy.txt").write_text(" ".join(words))
+    (folder / "c_other.txt").write_text(make_text(71, 300))
+    ingest_shard("s", SourceSpec(kind="local", path=str(folder)), store, TokenizerResource(), "ingest", 1 << 20)
+
+    counts = filter_shard("s", store, CFG, "filter")
+
+    assert counts == {"decided": 3, "kept": 2, "dropped_near_duplicate": 1}
+    rows = store.query(
+        "SELECT d.source, f.kept, f.reason, f.detail, f.duplicate_of FROM filter_decisions f "
+        "JOIN documents d USING (document_id) ORDER BY d.source"
+    )
+    by_name = {source.rsplit("/", 1)[-1]: row for source, *row in rows}
+    original_id = store.scalar("SELECT document_id FROM documents WHERE source LIKE '%a_original.txt'")
+    kept, reason, detail, duplicate_of = by_name["b_copy.txt"]
+    assert not kept and reason == "near_duplicate" and duplicate_of == original_id
+    assert "a_original.txt" in detail and original_id[:12] in detail and "estimated Jaccard similarity" in detail
+    assert by_name["a_original.txt"][0] and by_name["c_other.txt"][0]

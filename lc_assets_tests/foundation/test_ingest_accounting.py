@@ -170,6 +170,20 @@ def test_chunks_before_filtering_is_a_clear_failure(env):
     assert "materialize filtered_corpus" in str(failure.event_specific_data.error)
 
 
+def test_a_run_cap_is_checked_like_the_specs_own(env):
+    resources, instance, store, _ = env
+    result = dg.materialize(
+        [raw_corpus], resources=resources, instance=instance, partition_key="a", raise_on_error=False,
+        run_config={"ops": {"raw_corpus": {"config": {"max_documents": 0}}}},
+    )  # fmt: skip
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "shard 'a'" in str(failure.event_specific_data.error) and "max_documents must be >= 1, got 0" in str(
+        failure.event_specific_data.error
+    )
+    assert store.scalar("SELECT count(*) FROM documents") == 0
+
+
 def test_very_many_tiny_files(env):
     store = env[2]
     result = _run(env, "tiny")
@@ -180,3 +194,27 @@ def test_very_many_tiny_files(env):
     assert "| tiny | 1501 | 1501 | 0: - | 0: - | 1500 | 1 |" in meta["shard_accounting"]
     assert store.scalar("SELECT count(*) FROM filter_decisions") == 1501
     assert all(_checks(result).values())
+    # tiny documents are read and committed in few batches (each batch costs a DuckDB read of its texts and a
+    # transaction: ~0.2 s, so 32-document batches made 2,000 tiny files take 25 s in chunks alone)
+    assert store.scalar("SELECT count(DISTINCT created_at) FROM chunked_documents") <= 2
+
+
+def test_a_changed_source_is_accounted_as_it_is_now(env, tmp_path: Path):
+    # shard "a" loses a file and a bad file is fixed: documents and skips follow the source, the counts add up
+    store = env[2]
+    a = tmp_path / "shared" / "a"
+    (a / "bad.txt").write_bytes("caf\xe9".encode("latin-1"))
+    _run(env, "a")
+    (a / "two.txt").unlink()
+    (a / "bad.txt").write_text(make_text(14, 40))
+    result = _run(env, "a")
+    raw = materialization_metadata(result, "raw_corpus")
+    assert "2 inputs = 2 documents + 0 skipped" in raw["accounting"] and raw["documents"] == 2
+    assert raw["skips_sample"] == "no skipped inputs"
+    assert store.query("SELECT source FROM shard_documents WHERE shard = 'a' ORDER BY 1") == [
+        ("bad.txt",),
+        ("one.txt",),
+    ]
+    meta = materialization_metadata(result, "chunks")
+    assert "| a | 2 | 2 | 0: - |" in meta["shard_accounting"] and meta["chunked_documents"] == 2
+    assert store.scalar("SELECT count(*) FROM documents") == 3  # the lineage keeps the removed file's document

@@ -243,3 +243,16 @@ def test_hf_other_builders_read_per_file(tmp_path: Path, monkeypatch):
     assert [d.text for d in docs][:2] == ["first line", "second line"]
     (source, reason), *_ = skips.items()
     assert reason == "unreadable" and str(tmp_path / "b.txt") in source
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_hf_builder_bad_file_skips_that_file_only(tmp_path: Path, monkeypatch, streaming):
+    # `datasets` reads eagerly without streaming: a bad csv row fails load_dataset itself, not the iteration
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    (tmp_path / "a_good.csv").write_text("id,text\n1,first good row\n2,second good row\n")
+    (tmp_path / "b_bad.csv").write_text('id,text\n1,fine\n2,"x",extra,fields\n3,after\n')
+    spec = SourceSpec(kind="hf", dataset="csv", data_files=[str(tmp_path / "*.csv")], streaming=streaming)
+    docs, skips = _split(list(iter_source(spec)))
+    assert [d.text for d in docs] == ["first good row", "second good row"]
+    ((source, reason),) = skips.items()
+    assert reason == "unreadable" and source.startswith(f"hf:csv:{tmp_path / 'b_bad.csv'}#")

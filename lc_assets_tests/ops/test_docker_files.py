@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 import yaml
 
-from lc_assets.defs.ops.jobs import CORPUS_INGEST_ASSETS, GENERATION_ASSETS, RULER_EVAL_ASSETS
-from lc_assets.defs.ops.watched_folders import profile_run_config
+from lc_assets.defs.automation.jobs import CORPUS_INGEST_ASSETS, GENERATION_ASSETS, RULER_EVAL_ASSETS
+from lc_assets.defs.automation.watched_folders import profile_run_config
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"

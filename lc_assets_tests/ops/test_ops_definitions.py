@@ -4,9 +4,9 @@ import dagster as dg
 import pytest
 
 from lc_assets.cli import PROFILES
-from lc_assets.defs.ops.executor import EXECUTOR_ENV, executor_from_env
-from lc_assets.defs.ops.jobs import CORPUS_INGEST_ASSETS, GENERATION_ASSETS, RULER_EVAL_ASSETS
-from lc_assets.defs.ops.watched_folders import profile_run_config
+from lc_assets.defs.automation.executor import EXECUTOR_ENV, executor_from_env
+from lc_assets.defs.automation.jobs import CORPUS_INGEST_ASSETS, GENERATION_ASSETS, RULER_EVAL_ASSETS
+from lc_assets.defs.automation.watched_folders import profile_run_config
 
 JOBS = {
     "corpus_ingest_job": CORPUS_INGEST_ASSETS,

@@ -11,9 +11,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from lc_assets.defs.ops.resources import OpsFoldersResource
-from lc_assets.defs.ops.schedules import ruler_eval_weekly_schedule
-from lc_assets.defs.ops.sensors import corpus_inbox_sensor, model_checkpoint_sensor
+from lc_assets.defs.automation.resources import OpsFoldersResource
+from lc_assets.defs.automation.schedules import ruler_eval_weekly_schedule
+from lc_assets.defs.automation.sensors import corpus_inbox_sensor, model_checkpoint_sensor
 from lc_assets.defs.partitions import CORPUS_SHARDS
 from lc_assets.lib.lineage import LineageStore
 from lc_assets_tests.ops.conftest import write_books

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PAGES = ("asset_graph.png", "assets_catalog.png", "run.png", "chunks_asset.png")
+PAGES = (
+    "asset_groups.png", "asset_graph.png", "assets_catalog.png", "run.png", "filtered_corpus_asset.png",
+    "chunks_asset.png",
+)  # fmt: skip
 
 
 def _png_size(path: Path) -> tuple[int, int]:

@@ -34,3 +34,17 @@ def test_summary_says_what_was_made_where_and_what_next(tmp_path, tok, capsys):
     assert main(["lineage", "sample", sample_id, "--db", str(store.path)]) == 0
     walk = capsys.readouterr().out
     assert walk.startswith(f"sample {sample_id}:") and "pairs" in walk
+
+
+def test_materialize_passes_a_partition_only_to_shard_assets(tmp_path, monkeypatch):
+    # packed_documents and the RULER assets are not partitioned: `dagster asset materialize` refuses --partition
+    import subprocess
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, env: calls.append(cmd) or 1)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    assert main(["materialize", "--shard", "demo", "--select", "packed_documents"]) == 1
+    assert main(["materialize", "--shard", "demo", "--select", "raw_corpus,chunks"]) == 1
+    packing, corpus = calls
+    assert "--partition" not in packing and packing[packing.index("--select") + 1] == "packed_documents"
+    assert corpus[corpus.index("--partition") + 1] == "demo"

@@ -143,6 +143,8 @@ def test_section_whose_chunk_alone_exceeds_n_is_rejected_with_reason(tok):
     assert [r.section_id for r in result.rejected] == ["huge"]
     assert "cannot be split at pair boundaries" in result.rejected[0].reason
     assert result.samples == [] and result.leftovers == []
+    # what a user reads (asset metadata, log) says why nothing was packed, not only how many were rejected
+    assert "1 rejected (chunk with one pair is longer than a sample 1)" in result.message
 
 
 def test_cut_remainder_can_be_carried(tok, pool_factory):
@@ -159,6 +161,16 @@ def test_cut_remainder_can_be_carried(tok, pool_factory):
     assert result.metrics.cut_dropped_tokens == sum(
         c.section_tokens - c.used_tokens for c in result.cuts if not c.carried_as
     )
+
+
+def test_message_counts_what_a_text_cut_drops(tok, pool_factory):
+    # long chunks, few pairs: gaps are closed inside the chunk text, which cuts off every pair of the section
+    result = pack_sections(pool_factory(40, seed=6, prefix="t", paragraphs=(8, 16), pairs=(1, 3)), tok, _cfg())
+    dropped = [c for c in result.cuts if not c.carried_as]
+    assert any(c.kind != "pair" and c.pairs_total for c in dropped)
+    pairs = sum(c.pairs_total - c.pairs_used for c in dropped)
+    tokens = result.metrics.cut_dropped_tokens
+    assert f"cut off and not packed: {tokens:,} tokens, {pairs} pairs" in result.message
 
 
 def test_metrics_report_bias_and_source_mix(packed):

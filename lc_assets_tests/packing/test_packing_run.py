@@ -125,9 +125,11 @@ def test_curriculum_stages_draw_without_replacement(store, tok, tmp_path):
     claims = _placed_claims(store)
     assert len(claims) == len(set(claims))  # no section in two stages
     # quotas count over runs: the capped stages are full, the last one takes the rest
-    more = pack_pool(store, tok, cfg, run_id="cur2", root=tmp_path, log=lambda m: None)
+    logged: list[str] = []
+    more = pack_pool(store, tok, cfg, run_id="cur2", root=tmp_path, log=logged.append)
     assert more.stages[0].result is None and "already full" in more.stages[0].note
     assert more.stages[1].result is None
+    assert more.stages[0].note in logged  # a stage that packs nothing says so in the run's log
 
 
 def test_conflicting_claims_are_refused_in_the_transaction(store, tok, tmp_path):

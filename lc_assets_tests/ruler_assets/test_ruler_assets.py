@@ -183,6 +183,26 @@ def test_bad_task_name_is_a_clear_failure(env):
     assert "niah_single_9" in str(failure.event_specific_data.error)
 
 
+def test_scores_config_is_checked_by_the_lib_model_before_the_backend_starts(env):
+    """ruler_scores' run config is the lib's RulerScoresConfig: a sampled decode is refused, naming the value."""
+    resources, _, _ = env
+
+    class NeverStarted(GeneratorResource):
+        def build(self, log=None):
+            raise AssertionError("the backend must not start on an invalid config")
+
+    result = dg.materialize(
+        [ruler_scores],
+        resources={"lineage": resources["lineage"], "generator": NeverStarted()},
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"ruler_scores": {"config": {"temperature": 0.7}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "greedy decoding; temperature=0.7" in str(failure.event_specific_data.error)
+
+
 def test_progress_logs_at_every_fraction_and_after_every_interval(monkeypatch):
     from types import SimpleNamespace
 

@@ -4,21 +4,26 @@ from collections import Counter
 from collections.abc import Iterator
 
 import dagster as dg
+from pydantic import Field, ValidationError
 
 from lc_assets.defs.partitions import corpus_shards
 from lc_assets.defs.progress import StepProgress
 from lc_assets.defs.resources import CorpusSourcesResource, LineageStoreResource, TokenizerResource
+from lc_assets.defs.stepconfig import dagster_config
 from lc_assets.lib.corpus.documents import RawDocument, SkippedInput, SourceNotFoundError, SourceReadError
-from lc_assets.lib.corpus.lineage import record_ingest, shard_skips, shard_totals
+from lc_assets.lib.corpus.lineage import forget_stale_members, record_ingest, shard_skips, shard_totals
 from lc_assets.lib.corpus.sources import SourceSpec, iter_source
 from lc_assets.lib.lineage import LineageStore, insert_rows
 
-
-class RawCorpusConfig(dg.Config):
-    """Run-time knobs of ingestion; the source itself comes from the shard's spec."""
-
-    max_documents: int | None = None  # cap per shard (None: the spec's own cap)
-    batch_bytes: int = 64 * 1024 * 1024  # text per transaction
+# The source itself comes from the shard's spec (corpus_sources); a run may only cap it. None keeps the
+# spec's own cap.
+RawCorpusConfig = dagster_config(
+    SourceSpec,
+    "RawCorpusConfig",
+    "Run-time knobs of ingestion: a cap on the shard's documents, and text per transaction.",
+    fields=["max_documents"],
+    batch_bytes=(int, Field(64 * 1024 * 1024, description="text per transaction (memory bound)")),
+)
 
 
 def _batches(
@@ -58,6 +63,7 @@ def ingest_shard(
     skips: Counter[str] = Counter()
     licenses: Counter[str] = Counter()
     first_source: dict[str, str] = {}  # document id -> the input that first had its text
+    skip_sources: list[str] = []
     new_tokens = 0
     for batch in _batches(iter_source(spec), batch_bytes):
         docs: dict[str, RawDocument] = {}
@@ -111,10 +117,13 @@ def ingest_shard(
         new_tokens += sum(n_tokens)
         licenses.update(d.license for d in new)
         skips.update(s.reason for s in skipped)
+        skip_sources += [s.source for s in skipped]
         if progress:
             progress.update(len(batch), documents=len(first_source), new_tokens=f"{new_tokens:,}")
     complete = spec.max_documents is None or len(first_source) < spec.max_documents
     with store.transaction() as con:
+        if complete:  # the source as it is now: removed or fixed inputs leave the shard
+            counts["left_shard"] = forget_stale_members(con, shard, list(first_source), skip_sources)
         record_ingest(
             con,
             dict(
@@ -139,7 +148,7 @@ def ingest_shard(
 )
 def raw_corpus(
     context: dg.AssetExecutionContext,
-    config: RawCorpusConfig,
+    config: RawCorpusConfig,  # type: ignore[valid-type]
     lineage: LineageStoreResource,
     target_tokenizer: TokenizerResource,
     corpus_sources: CorpusSourcesResource,
@@ -151,8 +160,11 @@ def raw_corpus(
     spec_hashes: dict[str, str] = {}
     for shard in context.partition_keys:
         spec = corpus_sources.spec(shard)
-        if config.max_documents is not None:
-            spec = spec.model_copy(update={"max_documents": config.max_documents})
+        if config.max_documents is not None:  # validated like the spec's own cap (model_copy would not check it)
+            try:
+                spec = SourceSpec(**{**spec.model_dump(), "max_documents": config.max_documents})
+            except ValidationError as exc:
+                raise dg.Failure(description=f"shard {shard!r}: {exc}") from exc
         spec_hashes[shard] = spec.config_hash()
         progress = StepProgress(context, f"raw_corpus[{shard}]", None, "docs")
         try:
@@ -164,6 +176,10 @@ def raw_corpus(
         skips.update(result["skips"])  # type: ignore[arg-type]
         licenses.update(result["licenses"])  # type: ignore[arg-type]
         totals["new_tokens"] += result["new_tokens"]  # type: ignore[operator]
+        if result["counts"]["left_shard"]:  # type: ignore[index]
+            context.log.warning(
+                f"shard {shard!r}: {result['counts']['left_shard']} document(s) no longer in the source left the shard"  # type: ignore[index]
+            )
         for reason, n in result["skips"].items():  # type: ignore[union-attr]
             context.log.warning(f"shard {shard!r}: skipped {n} input(s): {reason}")
     shards = context.partition_keys
@@ -186,6 +202,7 @@ def raw_corpus(
             "bytes": sum(t[2] for t in totals_by_shard),
             "new_documents": totals["new_documents"],
             "already_stored": totals["already_stored"],
+            "left_the_shard": totals["left_shard"],  # no longer in the source (their documents stay in the lineage)
             "new_tokens": totals["new_tokens"],
             "skipped": sum(skips.values()),
             "skipped_by_reason": dg.MetadataValue.json(dict(skips)),

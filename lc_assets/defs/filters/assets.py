@@ -12,6 +12,7 @@ from lc_assets.defs.resources import LineageStoreResource
 from lc_assets.defs.stepconfig import dagster_config, step_config
 from lc_assets.lib.corpus.lineage import (
     document_sizes,
+    document_source,
     document_texts,
     documents_to_judge,
     kept_signatures,
@@ -104,7 +105,7 @@ def _near_duplicate(
         index.add(doc_id, signature)
         return verdict
     other, similarity = near
-    source = store.scalar("SELECT source FROM documents WHERE document_id = ?", [other])
+    source = document_source(store, other)
     threshold = index.cfg.near_duplicate_threshold
     return Verdict(
         False,

@@ -96,6 +96,9 @@ def _metadata(run: PackingRun) -> dict:
         "tokenizer": run.tokenizer,
         "message": " | ".join(s.message for s in run.stages),
         "evidence_sources": dg.MetadataValue.json([s.evidence_sources for s in run.stages]),
+        "human_reviews": run.config.human_reviews,
+        "pairs_rejected_by_reviewers": sum(r["pairs_rejected_by_reviewers"] for r in rows),
+        "pairs_fixed_by_reviewers": sum(r["pairs_fixed_by_reviewers"] for r in rows),
     }
     published = [s for s in run.stages if s.output_dir is not None]
     if published:

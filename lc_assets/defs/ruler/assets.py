@@ -3,22 +3,21 @@
 import time
 
 import dagster as dg
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from lc_assets.defs.generation.resources import GeneratorResource
 from lc_assets.defs.metadata import png_markdown
 from lc_assets.defs.progress import StepProgress
 from lc_assets.defs.resources import LineageStoreResource
+from lc_assets.defs.stepconfig import dagster_config, step_config
 from lc_assets.lib.corpus.documents import RawDocument
 from lc_assets.lib.corpus.embedded import iter_embedded
 from lc_assets.lib.generation.models import PACKAGED_MODELS
 from lc_assets.lib.lineage import LineageStore
 from lc_assets.lib.ruler import (
-    ALL_TASKS,
-    DEFAULT_LENGTHS,
-    EFFECTIVE_LENGTH_THRESHOLD,
     Prediction,
     RulerLengthError,
+    RulerScoresConfig,
     RulerTaskBuilder,
     RulerTasksConfig,
     score_heatmap_png,
@@ -41,30 +40,16 @@ PROGRESS_FRACTION = 0.05
 _FALLBACK_ESSAY_ENTRIES = ["devils-dictionary", "jargon-file", "debian-policy"]
 
 
-class RulerTasksAssetConfig(dg.Config):
-    """Which RULER tasks to build; see lc_assets.lib.ruler.RulerTasksConfig."""
-
-    tasks: list[str] = list(ALL_TASKS)
-    lengths: list[int] = list(DEFAULT_LENGTHS)
-    num_samples: int = 500
-    seed: int = 42
-    model_template_type: str = "base"
-    tokenizer: str = "llama3"  # the EVALUATED model's tokenizer (a local dir, or llama3)
-    squad_source: str = "rajpurkar/squad_v2"  # a local SQuAD v2 dev json, or a cached HF name
-    hotpotqa_source: str = "hotpotqa/hotpot_qa:distractor"
-    essay_max_words: int = 400_000
-
-    def ruler(self) -> RulerTasksConfig:
-        return RulerTasksConfig(
-            tasks=tuple(self.tasks),
-            lengths=tuple(self.lengths),
-            num_samples=self.num_samples,
-            seed=self.seed,
-            model_template_type=self.model_template_type,
-            tokenizer=self.tokenizer,
-            squad_source=self.squad_source,
-            hotpotqa_source=self.hotpotqa_source,
-        )
+# Derived from the lib's RulerTasksConfig (one set of fields and defaults). `essay_source` is left out: the
+# asset picks the essay haystack itself (the store's largest documents, else the embedded catalog), so the
+# field keeps its default; `essay_max_words` bounds that text and is the Dagster layer's own.
+RulerTasksAssetConfig = dagster_config(
+    RulerTasksConfig,
+    "RulerTasksAssetConfig",
+    "Which RULER tasks to build; see lc_assets.lib.ruler.RulerTasksConfig.",
+    exclude={"essay_source"},
+    essay_max_words=(int, Field(400_000, description="words of corpus prose the essay haystack holds")),
+)
 
 
 def essay_haystack(store: LineageStore, max_words: int) -> str:
@@ -85,11 +70,13 @@ def essay_haystack(store: LineageStore, max_words: int) -> str:
     "available offline.",
 )
 def ruler_tasks(
-    context: dg.AssetExecutionContext, config: RulerTasksAssetConfig, lineage: LineageStoreResource
+    context: dg.AssetExecutionContext,
+    config: RulerTasksAssetConfig,  # type: ignore[valid-type]
+    lineage: LineageStoreResource,
 ) -> dg.MaterializeResult:
     store = lineage.store()
     try:
-        cfg = config.ruler()
+        cfg: RulerTasksConfig = step_config(RulerTasksConfig, config)
     except ValidationError as exc:
         raise dg.Failure(description=f"invalid RULER config: {exc}") from exc
     cfg_hash = cfg.config_hash()
@@ -102,6 +89,7 @@ def ruler_tasks(
         seed=cfg.seed,
         squad_source=cfg.squad_source,
         hotpotqa_source=cfg.hotpotqa_source,
+        batch_size=cfg.batch_size,
     )
     t0 = time.monotonic()
     for i, (task, length) in enumerate(todo, start=1):
@@ -130,11 +118,15 @@ def ruler_tasks(
     )
 
 
-class RulerScoresConfig(dg.Config):
-    model: str = ""  # label for the scores; default: the backend's model name. A checkpoint dir for vllm.
-    tasks_config_hash: str | None = None  # which ruler_tasks build; default: the latest
-    effective_length_threshold: float = EFFECTIVE_LENGTH_THRESHOLD  # Llama-2-7B at 4k, as RULER reports
-    max_new_tokens_override: int | None = None
+# Derived from the lib's RulerScoresConfig. `model` may stay empty here: the asset then takes the
+# backend's model name once it has started.
+RulerScoresAssetConfig = dagster_config(
+    RulerScoresConfig,
+    "RulerScoresAssetConfig",
+    "How to score a model on RULER; see lc_assets.lib.ruler.RulerScoresConfig.",
+    defaults={"model": ""},
+    tasks_config_hash=(str | None, Field(None, description="which ruler_tasks build; default: the latest")),
+)
 
 
 @dg.asset(
@@ -151,24 +143,28 @@ class RulerScoresConfig(dg.Config):
 )
 def ruler_scores(
     context: dg.AssetExecutionContext,
-    config: RulerScoresConfig,
+    config: RulerScoresAssetConfig,  # type: ignore[valid-type]
     lineage: LineageStoreResource,
     generator: GeneratorResource,
 ) -> dg.MaterializeResult:
     store = lineage.store()
+    try:
+        scoring: RulerScoresConfig = step_config(RulerScoresConfig, config)
+    except ValidationError as exc:
+        raise dg.Failure(description=f"invalid RULER scores config: {exc}") from exc
     tasks_hash = config.tasks_config_hash or ruler_store.latest_tasks_hash(store)
     if tasks_hash is None:
         raise dg.Failure("no RULER tasks built yet: materialize `ruler_tasks` first")
     samples = ruler_store.load_samples(store, tasks_hash)
     gen = generator
     # a checkpoint path in `model` replaces the engine's model (the checkpoint sensor sets it)
-    if config.model and generator.backend == "vllm":
-        gen = generator.model_copy(update={"model": config.model})
-    elif generator.backend == "local" and (config.model.endswith(".gguf") or config.model in PACKAGED_MODELS):
+    if scoring.model and generator.backend == "vllm":
+        gen = generator.model_copy(update={"model": scoring.model})
+    elif generator.backend == "local" and (scoring.model.endswith(".gguf") or scoring.model in PACKAGED_MODELS):
         # a GGUF checkpoint, or a packaged preset (the demo scores the small `smollm2-135m`)
-        gen = generator.model_copy(update={"gguf_path": config.model})
+        gen = generator.model_copy(update={"gguf_path": scoring.model})
     with gen.build(context.log) as backend:
-        model = config.model or backend.model
+        model = scoring.model or backend.model
         backend_name = backend.name
         stored = ruler_store.stored_predictions(store, model)
         todo = [s for s in samples if sample_key(tasks_hash, s) not in stored]
@@ -195,7 +191,7 @@ def ruler_scores(
             todo,
             lambda s: sample_key(tasks_hash, s),
             save,
-            max_new_tokens_override=config.max_new_tokens_override,
+            max_new_tokens_override=scoring.max_new_tokens_override,
             progress=progress.update,
         )
         progress.close()
@@ -214,8 +210,8 @@ def ruler_scores(
     ruler_store.replace_scores(store, model, backend_name, tasks_hash, list(scores.values()), context.run_id)
     meta: dict = {"model": model, "backend": backend_name, "tasks_config_hash": tasks_hash, "samples": len(samples)}
     if table:
-        summary = summarize(table, config.effective_length_threshold)
-        threshold = config.effective_length_threshold
+        summary = summarize(table, scoring.effective_length_threshold)
+        threshold = scoring.effective_length_threshold
         meta.update(
             {
                 "average": summary.avg,

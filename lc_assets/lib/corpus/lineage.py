@@ -24,6 +24,25 @@ def record_ingest(con: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
     insert_rows(con, "shard_ingests", [{**row, "skips_by_reason": json.dumps(row["skips_by_reason"])}])
 
 
+def forget_stale_members(
+    con: duckdb.DuckDBPyConnection, shard: str, document_ids: Sequence[str], skip_sources: Sequence[str]
+) -> int:
+    """After a complete ingest, the shard holds exactly this run's documents and skips.
+
+    A file removed from the source (or fixed since it was skipped) leaves the shard; its document
+    stays in the lineage for everything made from it. Returns the number of documents that left.
+    """
+    row = con.execute(
+        "DELETE FROM shard_documents WHERE shard = ? AND document_id NOT IN (SELECT unnest(?::VARCHAR[]))",
+        [shard, list(document_ids)],
+    ).fetchone()
+    con.execute(
+        "DELETE FROM ingest_skips WHERE shard = ? AND source NOT IN (SELECT unnest(?::VARCHAR[]))",
+        [shard, list(skip_sources)],
+    )
+    return int(row[0]) if row else 0
+
+
 def shard_totals(store: LineageStore, shard: str) -> tuple[int, int, int]:
     """(documents, tokens, bytes) of a shard."""
     docs, tokens, size = store.query(
@@ -56,6 +75,11 @@ def document_sizes(store: LineageStore, ids: Sequence[str]) -> dict[str, int]:
         [list(ids)],
     )
     return dict(rows)
+
+
+def document_source(store: LineageStore, document_id: str) -> str | None:
+    """The input a stored document was first read from (None: no such document)."""
+    return store.scalar("SELECT source FROM documents WHERE document_id = ?", [document_id])
 
 
 # -- filters -----------------------------------------------------------------

@@ -57,6 +57,10 @@ class FilterConfig(StepConfig):
     dup_10gram_char_frac: float | None = 0.75
     #: mean of distinct words / words over windows of `distinct_window_words` words
     min_distinct_word_ratio: float | None = 0.1
+    #: mean characters per word, measured on every document (also those under `min_words`): text without word
+    #: breaks (a run of letters, a dump) has few words but can fill chunks. Gopher's bound is 10 for English web
+    #: text; 50 keeps space-less scripts, whose words run from punctuation to punctuation
+    max_mean_word_chars: float | None = 50.0
     distinct_window_words: int = 1000
     #: ISO 639-1 codes of the languages to keep (None: no language check)
     languages: list[str] | None = ["en"]
@@ -201,6 +205,7 @@ def measure(text: str, cfg: FilterConfig) -> dict[str, Any]:
     """Every measured value the rules look at (rounded), plus the word count."""
     words = _words(text)
     stats: dict[str, Any] = {"words": len(words.hashes)}
+    stats["mean_word_chars"] = round(float(words.lengths.mean()), 4) if len(words.lengths) else 0.0
     if len(words.hashes) < cfg.min_words:
         return stats
     n = len(text)
@@ -231,6 +236,9 @@ def fired_rules(stats: dict[str, Any], cfg: FilterConfig) -> list[tuple[str, str
         limit = getattr(cfg, rule)
         if limit is not None and rule in stats and stats[rule] > limit:
             fired.append((rule, f"{rule} {stats[rule]:.3f} > {limit}"))
+    chars, limit = stats.get("mean_word_chars"), cfg.max_mean_word_chars
+    if limit is not None and chars is not None and chars > limit:
+        fired.append(("mean_word_chars", f"mean_word_chars {chars:.3f} > {limit}"))
     ratio, limit = stats.get("distinct_word_ratio"), cfg.min_distinct_word_ratio
     if limit is not None and ratio is not None and ratio < limit:
         fired.append(("distinct_word_ratio", f"distinct_word_ratio {ratio:.3f} < {limit}"))

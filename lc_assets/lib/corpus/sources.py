@@ -126,6 +126,12 @@ def _load_dataset(spec: SourceSpec, data_files: list[str] | None) -> Any:
         )
     except FileNotFoundError as exc:
         raise SourceNotFoundError(f"dataset {spec.dataset!r} not found: {exc}") from exc
+    except datasets.exceptions.DatasetGenerationError as exc:  # without streaming the data is read here
+        cause = exc.__cause__ or exc
+        raise SourceReadError(
+            f"dataset {spec.dataset!r} split {spec.split!r}{f', file {data_files[0]}' if data_files else ''}: "
+            f"reading failed: {type(cause).__name__}: {cause}"
+        ) from exc
     except Exception as exc:  # offline / connection / parse errors come in several types
         raise SourceNotFoundError(
             f"dataset {spec.dataset!r} (config {spec.dataset_config!r}, split {spec.split!r}"
@@ -135,11 +141,17 @@ def _load_dataset(spec: SourceSpec, data_files: list[str] | None) -> Any:
 
 def _dataset_records(spec: SourceSpec, label: str, data_file: Path | None) -> Iterator[RawDocument | SkippedInput]:
     """Records of a `datasets` dataset (one data file, or a hub dataset); a read error stops only that file."""
-    ds = _load_dataset(spec, [str(data_file)] if data_file else None)
-    i = 0
     try:
-        for i, record in enumerate(ds):  # noqa: B007 - `i` names the record where reading stopped
-            row_label = f"{label}#{i}"
+        ds = _load_dataset(spec, [str(data_file)] if data_file else None)
+    except SourceReadError as exc:  # a non-streaming load reads the whole file: nothing of it is kept
+        if data_file is None:
+            raise
+        yield SkippedInput(f"{label}#0+", "unreadable", f"no record read: {exc}")
+        return
+    n = 0  # records read: names the one where reading stopped
+    try:
+        for n, record in enumerate(ds, start=1):
+            row_label = f"{label}#{n - 1}"
             text = record.get(spec.text_field)
             if not isinstance(text, str):
                 yield SkippedInput(row_label, "missing_field", f"no string field {spec.text_field!r}")
@@ -148,11 +160,11 @@ def _dataset_records(spec: SourceSpec, label: str, data_file: Path | None) -> It
     except Exception as exc:  # noqa: BLE001 - pyarrow/datasets raise many types for bad data
         if data_file is None:
             raise SourceReadError(
-                f"dataset {spec.dataset!r} split {spec.split!r}: reading failed after record #{i}: "
+                f"dataset {spec.dataset!r} split {spec.split!r}: reading failed after {n} record(s): "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         yield SkippedInput(
-            f"{label}#{i}+", "unreadable", f"reading stopped after record #{i}: {type(exc).__name__}: {exc}"
+            f"{label}#{n}+", "unreadable", f"reading stopped after {n} record(s): {type(exc).__name__}: {exc}"
         )
 
 

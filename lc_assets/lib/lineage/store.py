@@ -405,6 +405,28 @@ CREATE TABLE IF NOT EXISTS lineage_merges (
     run_id VARCHAR NOT NULL,               -- who merged
     merged_at TIMESTAMP DEFAULT current_timestamp
 );
+
+-- human review (`lc-assets review`): one verdict per (reviewed item, reviewer); the newest verdict on a pair
+-- is what packing honours (`human_reviews: exclude_rejected` drops rejected pairs, uses fixed text)
+CREATE TABLE IF NOT EXISTS pair_reviews (
+    pair_id VARCHAR NOT NULL,              -- qa_pairs.pair_id, or '<prompt_id>#<attempt>' for a rejected attempt
+    reviewer VARCHAR NOT NULL,
+    verdict VARCHAR NOT NULL,              -- accept | reject | fix
+    fixed_question VARCHAR,                -- fix: the corrected text (NULL keeps the generated one)
+    fixed_answer VARCHAR,
+    note VARCHAR,
+    reviewed_at TIMESTAMP DEFAULT current_timestamp,
+    item_kind VARCHAR NOT NULL,            -- pair | rejected_attempt
+    automatic VARCHAR NOT NULL,            -- what the automatic checks decided: accepted | rejected
+    automatic_code VARCHAR,                -- rejected: the rejection code
+    prompt_id VARCHAR NOT NULL,
+    section_id VARCHAR NOT NULL,
+    generation_config_hash VARCHAR NOT NULL,
+    generation_run_id VARCHAR,             -- the run that made the pair or attempt
+    run_id VARCHAR NOT NULL,               -- the review session
+    config_hash VARCHAR NOT NULL,          -- the review config (sample, seed, what was sampled)
+    PRIMARY KEY (pair_id, reviewer)
+);
 """
 
 
@@ -481,6 +503,17 @@ class LineageStore:
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         rows = self.query(sql, params)
         return rows[0][0] if rows else None
+
+    def has_table(self, table: str) -> bool:
+        """Whether the file has this table (tables other stages add may be missing from older files)."""
+        return bool(self.scalar("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]))
+
+    def has_column(self, table: str, column: str) -> bool:
+        return bool(
+            self.scalar(
+                "SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND column_name = ?", [table, column]
+            )
+        )
 
     def existing_ids(self, table: str, column: str, ids: Sequence[str]) -> set[str]:
         """Which of `ids` are already stored (for idempotent re-runs)."""

@@ -67,6 +67,11 @@ class PackingConfig(StepConfig):
         description="Name of the section pool: a section is packed at most once per (pool, generation config, target "
         "tokenizer), whatever the sample length or stage; a new name packs the same sections again.",
     )
+    human_reviews: Literal["ignore", "exclude_rejected"] = Field(
+        "exclude_rejected",
+        description="exclude_rejected: pairs whose newest human verdict (`lc-assets review`) is reject are left out "
+        "of the pool and pairs a reviewer fixed are packed with the fixed text; ignore: pack pairs as generated.",
+    )
     length_bucket_ratio: float = Field(
         0.02,
         ge=0.0,
@@ -96,8 +101,9 @@ class PackingConfig(StepConfig):
     )
     carry_cut_remainder: bool = Field(
         False,
-        description="Return the QA pairs cut off a sample's last section as a leftover section (it repeats the "
-        "chunk text with the remaining pairs) instead of only recording them.",
+        description="Return the QA pairs cut off a sample's last section after a pair as a leftover section (it "
+        "repeats the chunk text with the remaining pairs) instead of only recording them. A cut in the chunk text "
+        "always drops the section's pairs (recorded as dropped_pair_ids).",
     )
     oversize: Literal["split", "reject"] = Field(
         "split",

@@ -74,10 +74,6 @@ def paragraph_spans(chunk_text: str, paragraph_ids: Iterable[str], shown_text: s
     return ChunkParagraphs(chunk_text).spans(paragraph_ids, shown_text) or []
 
 
-def _table_exists(store: LineageStore, name: str) -> bool:
-    return bool(store.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]))
-
-
 def load_evidence(store: LineageStore, sections: Sequence[Section]) -> tuple[dict[str, Spans], dict[str, int]]:
     """pair id -> evidence spans in its chunk, and how many pairs each source gave (and how many have none)."""
     pair_ids = [p.pair_id for s in sections for p in s.pairs]
@@ -85,7 +81,7 @@ def load_evidence(store: LineageStore, sections: Sequence[Section]) -> tuple[dic
     counts: Counter[str] = Counter()
     if not pair_ids:
         return found, {}
-    if _table_exists(store, "qa_evidence"):
+    if store.has_table("qa_evidence"):
         for pid, a, b in store.query(
             "SELECT pair_id, char_start, char_end FROM qa_evidence WHERE pair_id IN (SELECT unnest(?::VARCHAR[])) "
             "AND char_start IS NOT NULL ORDER BY pair_id, quote_index",

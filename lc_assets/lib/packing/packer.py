@@ -309,10 +309,16 @@ def pack_sections(
     failure = ""
     if not samples and packable >= capacity:
         failure = _why_no_sample(items, plan, capacity, config)
+    rejected_note = f"{len(rejected)} rejected" + (
+        f" ({', '.join(f'{k} {n}' for k, n in sorted(metrics.rejected_by_reason.items()))})" if rejected else ""
+    )
+    cut_pairs = sum(c.pairs_total - c.pairs_used for c in cuts if not c.carried_as)
     message = (
         f"packed {len(samples)} samples of {config.sample_tokens:,} tokens from {metrics.n_sections_packed} "
         f"sections; {len(leftover_sections)} sections ({metrics.leftover_tokens:,} tokens) carried over; "
-        f"{len(rejected)} rejected"
+        f"{rejected_note}"
+        # the tail of each sample's cut section (its pairs too, when cut in the text) is recorded, not packed
+        + (f"; cut off and not packed: {metrics.cut_dropped_tokens:,} tokens, {cut_pairs} pairs" if cuts else "")
     )
     if failure:
         message = f"no sample: {failure}"
@@ -320,7 +326,7 @@ def pack_sections(
         message = (
             f"no sample: the packable pool holds {packable:,} tokens in {len(fitted)} sections, less than one "
             f"sample of {config.sample_tokens:,} tokens; all carried over as leftovers"
-            + (f"; {len(rejected)} rejected" if rejected else "")
+            + (f"; {rejected_note}" if rejected else "")
         )
     return PackResult(
         samples=samples,

@@ -28,7 +28,7 @@ from lc_assets.lib.packing.store import (
     StageRecord,
     committed_runs,
     generation_configs,
-    load_pool,
+    load_reviewed_pool,
     pool_key,
     record_stage,
     reused_sections,
@@ -56,6 +56,8 @@ class StageOutcome:
     verify: VerifyReport | None = None
     evidence_sources: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    reviewed_out: int = 0  # pairs left out of the pool: a reviewer rejected them
+    reviewed_fixed: int = 0  # pairs of the pool packed with a reviewer's fixed text
 
     @property
     def sample_tokens(self) -> int:
@@ -141,14 +143,25 @@ def _pack_stage(
     log: Log,
 ) -> StageOutcome:
     assert config.generation_config_hash is not None
-    pool = load_pool(store, key, config.generation_config_hash)
-    outcome = StageOutcome(config, limit, len(pool))
+    reviewed = load_reviewed_pool(store, key, config.generation_config_hash, config.human_reviews)
+    pool = reviewed.sections
+    outcome = StageOutcome(config, limit, len(pool), reviewed_out=reviewed.excluded_pairs,
+                           reviewed_fixed=reviewed.fixed_pairs)  # fmt: skip
+    if reviewed.excluded_pairs or reviewed.fixed_pairs:
+        log(
+            f"stage {config.sample_tokens:,}: human reviews left out {reviewed.excluded_pairs} rejected pair(s), "
+            f"{reviewed.fixed_pairs} pair(s) packed with fixed text"
+        )
     remaining = None if limit is None else limit - samples_in_stage(store, key, config.sample_tokens)
     if remaining is not None and remaining <= 0:
         outcome.note = f"stage {config.sample_tokens:,}: quota of {limit} samples already full"
-        return outcome
-    if not pool:
-        outcome.note = f"stage {config.sample_tokens:,}: the pool is empty (every finished section is packed)"
+    elif not pool:
+        outcome.note = (
+            f"stage {config.sample_tokens:,}: the pool {config.pool!r} is empty (every finished section is packed "
+            "in it; a new `pool` name packs them again)"
+        )
+    if outcome.note:
+        log(outcome.note)
         return outcome
     log(f"stage {config.sample_tokens:,}: packing a pool of {len(pool)} section(s) ({config.mode} mode)")
     evidence, outcome.evidence_sources = load_evidence(store, pool)
@@ -204,6 +217,8 @@ def stage_summary(stage: StageOutcome) -> dict[str, Any]:
         "cuts_by_kind": m.cuts_by_kind if m else {},
         "leftover_sections": m.n_leftover_sections if m else 0,
         "rejected_by_reason": m.rejected_by_reason if m else {},
+        "pairs_rejected_by_reviewers": stage.reviewed_out,
+        "pairs_fixed_by_reviewers": stage.reviewed_fixed,
         "pairs": m.n_pairs if m else 0,
         "dependency_median": dep.get("median"),
         "dependency_p90": dep.get("p90"),

@@ -13,9 +13,10 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from lc_assets.lib.lineage import LineageStore, insert_rows
+from lc_assets.lib.lineage.review import effective_reviews
 from lc_assets.lib.packing.packer import PackedSample, base_section_id
 from lc_assets.lib.sections import QAPair, Section
 
@@ -49,12 +50,30 @@ def newest_generation_config(store: LineageStore) -> str | None:
     return configs[0][0] if configs else None
 
 
+@dataclass(frozen=True)
+class ReviewedPool:
+    """The pool after human verdicts: its sections, and which of their pairs reviews changed."""
+
+    sections: list[Section]
+    excluded_pairs: int = 0  # rejected by a reviewer: not in the pool
+    fixed_pairs: int = 0  # packed with a reviewer's fixed question/answer
+
+
 def load_pool(store: LineageStore, key: str, generation_config_hash: str) -> list[Section]:
     """Finished sections of one generation config, minus what the pool `key` already used.
 
     A section with no usage row comes whole; one whose used or dropped pairs do not cover all its
     pairs comes back as a remainder `<id>#pairs-<k>` (chunk + the pairs not yet used); the rest is done.
     """
+    return load_reviewed_pool(store, key, generation_config_hash, "ignore").sections
+
+
+def load_reviewed_pool(
+    store: LineageStore, key: str, generation_config_hash: str, human_reviews: Literal["ignore", "exclude_rejected"]
+) -> ReviewedPool:
+    """`load_pool` honouring human verdicts (`exclude_rejected`: the newest verdict per pair decides —
+    reject leaves the pair out, fix packs the fixed text). A rejected pair is never claimed, so a section
+    whose other pairs are all placed is done."""
     rows = store.query(
         """SELECT s.section_id, s.chunk_id, s.document_id, d.source, d.license, c.text, c.chunk_index
            FROM sections s JOIN chunks c USING (chunk_id) JOIN documents d ON d.document_id = s.document_id
@@ -71,17 +90,30 @@ def load_pool(store: LineageStore, key: str, generation_config_hash: str) -> lis
     ):
         pairs.setdefault(sid, []).append(QAPair(pid, step, q, a))
     claimed = _claims(store, key, ids)
+    reviews = effective_reviews(store, generation_config_hash) if human_reviews == "exclude_rejected" else {}
     out = []
+    excluded = fixed = 0
     for sid, cid, did, src, lic, text, index in rows:
-        section = Section(sid, cid, did, src, lic, text, tuple(pairs.get(sid, ())), int(index))
+        kept: list[tuple[int, QAPair]] = []
+        for i, p in enumerate(pairs.get(sid, ())):
+            if p.pair_id in claimed.get(sid, ()):
+                continue
+            verdict = reviews.get(p.pair_id)
+            if verdict is not None and verdict.verdict == "reject":
+                excluded += 1
+                continue
+            if verdict is not None and verdict.verdict == "fix":
+                fixed += 1
+                p = QAPair(p.pair_id, p.step, verdict.fixed_question or p.question, verdict.fixed_answer or p.answer)
+            kept.append((i, p))
         if sid not in claimed:
-            out.append(section)
-            continue
-        rest = [i for i, p in enumerate(section.pairs) if p.pair_id not in claimed[sid]]
-        if rest:
-            kept = tuple(section.pairs[i] for i in rest)
-            out.append(Section(f"{sid}#pairs-{rest[0] + 1}", cid, did, src, lic, text, kept, int(index)))
-    return out
+            out.append(Section(sid, cid, did, src, lic, text, tuple(p for _, p in kept), int(index)))
+        elif kept:
+            first = kept[0][0]
+            out.append(
+                Section(f"{sid}#pairs-{first + 1}", cid, did, src, lic, text, tuple(p for _, p in kept), int(index))
+            )
+    return ReviewedPool(out, excluded, fixed)
 
 
 def _claims(store: LineageStore, key: str, base_ids: Sequence[str]) -> dict[str, set[str]]:

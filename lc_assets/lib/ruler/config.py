@@ -25,7 +25,10 @@ class RulerTasksConfig(StepConfig):
     num_samples: int = Field(default=500, ge=1, description="samples per task and length (RULER: 500)")
     seed: int = Field(default=42, description="base seed; each (task, length, sample) derives its own RNG")
     model_template_type: str = Field(default="base", description="RULER model wrapper, e.g. base, meta-llama3")
-    tokenizer: str = Field(default="llama3", description="tokenizer spec for lc_assets.lib.tokenizer.load_tokenizer")
+    tokenizer: str = Field(
+        default="llama3",
+        description="the EVALUATED model's tokenizer: llama3 or a local tokenizer dir (lc_assets.lib.tokenizer)",
+    )
     essay_source: str = Field(
         default="default_corpus", description="which corpus text the essay haystack comes from (resolved by the asset)"
     )
@@ -73,8 +76,13 @@ class RulerTasksConfig(StepConfig):
 class RulerScoresConfig(StepConfig):
     """How to run and score a model on RULER samples."""
 
-    model: str = Field(description="the evaluated model's name (lineage / table title)")
-    effective_length_threshold: float = Field(default=EFFECTIVE_LENGTH_THRESHOLD, gt=0, le=100)
+    model: str = Field(
+        description="the evaluated model's name (lineage / table title); a checkpoint dir for the vllm backend, a "
+        "GGUF or packaged preset for local; the ruler_scores asset takes the backend's model when it is empty"
+    )
+    effective_length_threshold: float = Field(
+        default=EFFECTIVE_LENGTH_THRESHOLD, gt=0, le=100, description="Llama-2-7B's score at 4k, as RULER reports"
+    )
     temperature: float = Field(default=0.0, ge=0.0, description="RULER decodes greedily")
     max_new_tokens_override: int | None = Field(
         default=None, ge=1, description="None: each task's RULER budget (128/30/120/50/32)"

@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from lc_assets.defs.ops.jobs import RULER_EVAL_ASSETS, ruler_eval_job
-from lc_assets.defs.ops.resources import OpsFoldersResource
-from lc_assets.defs.ops.watched_folders import profile_run_config
+from lc_assets.defs.automation.jobs import RULER_EVAL_ASSETS, ruler_eval_job
+from lc_assets.defs.automation.resources import OpsFoldersResource
+from lc_assets.defs.automation.watched_folders import profile_run_config
 
 
 @dg.schedule(

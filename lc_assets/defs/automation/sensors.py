@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from lc_assets.defs.ops.jobs import CORPUS_INGEST_ASSETS, RULER_EVAL_ASSETS, corpus_ingest_job, ruler_eval_job
-from lc_assets.defs.ops.resources import OpsFoldersResource
-from lc_assets.defs.ops.watched_folders import (
+from lc_assets.defs.automation.jobs import CORPUS_INGEST_ASSETS, RULER_EVAL_ASSETS, corpus_ingest_job, ruler_eval_job
+from lc_assets.defs.automation.resources import OpsFoldersResource
+from lc_assets.defs.automation.watched_folders import (
     dump_cursor,
     is_checkpoint,
     load_cursor,

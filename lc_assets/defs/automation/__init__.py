@@ -1,0 +1,1 @@
+"""Automation: jobs, sensors, schedules, declarative automation conditions and the executor choice."""

@@ -1,1 +1,0 @@
-"""Operations: jobs, sensors, schedules, declarative automation and the executor choice."""
