@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib
 import io
 import os
 from collections.abc import Mapping, Sequence
@@ -23,11 +22,11 @@ from lc_assets.lib.generation.quality import (
     QualityReport,
     QualityThresholds,
     ThresholdResult,
-    compute_quality,
     evaluate_thresholds,
 )
 from lc_assets.lib.generation.validate import REJECTION_REASONS
 from lc_assets.lib.lineage import LineageStore
+from lc_assets.lib.lineage.quality import load_quality
 from lc_assets.lib.lineage.review import (
     PairReview,
     ReviewItem,
@@ -36,29 +35,8 @@ from lc_assets.lib.lineage.review import (
     review_judgements,
     reviews_by_item,
     sample_candidate_ids,
-    stored_outcomes,
 )
 from lc_assets.lib.review import Agreement, agreement
-
-
-def report_quality(store: LineageStore, generation_config_hash: str, run_id: str | None = None) -> QualityReport:
-    """The quality of the stored steps, through generation's own `load_quality` where the lineage API has it."""
-    for name in LOAD_QUALITY_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        load_quality = getattr(module, "load_quality", None)
-        if load_quality is not None:
-            return load_quality(store, generation_config_hash, run_id=run_id)
-    outcomes, section_tokens = stored_outcomes(store, generation_config_hash, run_id)
-    return compute_quality(outcomes, section_tokens=section_tokens or None)
-
-
-#: where generation's own reader of stored quality lives (first found wins)
-LOAD_QUALITY_MODULES = ("lc_assets.lib.lineage.quality", "lc_assets.lib.lineage.generation")
 
 
 def write_quality_report(
@@ -90,7 +68,7 @@ def render_quality_report(
     thresholds: QualityThresholds | None = None,
 ) -> str:
     """The report as one HTML string (see the module doc)."""
-    report = report_quality(store, generation_config_hash, run_id)
+    report = load_quality(store, generation_config_hash, run_id=run_id)
     results = evaluate_thresholds(report, thresholds)
     config = generation_config(store, generation_config_hash)
     agree = agreement(review_judgements(store, generation_config_hash, run_id))

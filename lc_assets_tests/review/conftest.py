@@ -19,38 +19,6 @@ from lc_assets.lib.lineage import LineageStore, insert_rows
 GEN = "gen-review"
 RUN = "run-gen-1"
 
-GENERATION_TABLES = """
-ALTER TABLE qa_pairs ADD COLUMN IF NOT EXISTS kind VARCHAR;
-CREATE TABLE IF NOT EXISTS qa_evidence (
-    pair_id VARCHAR NOT NULL,
-    section_id VARCHAR NOT NULL,
-    chunk_id VARCHAR NOT NULL,
-    quote_index INTEGER NOT NULL,
-    char_start BIGINT NOT NULL,
-    char_end BIGINT NOT NULL,
-    quote VARCHAR NOT NULL,
-    origin VARCHAR NOT NULL,
-    score DOUBLE NOT NULL,
-    window_index INTEGER NOT NULL,
-    run_id VARCHAR NOT NULL,
-    config_hash VARCHAR NOT NULL,
-    created_at TIMESTAMP DEFAULT current_timestamp,
-    PRIMARY KEY (pair_id, quote_index)
-);
-CREATE TABLE IF NOT EXISTS rejected_attempts (
-    prompt_id VARCHAR NOT NULL,
-    section_id VARCHAR NOT NULL,
-    attempt INTEGER NOT NULL,
-    code VARCHAR NOT NULL,
-    detail VARCHAR NOT NULL,
-    raw_text VARCHAR NOT NULL,
-    run_id VARCHAR NOT NULL,
-    config_hash VARCHAR NOT NULL,
-    created_at TIMESTAMP DEFAULT current_timestamp,
-    PRIMARY KEY (prompt_id, attempt)
-);
-"""
-
 NASTY = "The keeper wrote <script>alert('x')</script> & \"notes\" in the log at night."
 
 
@@ -74,10 +42,8 @@ class ReviewLineage:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def build_lineage(store: LineageStore, with_generation_tables: bool = True) -> ReviewLineage:
-    with store.connect() as con:
-        if with_generation_tables:
-            con.execute(GENERATION_TABLES)
+def build_lineage(store: LineageStore, with_evidence: bool = True) -> ReviewLineage:
+    """Two sections' steps; without evidence: pairs with no kind, no evidence spans, no rejected attempts."""
     docs, chunks, sections, prompts, pairs, evidence, failed, rejected = [], [], [], [], [], [], [], []
     chunk_texts: dict[str, str] = {}
     quotes: dict[str, list[tuple[int, int, str]]] = {}
@@ -155,7 +121,7 @@ def build_lineage(store: LineageStore, with_generation_tables: bool = True) -> R
             {"skip_marker": "[...]", "generator": {"backend": "local", "model": "test-model"},
              "prompt_version": "pv1"}), run_id=RUN)])  # fmt: skip
         insert_rows(con, "masked_prompts", prompts)
-        if with_generation_tables:
+        if with_evidence:
             insert_rows(con, "qa_pairs", pairs)
             insert_rows(con, "qa_evidence", evidence)
             insert_rows(con, "rejected_attempts", rejected)

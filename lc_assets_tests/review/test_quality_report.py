@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from html.parser import HTMLParser
 from pathlib import Path
 
 from lc_assets.lib.lineage import LineageStore
+from lc_assets.lib.lineage.quality import load_quality
 from lc_assets.lib.lineage.review import PairReview, load_items, record_review
-from lc_assets.lib.quality_report import report_quality, write_quality_report
+from lc_assets.lib.quality_report import write_quality_report
 from lc_assets_tests.review.conftest import GEN, NASTY, RUN, build_lineage
 
 
@@ -102,7 +102,7 @@ def test_a_run_and_a_sample_size_narrow_the_report(lineage, tmp_path):
 
 
 def test_metrics_come_from_the_stored_rows(lineage):
-    q = report_quality(lineage.store, GEN)
+    q = load_quality(lineage.store, GEN)
     assert (q.steps, q.accepted, q.sections) == (12, 8, 2)
     assert q.rejections_by_reason == {"evidence_not_found": 4}
     assert q.rejected_attempts_by_reason == {"invalid_json": 2}  # step 1 of each section retried once
@@ -129,7 +129,7 @@ def test_reviews_appear_with_the_pair_and_in_the_agreement(lineage, tmp_path):
 
 def test_old_lineage_without_spans_or_evidence_tables_still_reports(tmp_path):
     store = LineageStore(tmp_path / "old.duckdb")
-    built = build_lineage(store, with_generation_tables=False)
+    built = build_lineage(store, with_evidence=False)
     with store.connect() as con:  # rows from before shown_spans were stored: paragraph ids only
         con.execute("UPDATE masked_prompts SET shown_spans = NULL")
     page = _parse(write_quality_report(store, GEN, tmp_path / "old.html", sample_pairs=50))
@@ -139,21 +139,3 @@ def test_old_lineage_without_spans_or_evidence_tables_still_reports(tmp_path):
     # the shown text is rebuilt from the paragraph ids: pair 0 of alpha showed paragraphs 0, 1 and 7
     assert "Paragraph 1 of alpha says" in text and "Paragraph 7 of alpha says" in text
     assert "Paragraph 13 of alpha says" not in text  # never shown to any prompt
-
-
-def test_generation_s_own_load_quality_is_used_when_the_lineage_api_has_it(lineage, tmp_path, monkeypatch):
-    import sys
-    import types
-
-    calls = []
-    real = report_quality(lineage.store, GEN)
-
-    def load_quality(store, generation_config_hash, run_id=None):
-        calls.append((store.path, generation_config_hash, run_id))
-        return dataclasses.replace(real, steps=4321)
-
-    fake = types.ModuleType("lc_assets.lib.lineage.quality")
-    fake.load_quality = load_quality
-    monkeypatch.setitem(sys.modules, "lc_assets.lib.lineage.quality", fake)
-    page = _parse(write_quality_report(lineage.store, GEN, tmp_path / "x.html", run_id=RUN))
-    assert calls == [(lineage.store.path, GEN, RUN)] and "4,321" in "".join(page.text)

@@ -26,6 +26,7 @@ from lc_assets.lib.generation.quality import (
     evaluate_thresholds,
 )
 from lc_assets.lib.lineage.store import LineageStore
+from lc_assets.lib.quality_report import write_quality_report
 
 #: metric -> asset check name (the checks of qa_pairs)
 QUALITY_CHECKS: dict[str, str] = {
@@ -175,12 +176,7 @@ def quality_metadata(run: QualityReport, overall: QualityReport, by_shard: dict[
 def write_report(
     store: LineageStore, generation_config_hash: str, run_id: str, sample_pairs: int, log: Any
 ) -> dict[str, Any]:
-    """The per-run HTML quality report (lc_assets.lib.quality_report), linked in the metadata; {} without it."""
-    try:
-        from lc_assets.lib.quality_report import write_quality_report
-    except ImportError:  # the report writer is its own module (issue 10 part 5); metrics and checks work without it
-        log.warning("lc_assets.lib.quality_report is not installed: no HTML quality report for this run")
-        return {}
+    """The per-run HTML quality report (lc_assets.lib.quality_report), linked in the metadata."""
     out = Path(store.path).parent / "reports" / f"qa_quality-{generation_config_hash}-{run_id}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     path = write_quality_report(store, generation_config_hash, out, run_id=run_id, sample_pairs=sample_pairs)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from lc_assets.lib.excerpts import Excerpt, Quote, build_excerpt, locate_quote, shown_ranges
 from lc_assets.lib.generation.masking import DEFAULT_SKIP_MARKER
-from lc_assets.lib.generation.quality import EvidenceRef, StepOutcome, reason_code
+from lc_assets.lib.generation.quality import reason_code
 from lc_assets.lib.lineage.store import LineageStore, insert_rows
 
 ItemKind = Literal["pair", "rejected_attempt"]
@@ -58,13 +58,13 @@ def _candidates(
         f"WHERE f.config_hash = ?{where}"
     )
     all_params = [generation_config_hash, *params]
-    if store.has_table("rejected_attempts"):  # holds the failed steps' final attempts too: UNION keeps one
-        where_r, params_r = _run_filter("r", run_id)
-        sql += (
-            " UNION SELECT r.prompt_id || '#' || CAST(r.attempt AS VARCHAR) FROM rejected_attempts r "
-            f"WHERE r.config_hash = ?{where_r}"
-        )
-        all_params += [generation_config_hash, *params_r]
+    # rejected_attempts holds the failed steps' final attempts too: UNION keeps one
+    where_r, params_r = _run_filter("r", run_id)
+    sql += (
+        " UNION SELECT r.prompt_id || '#' || CAST(r.attempt AS VARCHAR) FROM rejected_attempts r "
+        f"WHERE r.config_hash = ?{where_r}"
+    )
+    all_params += [generation_config_hash, *params_r]
     return sql, all_params
 
 
@@ -177,32 +177,22 @@ def _skip_markers(store: LineageStore, config_hashes: set[str]) -> dict[str, str
     return {h: generation_config(store, h).get("skip_marker", DEFAULT_SKIP_MARKER) for h in config_hashes}
 
 
-def _evidence_columns(store: LineageStore) -> tuple[str, str]:
-    """SQL for `qa_evidence`'s origin and score (files from before those columns: model quotes, score unknown)."""
-    origin = "coalesce(origin, 'model')" if store.has_column("qa_evidence", "origin") else "'model'"
-    score = "score" if store.has_column("qa_evidence", "score") else "NULL"
-    return origin, score
-
-
 def load_pairs(store: LineageStore, ids: Sequence[str]) -> list[ReviewItem]:
     """Accepted pairs with their shown text and evidence quotes, in the order of `ids` (unknown ids left out)."""
     if not ids:
         return []
-    kind_col = "q.kind" if store.has_column("qa_pairs", "kind") else "NULL"
     rows = store.query(
-        f"""SELECT q.pair_id, q.prompt_id, q.section_id, q.config_hash, q.run_id, q.question, q.answer, {kind_col}
+        """SELECT q.pair_id, q.prompt_id, q.section_id, q.config_hash, q.run_id, q.question, q.answer, q.kind
             FROM qa_pairs q WHERE q.pair_id IN (SELECT unnest(?::VARCHAR[]))""",
         [list(ids)],
     )
     quotes: dict[str, list[Quote]] = {}
-    if store.has_table("qa_evidence"):
-        origin, score = _evidence_columns(store)
-        for pid, index, start, end, text, origin_, score_ in store.query(
-            f"""SELECT pair_id, quote_index, char_start, char_end, quote, {origin}, {score} FROM qa_evidence
-                WHERE pair_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY pair_id, quote_index""",
-            [list(ids)],
-        ):
-            quotes.setdefault(pid, []).append(Quote(int(index) + 1, text or "", start, end, origin_, score_))
+    for pid, index, start, end, text, origin, score in store.query(
+        """SELECT pair_id, quote_index, char_start, char_end, quote, origin, score FROM qa_evidence
+           WHERE pair_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY pair_id, quote_index""",
+        [list(ids)],
+    ):
+        quotes.setdefault(pid, []).append(Quote(int(index) + 1, text or "", start, end, origin, score))
     contexts = _contexts(store, [r[1] for r in rows])
     markers = _skip_markers(store, {r[3] for r in rows})
     by_id = {}
@@ -245,15 +235,14 @@ def load_rejected(store: LineageStore, ids: Sequence[str]) -> list[ReviewItem]:
         return []
     wanted = [f"{p}#{a}" for p, a in keys]
     found: dict[str, tuple[Any, ...]] = {}  # id -> (prompt, section, config, run, code, detail, raw)
-    if store.has_table("rejected_attempts"):
-        for item_id, prompt_id, sid, cfg, run, code, detail, raw in store.query(
-            """SELECT r.prompt_id || '#' || CAST(r.attempt AS VARCHAR), r.prompt_id, m.section_id, r.config_hash,
-                      r.run_id, r.code, r.detail, r.raw_text
-               FROM rejected_attempts r JOIN masked_prompts m USING (prompt_id)
-               WHERE r.prompt_id || '#' || CAST(r.attempt AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))""",
-            [wanted],
-        ):
-            found[item_id] = (prompt_id, sid, cfg, run, code, detail, raw)
+    for item_id, prompt_id, sid, cfg, run, code, detail, raw in store.query(
+        """SELECT r.prompt_id || '#' || CAST(r.attempt AS VARCHAR), r.prompt_id, m.section_id, r.config_hash,
+                  r.run_id, r.code, r.detail, r.raw_text
+           FROM rejected_attempts r JOIN masked_prompts m USING (prompt_id)
+           WHERE r.prompt_id || '#' || CAST(r.attempt AS VARCHAR) IN (SELECT unnest(?::VARCHAR[]))""",
+        [wanted],
+    ):
+        found[item_id] = (prompt_id, sid, cfg, run, code, detail, raw)
     for item_id, prompt_id, sid, cfg, run, reason, raw in store.query(
         """SELECT prompt_id || '#' || CAST(attempts - 1 AS VARCHAR), prompt_id, section_id, config_hash, run_id,
                   reason, raw_text
@@ -361,54 +350,3 @@ def reviews_by_item(store: LineageStore, ids: Sequence[str]) -> dict[str, list[P
     ):
         out.setdefault(row[0], []).append(PairReview(*row))
     return out
-
-
-# -- quality over stored steps --------------------------------------------------------------------
-# Until generation stores its own reader (`lineage.quality.load_quality`), the report reads steps here.
-
-
-def stored_outcomes(
-    store: LineageStore, generation_config_hash: str, run_id: str | None = None
-) -> tuple[list[StepOutcome], int]:
-    """Every stored step of the config (made in `run_id`) as a quality StepOutcome, and its sections' tokens."""
-    where, params = _run_filter("m", run_id)
-    kind_col = "q.kind" if store.has_column("qa_pairs", "kind") else "NULL"
-    rows = store.query(
-        f"""SELECT m.section_id, m.step, m.status, m.record, q.pair_id, q.question, q.answer, {kind_col}, f.reason,
-                   length(c.text), s.shard
-            FROM masked_prompts m LEFT JOIN qa_pairs q ON q.prompt_id = m.prompt_id
-            LEFT JOIN failed_steps f ON f.prompt_id = m.prompt_id
-            LEFT JOIN sections s ON s.section_id = m.section_id LEFT JOIN chunks c ON c.chunk_id = s.chunk_id
-            WHERE m.config_hash = ?{where} ORDER BY m.section_id, m.step""",
-        [generation_config_hash, *params],
-    )
-    spans: dict[str, list[EvidenceRef]] = {}
-    if store.has_table("qa_evidence"):
-        origin, score = _evidence_columns(store)
-        for pid, start, end, origin_, score_ in store.query(
-            f"""SELECT e.pair_id, e.char_start, e.char_end, {origin}, {score} FROM qa_evidence e
-                JOIN qa_pairs q USING (pair_id) JOIN masked_prompts m ON m.prompt_id = q.prompt_id
-                WHERE q.config_hash = ?{where} AND e.char_start IS NOT NULL ORDER BY e.pair_id, e.quote_index""",
-            [generation_config_hash, *params],
-        ):
-            ref = EvidenceRef(int(start), int(end), origin=origin_) if score_ is None else EvidenceRef(
-                int(start), int(end), float(score_), origin_)  # fmt: skip
-            spans.setdefault(pid, []).append(ref)
-    outcomes = []
-    for sid, step, status, record, pid, question, answer, kind, reason, chunk_chars, shard in rows:
-        extra = json.loads(record) if record else {}
-        outcomes.append(
-            StepOutcome(
-                section_id=sid, step=step, ok=status == "ok" and pid is not None,
-                failure=None if pid is not None else (reason or status), attempt_failures=tuple(
-                    extra.get("attempt_errors") or ()), question=question, answer=answer, kind=kind,
-                evidence=tuple(spans.get(pid, ())) if pid else (), chunk_chars=chunk_chars,
-                completion_tokens=int(extra.get("total_completion_tokens") or extra.get("completion_tokens") or 0),
-                shard=shard,
-            )
-        )  # fmt: skip
-    section_tokens = store.scalar(
-        "SELECT coalesce(sum(section_tokens), 0) FROM sections WHERE section_id IN (SELECT unnest(?::VARCHAR[]))",
-        [sorted({o.section_id for o in outcomes})],
-    )
-    return outcomes, int(section_tokens or 0)
