@@ -144,7 +144,13 @@ def test_dagster_config_is_derived_from_the_lib_config():
     knobs = {n for n in GenerationConfig.model_fields if n not in {"generator", "prompt_version"}}
     fields = QAGenerationConfig.model_fields
     assert knobs <= set(fields)
-    assert set(fields) - knobs == {"pairs_per_section", "max_sections", "chunk_config_hash"}
+    assert set(fields) - knobs == {
+        "pairs_per_section",
+        "max_sections",
+        "chunk_config_hash",
+        "quality_rules",
+        "report_sample_pairs",
+    }
     for name in knobs:  # same defaults, descriptions and bounds: nothing re-declared
         assert fields[name].default == GenerationConfig.model_fields[name].default, name
         assert fields[name].description == GenerationConfig.model_fields[name].description, name

@@ -151,16 +151,12 @@ def test_evidence_spans_from_paragraph_ids_and_from_qa_evidence(tmp_path, tok):
     section = Section("s1", "c1", "d1", "src", "cc0", text, pairs)
     seed_lineage(store, [section], max_paragraph_tokens=20)  # pair 2's prompt showed a piece of a split paragraph
     found, sources = load_evidence(store, [section])
-    assert sources == {"shown_paragraphs": 3, "none": 0} and set(found) == {"s1-p0", "s1-p1", "s1-p2"}
+    assert sources == {"qa_evidence": 0, "shown_paragraphs": 3, "none": 0} and set(found) == {"s1-p0", "s1-p1", "s1-p2"}
     assert found["s1-p2"] == [(pieces[2].char_start, pieces[2].char_end)]
     with store.transaction() as con:
-        con.execute(
-            "CREATE TABLE qa_evidence (pair_id VARCHAR, section_id VARCHAR, chunk_id VARCHAR, quote_index INTEGER, "
-            "char_start BIGINT, char_end BIGINT, quote VARCHAR, run_id VARCHAR, config_hash VARCHAR, "
-            "PRIMARY KEY (pair_id, quote_index))"
-        )
         insert_rows(con, "qa_evidence", [dict(pair_id="s1-p0", section_id="s1", chunk_id="c1", quote_index=0,
-                                              char_start=13, char_end=35, quote=text[13:35], run_id="r", config_hash="g")])  # fmt: skip
+                                              char_start=13, char_end=35, quote=text[13:35], origin="model", score=100.0,
+                                              window_index=0, run_id="r", config_hash="g")])  # fmt: skip
     found, sources = load_evidence(store, [section])
     assert found["s1-p0"] == [(13, 35)] and sources["qa_evidence"] == 1 and sources["shown_paragraphs"] == 2
     # the distance of a pair: from its answer back to its evidence, in tokens of the rendered section

@@ -81,14 +81,13 @@ def load_evidence(store: LineageStore, sections: Sequence[Section]) -> tuple[dic
     counts: Counter[str] = Counter()
     if not pair_ids:
         return found, {}
-    if store.has_table("qa_evidence"):
-        for pid, a, b in store.query(
-            "SELECT pair_id, char_start, char_end FROM qa_evidence WHERE pair_id IN (SELECT unnest(?::VARCHAR[])) "
-            "AND char_start IS NOT NULL ORDER BY pair_id, quote_index",
-            [pair_ids],
-        ):
-            found.setdefault(pid, []).append((int(a), int(b)))
-        counts["qa_evidence"] = len(found)
+    for pid, a, b in store.query(
+        "SELECT pair_id, char_start, char_end FROM qa_evidence WHERE pair_id IN (SELECT unnest(?::VARCHAR[])) "
+        "AND char_start IS NOT NULL ORDER BY pair_id, quote_index",
+        [pair_ids],
+    ):
+        found.setdefault(pid, []).append((int(a), int(b)))
+    counts["qa_evidence"] = len(found)
     missing = [p for p in pair_ids if p not in found]
     if missing:
         section_of = {p.pair_id: s for s in sections for p in s.pairs}
