@@ -5,6 +5,7 @@ Retries and their backoff are the `openai` client's own (0.5 s, doubling): the s
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 
@@ -12,7 +13,10 @@ import pytest
 
 from lc_assets.lib.generation.backend import BackendUnavailableError, GenerationRequest
 from lc_assets.lib.generation.openai_backend import OpenAICompatibleBackend
+from lc_assets.lib.generation.records import MemorySink
+from lc_assets.lib.generation.scheduler import GenerationScheduler
 
+from .conftest import make_section, small_config
 from .fake_openai_server import FakeOpenAIServer
 
 SCHEMA = {"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"]}
@@ -133,3 +137,32 @@ def test_abort_frees_the_slot_and_drops_the_result():
         assert time.monotonic() - started < 2.5  # did not wait for the aborted request's 3 s
         assert b.wait(timeout=3.5) == []  # the aborted one never comes back
         b.close()
+
+
+def test_llamacpp_text_counts_are_joined_into_few_calls():
+    """llama.cpp's /tokenize with pieces: many texts in one call, each text's count as if counted alone."""
+    with FakeOpenAIServer(tokenize_flavor="llamacpp") as srv:
+        b = _backend(srv.base_url)
+        texts = [" ".join(["w"] * n) + ("  " if n % 3 == 0 else "") for n in range(40)] + ["", "x\n\ny z"]
+        alone = [len(re.findall(r"\s+|\S+", t)) for t in texts]
+        calls = srv.tokenize_calls
+        assert b.count_text_tokens(texts) == alone
+        assert srv.tokenize_calls - calls <= 2  # the flavour probe and one joined call
+        b.close()
+
+
+def test_many_requests_in_flight_with_an_instant_server(target_tokenizer):
+    """Admission must keep up with a fast server: sections of hundreds of paragraphs, one pair each (the demo's
+    shape), go out many at a time, not one by one behind a /tokenize round trip per paragraph."""
+    sections = [make_section(f"s{i}", n_paragraphs=400) for i in range(24)]
+    with FakeOpenAIServer(grounded=True, chat_delay_s=0.2, tokenize_flavor="llamacpp") as srv:
+        b = _backend(srv.base_url, max_concurrency=8, timeout_s=30.0)
+        try:
+            cfg = small_config(target_ratio=100.0, max_steps_per_section=1)
+            summary = GenerationScheduler(b, cfg, MemorySink(), target_tokenizer).run(sections)
+        finally:
+            b.close()
+    assert summary.steps_ok == len(sections), summary.failure_reasons
+    assert srv.max_chat_in_flight >= min(8, len(sections)) // 2
+    # counting is not per paragraph: a few calls per section (paragraphs, title, calibration), not 400
+    assert srv.tokenize_calls < 4 * len(sections)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.generation.masking import Paragraph, SectionMasker, TokenCounter, split_paragraphs
+from lc_assets.lib.generation.prompts import title_line
 from lc_assets.lib.generation.records import CommittedStep, FinishReason, SectionResult, StepRecord
 from lc_assets.lib.generation.validate import UNDETERMINED_LANGUAGE, QuestionIndex, ShownTextMemo, detect_language
 from lc_assets.lib.sections import QAPair, Section
@@ -182,6 +183,9 @@ class SectionPreparer:
             else None
         )
         st = SectionState(task, paragraphs, masker, chunk_tokens, cfg.target_for(chunk_tokens))
+        # counted here, beside the loop: a backend that counts over HTTP would stall the loop once per section
+        line = title_line(task.title)
+        st.title_tokens = self.count_text([line])[0] + 2 if line else 0
         st.source_language = source_language(section.text) or UNDETERMINED_LANGUAGE
         st.section_tokens = chunk_tokens
         records = sorted(task.committed, key=lambda r: r.step)

@@ -54,6 +54,61 @@ def take_ready(source: queue.Queue[T], timeout: float | None) -> list[T]:
             return items
 
 
+#: texts are counted in batches joined by this separator (llama.cpp's /tokenize: one call per batch, not per text)
+JOIN_SEPARATOR = "\n\n"
+#: characters of text per joined /tokenize call
+JOIN_BATCH_CHARS = 32_000
+
+
+def join_batches(texts: Sequence[str], batch_chars: int = JOIN_BATCH_CHARS) -> list[list[int]]:
+    """Indices of the non-empty `texts` grouped into batches of about `batch_chars` characters (in order)."""
+    batches: list[list[int]] = []
+    size = batch_chars
+    for i, text in enumerate(texts):
+        if not text:
+            continue
+        if size + len(text) > batch_chars:
+            batches.append([])
+            size = 0
+        batches[-1].append(i)
+        size += len(text) + len(JOIN_SEPARATOR)
+    return batches
+
+
+def counts_from_pieces(texts: Sequence[str], pieces: Sequence[str | Sequence[int]]) -> list[int]:
+    """Tokens of each text from one tokenization of ``JOIN_SEPARATOR.join(texts)``: the pieces llama.cpp's
+    /tokenize returns with ``with_pieces`` (a string, or the piece's bytes when it is not valid UTF-8 alone).
+
+    A text counts every token that overlaps its bytes, so a token merged across a join counts for both sides;
+    tokens of the separators alone count for none. With the pre-tokenizers of BPE models (Llama-3, Qwen2,
+    SmolLM2) no token crosses a blank line and the counts equal the texts' own counts; otherwise they can
+    differ by a token at a join, which the prompt guard's per-paragraph slack covers.
+    """
+    sep = len(JOIN_SEPARATOR.encode())
+    ends: list[int] = []  # byte end of each text in the joined string (starts: previous end + separator)
+    pos = 0
+    for i, text in enumerate(texts):
+        pos += (sep if i else 0) + len(text.encode())
+        ends.append(pos)
+    counts = [0] * len(texts)
+    i, start = 0, 0  # current text and its byte start
+    offset = 0
+    for piece in pieces:
+        size = len(piece.encode()) if isinstance(piece, str) else len(piece)
+        first, last = offset, offset + size  # the token's bytes [first, last)
+        offset = last
+        while i < len(texts) and first >= ends[i]:
+            i += 1
+            start = ends[i - 1] + sep
+        j, j_start = i, start
+        while j < len(texts) and j_start < last:  # every text the token overlaps
+            if size and first < ends[j] and j_start < ends[j]:
+                counts[j] += 1
+            j_start = ends[j] + sep
+            j += 1
+    return counts
+
+
 class BackendUnavailableError(RuntimeError):
     """The backend cannot serve at all (server down, engine failed to start); names the endpoint."""
 

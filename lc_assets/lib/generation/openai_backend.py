@@ -24,10 +24,13 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field
 
 from lc_assets.lib.generation.backend import (
+    JOIN_SEPARATOR,
     BackendUnavailableError,
     GenerationBackend,
     GenerationRequest,
     GenerationResult,
+    counts_from_pieces,
+    join_batches,
     take_ready,
 )
 from lc_assets.lib.tokenizer import TextTokenizer, load_tokenizer
@@ -77,6 +80,7 @@ class OpenAICompatibleBackend(GenerationBackend):
         self._structured = cfg.structured_output
         self._tokenizer: TextTokenizer | None = load_tokenizer(cfg.tokenizer) if cfg.tokenizer else None
         self._tokenize_flavor: Literal["vllm", "llamacpp"] | None = None
+        self._pieces: bool | None = None  # the llama.cpp server returns token pieces (joined counting works)
         self._done: queue.Queue[GenerationResult] = queue.Queue()
         self._live: dict[str, concurrent.futures.Future[None]] = {}  # submitted, not yet returned or aborted
         self._fatal: BackendUnavailableError | None = None
@@ -195,6 +199,30 @@ class OpenAICompatibleBackend(GenerationBackend):
                 body = {"content": text, "add_special": False, "parse_special": False}
                 return len(self._field(await self._post_root("/tokenize", body), "tokens", "/tokenize"))
 
+        async def joined(batch: list[int]) -> list[int] | None:
+            part = [texts[i] for i in batch]
+            body = {"content": JOIN_SEPARATOR.join(part), "add_special": False, "parse_special": False}
+            async with limit:
+                tokens = self._field(
+                    await self._post_root("/tokenize", body | {"with_pieces": True}), "tokens", "/tokenize"
+                )
+            if tokens and not isinstance(tokens[0], dict):
+                return None  # a llama.cpp server without `with_pieces`: count text by text
+            return counts_from_pieces(part, [t["piece"] for t in tokens])
+
+        if flavor == "llamacpp" and len(texts) > 1 and self._pieces is not False:
+            # one call per ~32k characters instead of one per text: admission counts a chunk's thousands of
+            # paragraphs, and a round trip per paragraph admitted sections slower than requests finished
+            batches = join_batches(texts)
+            counted = await asyncio.gather(*(joined(b) for b in batches))
+            if all(c is not None for c in counted):
+                self._pieces = True
+                out = [0] * len(texts)
+                for batch, counts in zip(batches, counted, strict=True):
+                    for i, n in zip(batch, counts or (), strict=True):
+                        out[i] = n
+                return out
+            self._pieces = False
         return list(await asyncio.gather(*(one(t) for t in texts)))
 
     def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
