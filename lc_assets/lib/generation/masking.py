@@ -459,18 +459,28 @@ class SectionMasker:
         return self._cache[step]
 
 
-def sample_earlier_pairs(pairs: Sequence[QAPair], k: int, seed: int, section_id: str, step: int) -> tuple[QAPair, ...]:
+def sample_earlier_pairs(
+    pairs: Sequence[QAPair], k: int, seed: int, section_id: str, step: int, *, ascending: bool = False
+) -> tuple[QAPair, ...]:
     """Up to ``k`` of the section's pairs made before ``step``, shown in step order.
+
+    ``ascending``: the caller guarantees ``pairs`` are in increasing step order and all before ``step``.
 
     The most recent pair is always included (it is the likeliest to be repeated next); the others
     are a uniform sample of the older ones.
     """
-    earlier = [p for p in pairs if p.step < step]
-    if k <= 0 or not earlier:
+    if k <= 0:
+        return ()
+    if ascending:
+        # a section's own pairs, appended step by step before this step: the same sample without a pass per step
+        earlier, latest, older = pairs, (pairs[-1] if pairs else None), pairs[:-1]
+    else:
+        earlier = [p for p in pairs if p.step < step]
+        latest = max(earlier, key=lambda p: p.step) if earlier else None
+        older = [p for p in earlier if p is not latest]
+    if latest is None:
         return ()
     if len(earlier) <= k:
         return tuple(sorted(earlier, key=lambda p: p.step))
-    latest = max(earlier, key=lambda p: p.step)
-    older = [p for p in earlier if p is not latest]
     picked = derive_rng(seed, section_id, step, "pairs").sample(older, k - 1)
     return tuple(sorted([*picked, latest], key=lambda p: p.step))

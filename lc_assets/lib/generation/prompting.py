@@ -171,7 +171,10 @@ class PromptBuilder:
         cfg = self.config
         assert state.masker is not None
         mask = state.masker.mask(step)
-        earlier = sample_earlier_pairs(state.pairs, cfg.earlier_pairs, cfg.seed, state.section_id, step)
+        # state.pairs grow in step order and all precede the section's next step
+        earlier = sample_earlier_pairs(
+            state.pairs, cfg.earlier_pairs, cfg.seed, state.section_id, step, ascending=step == state.next_step
+        )
         kind = suggest_kind(cfg.seed, state.section_id, step, cfg.question_kinds) if cfg.question_kinds else None
         bound = self.upper_bound(state, mask.selected, earlier)
         count = (lambda _messages: bound) if bound <= self.limit else self.count_exact

@@ -11,6 +11,7 @@ samples and request seeds are pure functions of (seed, section id, step), so the
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
 from collections import Counter
@@ -20,7 +21,7 @@ from lc_assets.lib.generation.admission import Admission, SectionPreparer, Secti
 from lc_assets.lib.generation.backend import GenerationBackend, GenerationResult
 from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.generation.judging import StepContext, judge_output
-from lc_assets.lib.generation.prompting import PromptBuilder, StepAttempt, shown_spans
+from lc_assets.lib.generation.prompting import PromptBuilder, StepAttempt
 from lc_assets.lib.generation.prompts import FittedPrompt, PromptOverflowError, prompt_hash
 from lc_assets.lib.generation.quality import reason_code
 from lc_assets.lib.generation.records import (
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 _TIMEOUT_CHECK_S = 1.0
 #: phases are measured in CPU time of the loop thread (wall time would count other processes' load)
 _cpu = time.thread_time
+_index = operator.attrgetter("index")
 
 
 class GenerationScheduler:
@@ -168,6 +170,7 @@ class _Run:
     ) -> StepRecord:
         st, fitted = att.state, att.fitted
         pair_tokens = self.s.preparer.pair_tokens([pair])[0] if pair is not None else 0
+        shown = sorted(fitted.shown, key=_index)  # document order (shown_spans)
         return StepRecord(
             section_id=st.section_id,
             step=att.step,
@@ -178,8 +181,8 @@ class _Run:
             attempts=att.attempt + 1,
             attempt_errors=tuple(att.errors),
             prompt_hash=prompt_hash(fitted.messages) if fitted.messages else "",
-            paragraph_ids=tuple(p.paragraph_id for p in sorted(fitted.shown, key=lambda p: p.index)),
-            shown_spans=shown_spans(fitted),
+            paragraph_ids=tuple(p.paragraph_id for p in shown),
+            shown_spans=tuple((p.index, p.char_start, p.char_end) for p in shown),
             dropped_paragraph_ids=tuple(p.paragraph_id for p in fitted.dropped),
             earlier_pair_ids=tuple(p.pair_id for p in fitted.earlier_pairs),
             budget_tokens=att.budget_tokens,

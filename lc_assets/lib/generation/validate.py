@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 from rapidfuzz import fuzz
 
@@ -372,6 +373,10 @@ def rouge_l_at_least(a: Sequence[str], b: Sequence[str], threshold: float) -> bo
     return rouge_l(a, b) >= threshold
 
 
+#: below this many questions the plain loop is cheaper than the array bound
+_INDEX_ARRAYS_FROM = 48
+
+
 class QuestionIndex:
     """A section's earlier questions, for near-duplicate checks in O(candidates), not O(all LCS).
 
@@ -383,6 +388,11 @@ class QuestionIndex:
 
     def __init__(self, questions: Iterable[str] = ()) -> None:
         self._items: list[tuple[str, list[str], frozenset[str], int]] = []
+        # the same bound for all questions at once (a section asks hundreds): word -> bitmask of the
+        # questions holding it, and each question's word and repeat counts
+        self._bits: dict[str, int] = {}
+        self._lengths = np.zeros(64, dtype=np.int64)
+        self._repeats = np.zeros(64, dtype=np.int64)
         for q in questions:
             self.add(q)
 
@@ -392,7 +402,32 @@ class QuestionIndex:
     def add(self, question: str) -> None:
         tokens = words(question)
         distinct = frozenset(tokens)
+        i = len(self._items)
         self._items.append((question, tokens, distinct, len(tokens) - len(distinct)))
+        for word in distinct:
+            self._bits[word] = self._bits.get(word, 0) | (1 << i)
+        if i >= len(self._lengths):
+            self._lengths = np.concatenate([self._lengths, np.zeros_like(self._lengths)])
+            self._repeats = np.concatenate([self._repeats, np.zeros_like(self._repeats)])
+        self._lengths[i] = len(tokens)
+        self._repeats[i] = len(tokens) - len(distinct)
+
+    def _candidates(self, distinct: frozenset[str], n_tokens: int, repeats: int, threshold: float) -> list[int]:
+        """Indices of the questions whose bound reaches ``threshold`` (in order), computed over arrays."""
+        n = len(self._items)
+        nbytes = (n + 7) // 8
+        shared = np.zeros(n, dtype=np.int64)
+        for word in distinct:
+            mask = self._bits.get(word)
+            if mask:
+                bits = np.frombuffer(mask.to_bytes(nbytes, "little"), dtype=np.uint8)
+                shared += np.unpackbits(bits, bitorder="little")[:n]
+        total = n_tokens + self._lengths[:n]
+        bound = shared + np.minimum(self._repeats[:n], repeats)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # float64 division of exact integers rounds like Python's int / int: the same test as the loop's
+            reach = (total > 0) & ~(2 * bound / total < threshold)
+        return np.flatnonzero(reach).tolist()
 
     def nearest(self, question: str, threshold: float) -> tuple[float, str | None]:
         """The highest ROUGE-L >= ``threshold`` to an earlier question (0.0, None when none reaches it)."""
@@ -400,7 +435,10 @@ class QuestionIndex:
         distinct = frozenset(tokens)
         repeats = len(tokens) - len(distinct)
         best, match = 0.0, None
-        for text, other, other_distinct, other_repeats in self._items:
+        items = self._items
+        if len(items) > _INDEX_ARRAYS_FROM:
+            items = [items[i] for i in self._candidates(distinct, len(tokens), repeats, threshold)]
+        for text, other, other_distinct, other_repeats in items:
             total = len(tokens) + len(other)
             if not total:
                 continue
@@ -435,6 +473,8 @@ _SCRIPTS = (
     ("hangul", 0xAC00, 0xD7AF),
 )
 
+_SCRIPT_PATTERNS = tuple((script, re.compile(f"[{chr(lo)}-{chr(hi)}]")) for script, lo, hi in _SCRIPTS)
+
 
 def detect_language(text: str) -> str | None:
     """A coarse language guess (None when unsure): the script, then function-word profiles of Latin languages.
@@ -443,12 +483,15 @@ def detect_language(text: str) -> str | None:
     short texts, and must stay silent rather than guess on code or names.
     """
     if not text.isascii():  # ASCII letters are Latin: no other script to look for
-        letters = [ch for ch in text if ch.isalpha()]
+        letters = "".join(filter(str.isalpha, text))
         if not letters:
             return None
-        for script, lo, hi in _SCRIPTS:
-            if sum(lo <= ord(ch) <= hi for ch in letters) >= 0.3 * len(letters):
-                return script
+        # every script's range lies above ASCII: only the non-ASCII letters can be in one (counted in C)
+        others = "".join(_NON_ASCII.findall(letters))
+        if len(others) >= 0.3 * len(letters):
+            for script, pattern in _SCRIPT_PATTERNS:
+                if len(pattern.findall(others)) >= 0.3 * len(letters):
+                    return script
     elif not any(ch.isalpha() for ch in text):
         return None
     tokens = [t for t in normalize_question(text).split() if t.isalpha()]
