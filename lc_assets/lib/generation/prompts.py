@@ -117,11 +117,13 @@ def evidence_choices(
     """
     out: list[str] = []
     seen: set[str] = set()
+    memo = ShownTextMemo() if memo is None else memo
     for window in windows:
-        for _, _, piece in window_pieces(window, max_quote_chars, min_words, min_chars, memo):
-            if piece not in seen:
-                seen.add(piece)
-                out.append(piece)
+        for para in window.paragraphs:  # window_pieces' order, without its offsets (only the text is asked)
+            for _, _, piece in memo.pieces(para, max_quote_chars, min_words, min_chars):
+                if piece not in seen:
+                    seen.add(piece)
+                    out.append(piece)
     return out
 
 

@@ -44,6 +44,7 @@ _TIMEOUT_CHECK_S = 1.0
 #: phases are measured in CPU time of the loop thread (wall time would count other processes' load)
 _cpu = time.thread_time
 _index = operator.attrgetter("index")
+_n_tokens = operator.attrgetter("n_tokens")
 
 
 class GenerationScheduler:
@@ -186,7 +187,7 @@ class _Run:
             dropped_paragraph_ids=tuple(p.paragraph_id for p in fitted.dropped),
             earlier_pair_ids=tuple(p.pair_id for p in fitted.earlier_pairs),
             budget_tokens=att.budget_tokens,
-            context_tokens=sum(p.n_tokens for p in fitted.shown),
+            context_tokens=sum(map(_n_tokens, shown)),
             prompt_tokens=res.prompt_tokens if res is not None else 0,
             completion_tokens=res.completion_tokens if res is not None else 0,
             total_completion_tokens=att.total_completion_tokens,
