@@ -82,6 +82,19 @@ def test_local_scheduler_end_to_end_judges_every_attempt(local, target_tokenizer
             assert parse_qa_output(json.dumps({"question": rec.pair.question, "answer": rec.pair.answer}), 100, 150).ok
 
 
+def test_joined_counts_equal_counts_text_by_text(local):
+    """Many texts in one /tokenize call (token pieces mapped back) count as each text alone: SmolLM2's BPE
+    never merges across a blank line. The same through the openai backend against the same server."""
+    paras = [p.strip() for p in TEXT.split("\n\n")] + ["  indented line", "ends in spaces   ", "x"]
+    alone = [len(local._tokenize(p, special=False)) for p in paras]
+    assert local.count_text_tokens(paras) == alone
+    backend = OpenAICompatibleBackend(base_url=local.openai_base_url, max_concurrency=2, timeout_s=120)
+    try:
+        assert backend.count_text_tokens(paras) == alone
+    finally:
+        backend.close()
+
+
 def test_openai_backend_against_real_llamacpp_server(local):
     backend = OpenAICompatibleBackend(base_url=local.openai_base_url, max_concurrency=2, timeout_s=120)
     try:
