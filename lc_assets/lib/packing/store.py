@@ -40,6 +40,7 @@ def generation_configs(store: LineageStore) -> list[tuple[str, int, Any]]:
         for h, n, t in store.query(
             """SELECT config_hash, count(*), max(updated_at) FROM sections
                WHERE finish_reason IS NOT NULL AND finish_reason <> 'empty_chunk'
+                 AND config_hash NOT IN (SELECT config_hash FROM cross_sections)  -- packed as pairs, not sections
                GROUP BY 1 ORDER BY 3 DESC, 1"""
         )
     ]
