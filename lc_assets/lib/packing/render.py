@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from lc_assets.lib.packing.config import PackingConfig
-from lc_assets.lib.sections import Section
+from lc_assets.lib.sections import QAPair, Section
 from lc_assets.lib.tokenizer import TextTokenizer
 
 _SENTINEL = "\u27e6LCPACK{}\u27e7"
@@ -94,6 +94,9 @@ class RenderedSection:
     #: (-1: no evidence known); the same wherever the section is placed
     pair_distances: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     seam_mismatch: bool = False
+    #: chunk char offset -> token of this section holding it, for the offsets the renderer was asked to anchor
+    #: (cross pairs' evidence: its place in the sample is only known once the section is placed)
+    anchor_tokens: dict[int, int] = field(default_factory=dict)
 
     @property
     def cut_ranks(self) -> np.ndarray:
@@ -125,8 +128,10 @@ class SectionRenderer:
         tokenizer: TextTokenizer,
         config: PackingConfig,
         evidence: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+        anchors: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
-        """evidence: pair id -> character spans of its evidence in its chunk's text (for dependency distances)."""
+        """evidence: pair id -> character spans of its evidence in its chunk's text (for dependency distances);
+        anchors: chunk id -> chunk char offsets whose tokens each rendered section of the chunk records."""
         if not tokenizer.chat_template:
             where = f" (loaded from {tokenizer.source_dir})" if tokenizer.source_dir else ""
             raise ChatTemplateError(
@@ -137,6 +142,7 @@ class SectionRenderer:
         self.tok = tokenizer
         self.config = config
         self.evidence = evidence or {}
+        self.anchors = anchors or {}
         #: chunk pieces ("<id>@k"): where their text starts in the chunk (evidence spans are chunk-relative)
         self.text_offsets: dict[str, int] = {}
         self._skeletons: dict[int, list[str]] = {}
@@ -213,9 +219,9 @@ class SectionRenderer:
         return ids
 
     # -- rendering ------------------------------------------------------------
-    def check(self, section: Section) -> str | None:
+    def check(self, section: Section, need_text: bool = True) -> str | None:
         """Reason the section cannot be rendered, or None."""
-        if not section.text.strip():
+        if need_text and not section.text.strip():
             return "empty chunk text"
         for p in section.pairs:
             if not p.question.strip() or not p.answer.strip():
@@ -249,15 +255,22 @@ class SectionRenderer:
             raise ValueError(f"section {section.section_id!r} cannot be rendered: {reason}")
         return self._render_batch([section])[0]
 
+    def render_pairs(self, conversation_id: str, pairs: Sequence[QAPair]) -> RenderedSection:
+        """Pairs only, as one conversation whose first user turn is the first question (cross pairs appended
+        after a sample's last section); raises ValueError if a pair cannot be rendered."""
+        conversation = Section(conversation_id, "", "", "", "", "", tuple(pairs))
+        reason = self.check(conversation, need_text=False)
+        if reason is not None or not pairs:
+            raise ValueError(f"conversation {conversation_id!r} cannot be rendered: {reason or 'no pairs'}")
+        return self._render_batch([conversation])[0]
+
     def _segments(self, section: Section) -> list[tuple[str, str]]:
         """(text, kind) pieces of one section; kinds: struct, chunk, user, answer, eot."""
         pairs = section.pairs
         pieces = self.skeleton(len(pairs))
         # The chunk and the first question are one segment: tokenizing them apart would split BPE
         # merges across the separator (".\n\n" is one Llama-3 token).
-        first = section.text.strip()
-        if pairs:
-            first += self.config.question_separator + pairs[0].question.strip()
+        first = _first_user_turn(section, self.config.question_separator)
         segs: list[tuple[str, str]] = [(pieces[0], "struct"), (first, "chunk")]
         n_messages = 1 if not pairs else 2 * len(pairs)
         for j in range(n_messages):
@@ -347,6 +360,7 @@ class SectionRenderer:
             cut_kinds=np.asarray([cut_kinds[i] for i in keep], dtype=np.int8),
             cut_pairs=np.asarray([cut_pairs[i] for i in keep], dtype=np.int64),
             pair_distances=self._pair_distances(section, targets, chunk_start, chunk_offsets),
+            anchor_tokens=self._anchor_tokens(section, chunk_start, chunk_offsets),
         )
         return rendered
 
@@ -376,6 +390,20 @@ class SectionRenderer:
                 out[j] = answer_start - (chunk_start + max(first, 0))
         return out
 
+    def _anchor_tokens(self, section: Section, chunk_start: int, offsets) -> dict[int, int]:
+        """Section token of each anchored chunk offset (whole chunks only: a piece "@k" holds part of the text)."""
+        wanted = self.anchors.get(section.chunk_id)
+        if not wanted or offsets is None or not len(offsets) or "@" in section.section_id:
+            return {}
+        starts = np.fromiter((o[0] for o in offsets), dtype=np.int64, count=len(offsets))
+        lead = len(section.text) - len(section.text.lstrip())
+        n_chunk = len(section.text.strip())
+        out = {}
+        for c in wanted:
+            if 0 <= c - lead < n_chunk:
+                out[int(c)] = chunk_start + max(0, int(np.searchsorted(starts, c - lead, side="right")) - 1)
+        return out
+
     def _verify(self, batch: list[RenderedSection]) -> None:
         """The piecewise text must equal the template's own render; ids should equal its tokenization."""
         for r in batch:
@@ -386,9 +414,8 @@ class SectionRenderer:
 
     def _verify_render(self, r: RenderedSection) -> None:
         s = r.section
-        messages = [{"role": "user", "content": s.text.strip()}]
+        messages = [{"role": "user", "content": _first_user_turn(s, self.config.question_separator)}]
         if s.pairs:
-            messages[0]["content"] += self.config.question_separator + s.pairs[0].question.strip()
             for i, p in enumerate(s.pairs):
                 if i:
                     messages.append({"role": "user", "content": p.question.strip()})
@@ -404,6 +431,15 @@ class SectionRenderer:
     def with_pairs(self, section: Section, start: int, stop: int, new_id: str) -> Section:
         """A derived section: the same chunk with pairs[start:stop] (for splits and carried remainders)."""
         return replace(section, section_id=new_id, pairs=tuple(section.pairs[start:stop]))
+
+
+def _first_user_turn(section: Section, separator: str) -> str:
+    """The chunk text and the first question (just the question for a pairs-only conversation)."""
+    first = section.text.strip()
+    if not section.pairs:
+        return first
+    question = section.pairs[0].question.strip()
+    return first + separator + question if first else question
 
 
 def _spans(pairs: list[tuple[int, int]]) -> np.ndarray:

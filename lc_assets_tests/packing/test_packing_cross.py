@@ -1,0 +1,101 @@
+"""Cross pairs appended to coherent samples: inside the exact length, loss on their answers, distances."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from lc_assets.lib.packing.config import PackingConfig
+from lc_assets.lib.packing.packer import pack_sections
+from lc_assets.lib.sections import CrossPair, Section
+
+from .conftest import make_book
+
+N = 8192
+
+
+def _cfg(**kw) -> PackingConfig:
+    return PackingConfig(sample_tokens=N, allow_small_samples=True, mode="coherent", **kw)
+
+
+def _quote_span(section: Section, rng: random.Random) -> tuple[int, int]:
+    paragraphs = [i for i in range(len(section.text)) if i == 0 or section.text[i - 2 : i] == "\n\n"]
+    start = rng.choice(paragraphs)
+    end = section.text.find(".", start) + 1
+    return start, end
+
+
+def cross_pairs_for(book: list[Section], gap: int, per_pair: int = 2, seed: int = 0) -> list[CrossPair]:
+    """Pairs about chunk k and chunk k + gap, quoting one sentence of each (as generation stores them)."""
+    rng = random.Random(seed)
+    out = []
+    for k in range(len(book) - gap):
+        a, b = book[k], book[k + gap]
+        for j in range(per_pair):
+            ev = ((a.chunk_id, *_quote_span(a, rng)), (b.chunk_id, *_quote_span(b, rng)))
+            out.append(
+                CrossPair(
+                    f"x{k}-{j}",
+                    f"xs{k}",
+                    a.document_id,
+                    (a.chunk_id, b.chunk_id),
+                    f"How do part {k} and part {k + gap} relate ({j})?",
+                    f"Part {k} leads to part {k + gap}, {j}.",
+                    ev,
+                )  # fmt: skip
+            )
+    return out
+
+
+def test_cross_pairs_are_appended_inside_the_exact_length_with_loss_on_their_answers(tok):
+    book = make_book("book", 30, seed=5)
+    pairs = cross_pairs_for(book, gap=3)
+    rng = random.Random(2)
+    evidence = {p.pair_id: [_quote_span(s, rng)] for s in book for p in s.pairs}  # within-section pairs
+    result = pack_sections(book, tok, _cfg(), cross_pairs=pairs, evidence=evidence)
+    with_cross = [s for s in result.samples if s.cross_pair_ids]
+    assert with_cross, result.message
+    placed_ids = [pid for s in result.samples for pid in s.cross_pair_ids]
+    assert len(placed_ids) == len(set(placed_ids))  # each cross pair placed once
+    by_id = {p.pair_id: p for p in pairs}
+    for s in with_cross:
+        assert s.num_tokens == N and s.num_real_tokens <= N
+        chunks = {p.section.chunk_id for p in s.placed}
+        k = len(s.cross_pair_ids)
+        for pid in s.cross_pair_ids:
+            assert set(by_id[pid].chunk_ids) <= chunks
+        # the block is after the last section, and its answers are the last k targets, trained on
+        last_section_end = int(s.section_spans[-1][1])
+        tail = s.target_spans[-k:]
+        assert (tail[:, 0] >= last_section_end).all() and int(s.loss_spans[-1][1]) <= s.num_real_tokens
+        labels = s.labels()
+        for (a, b), pid in zip(tail, s.cross_pair_ids, strict=True):
+            assert tok.decode(s.input_ids[a:b].tolist()).strip() == by_id[pid].answer
+            assert (labels[a:b] == s.input_ids[a:b]).all()
+        assert (labels[last_section_end : int(tail[0][0])] == -100).all()  # the question is not trained on
+        # distances: nearest <= farthest, both back into the sample, the farthest counted with all pairs
+        d = s.cross_distances
+        assert d.shape == (k, 2) and (d[:, 0] > 0).all() and (d[:, 0] <= d[:, 1]).all() and (d[:, 1] < N).all()
+        assert set(d[:, 1].tolist()) <= set(s.dependency_distances.tolist())
+        # the ids re-tokenize from the text (a trainer reading the text gets the same sample)
+        assert tok.encode(s.text)[: s.num_real_tokens] == s.input_ids[: s.num_real_tokens].tolist()
+    m = result.metrics
+    assert m.n_cross_pairs == len(placed_ids) and m.cross_pairs_offered == len(pairs)
+    # cross pairs reach further back than the pairs about one section
+    cross_set = {int(x) for s in result.samples for x in s.cross_distances[:, 1]}
+    within = [int(x) for s in result.samples for x in s.dependency_distances if int(x) not in cross_set]
+    assert len(within) > m.n_cross_pairs and m.cross_farthest["median"] > 2 * np.median(within)
+
+
+def test_the_block_is_chosen_for_the_chunks_the_sample_holds(tok):
+    book = make_book("book", 12, seed=1)
+    # a gap longer than any sample: no pair can be placed, and nothing else changes
+    far = cross_pairs_for(book, gap=11)
+    with_far = pack_sections(book, tok, _cfg(), cross_pairs=far)
+    plain = pack_sections(book, tok, _cfg())
+    assert with_far.metrics.n_cross_pairs == 0
+    assert [s.sample_id for s in with_far.samples] == [s.sample_id for s in plain.samples]
+    # mixed mode never appends cross pairs
+    mixed = pack_sections(book, tok, _cfg().model_copy(update={"mode": "mixed"}), cross_pairs=cross_pairs_for(book, 2))
+    assert mixed.metrics.n_cross_pairs == 0
