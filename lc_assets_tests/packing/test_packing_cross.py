@@ -99,3 +99,61 @@ def test_the_block_is_chosen_for_the_chunks_the_sample_holds(tok):
     # mixed mode never appends cross pairs
     mixed = pack_sections(book, tok, _cfg().model_copy(update={"mode": "mixed"}), cross_pairs=cross_pairs_for(book, 2))
     assert mixed.metrics.n_cross_pairs == 0
+
+
+def seed_cross(store, pairs: list[CrossPair], base_hash: str = "gen-a", cross_hash: str = "gen-x") -> None:
+    """cross_sections, qa_pairs and qa_evidence rows as generation's cross sections store them."""
+    from lc_assets.lib.lineage import insert_rows
+
+    sections = {p.section_id: p for p in pairs}
+    rows = [
+        dict(section_id=sid, document_id=p.document_id, chunk_id=p.chunk_ids[0], cross_chunk_id=p.chunk_ids[1],
+             distance_tokens=1, cross_char_offset=1, base_config_hash=base_hash, config_hash=cross_hash, run_id="g")
+        for sid, p in sections.items()
+    ]  # fmt: skip
+    qa = [
+        dict(pair_id=p.pair_id, section_id=p.section_id, step=k, prompt_id=f"{p.section_id}:{k}", question=p.question,
+             answer=p.answer, model="m", backend="b", prompt_tokens=1, completion_tokens=1, attempts=1, seconds=0.0,
+             config_hash=cross_hash, run_id="g")
+        for k, p in enumerate(pairs)
+    ]  # fmt: skip
+    ev = [
+        dict(pair_id=p.pair_id, section_id=p.section_id, chunk_id=c, quote_index=i, char_start=a, char_end=b,
+             quote="q", origin="model", score=100.0, window_index=i, run_id="g", config_hash=cross_hash)
+        for p in pairs
+        for i, (c, a, b) in enumerate(p.evidence)
+    ]  # fmt: skip
+    with store.transaction() as con:
+        insert_rows(con, "cross_sections", rows)
+        insert_rows(con, "qa_pairs", qa)
+        insert_rows(con, "qa_evidence", ev)
+
+
+def test_pack_pool_appends_stored_cross_pairs_once_and_records_them(tmp_path, tok):
+    import pyarrow.parquet as pq
+
+    from lc_assets.lib.lineage import LineageStore
+    from lc_assets.lib.packing.run import pack_pool
+
+    from .conftest import seed_lineage
+
+    store = LineageStore(tmp_path / "lineage.duckdb")
+    book = make_book("book", 30, seed=5)
+    seed_lineage(store, book)
+    pairs = cross_pairs_for(book, gap=3)
+    seed_cross(store, pairs)
+    run = pack_pool(store, tok, _cfg(), run_id="p1", root=tmp_path / "packed", log=lambda m: None)
+    stage = run.stages[0]
+    assert run.config.generation_config_hash == "gen-a"  # the cross config is never packed as sections
+    placed = stage.result.metrics.n_cross_pairs
+    assert placed > 0 and stage.verify is not None and stage.verify.ok
+    rows = store.query("SELECT pair_id, nearest_tokens, farthest_tokens FROM packed_sample_cross_pairs")
+    assert len(rows) == placed and all(0 < n <= f for _, n, f in rows)
+    table = pq.read_table(next((stage.output_dir / "parquet").glob("*.parquet")))
+    assert sum(len(x) for x in table.column("cross_pair_ids").to_pylist()) == placed
+    # a second pool run never packs them again (nor the sections)
+    from lc_assets.lib.lineage.cross import load_cross_pairs
+
+    left = load_cross_pairs(store, "gen-a", run.pool_key)
+    assert {p.pair_id for p in left}.isdisjoint(r[0] for r in rows)
+    assert len(left) == len(pairs) - placed
