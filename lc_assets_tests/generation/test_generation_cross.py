@@ -111,6 +111,12 @@ def test_cross_sections_grow_with_evidence_from_both_chunks_and_resume(tmp_path,
     assert n_pairs == n_distinct == len(load_cross_pairs(store, cfg.base_config_hash))
     steps = store.query("SELECT section_id, count(*) FROM masked_prompts GROUP BY 1")
     assert len(steps) == len(plan) and all(n == 3 for _, n in steps)
+    # `lc-assets lineage prompt` rebuilds a cross step's exact messages (both chunks' windows)
+    from lc_assets.lib.lineage.generation import rebuild_prompt
+
+    prompt_id = store.query("SELECT prompt_id FROM masked_prompts WHERE prompt_hash <> '' LIMIT 1")[0][0]
+    rebuilt = rebuild_prompt(store, prompt_id)
+    assert "Excerpt 2:" in rebuilt.messages[-1]["content"]
     # packing never takes cross sections for sections of their own
     from lc_assets.lib.packing.store import generation_configs
 

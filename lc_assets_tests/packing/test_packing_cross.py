@@ -81,6 +81,8 @@ def test_cross_pairs_are_appended_inside_the_exact_length_with_loss_on_their_ans
         # the ids re-tokenize from the text (a trainer reading the text gets the same sample)
         assert tok.encode(s.text)[: s.num_real_tokens] == s.input_ids[: s.num_real_tokens].tolist()
     m = result.metrics
+    # the target scaled to this sample length: median cross distance > 250k of 1,048,576 tokens
+    assert m.cross_farthest["median"] > N * 250_000 / 1_048_576
     assert m.n_cross_pairs == len(placed_ids) and m.cross_pairs_offered == len(pairs)
     # cross pairs reach further back than the pairs about one section
     cross_set = {int(x) for s in result.samples for x in s.cross_distances[:, 1]}

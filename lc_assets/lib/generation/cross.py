@@ -33,7 +33,13 @@ from lc_assets.lib.generation.lineage_sink import LineageStepSink
 from lc_assets.lib.generation.masking import Mask, Paragraph, SectionMasker, derive_rng
 from lc_assets.lib.generation.records import ProgressEvent, StepRecord
 from lc_assets.lib.generation.run import RunResult, grow_sections
-from lc_assets.lib.lineage.cross import ChunkRef, chunk_texts, finished_sections, record_cross_sections
+from lc_assets.lib.lineage.cross import (
+    CROSS_SEPARATOR,
+    ChunkRef,
+    chunk_texts,
+    finished_sections,
+    record_cross_sections,
+)
 from lc_assets.lib.lineage.generation import committed_steps
 from lc_assets.lib.lineage.store import LineageStore
 from lc_assets.lib.lineage.writer import LineageWriter
@@ -41,9 +47,6 @@ from lc_assets.lib.sections import Section
 from lc_assets.lib.stepconfig import StepConfig
 from lc_assets.lib.tokenizer import TextTokenizer
 
-#: Between the two chunks of a cross section's text: a paragraph of its own that no window shows, so the
-#: two windows never merge into one excerpt
-CROSS_SEPARATOR = "\n\n\u2042\n\n"
 #: A cross section ends by its step count, never by tokens (it is packed as pairs only, not as text)
 _UNREACHABLE_TARGET = 1 << 40
 

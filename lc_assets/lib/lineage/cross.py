@@ -14,6 +14,10 @@ from typing import Any
 from lc_assets.lib.lineage.store import LineageStore, insert_rows
 from lc_assets.lib.sections import CrossPair
 
+#: Between the two chunks of a cross section's text: a paragraph of its own that no window shows, so the
+#: two windows never merge into one excerpt
+CROSS_SEPARATOR = "\n\n\u2042\n\n"
+
 
 @dataclass(frozen=True)
 class ChunkRef:
