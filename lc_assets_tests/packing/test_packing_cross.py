@@ -159,3 +159,20 @@ def test_pack_pool_appends_stored_cross_pairs_once_and_records_them(tmp_path, to
     left = load_cross_pairs(store, "gen-a", run.pool_key)
     assert {p.pair_id for p in left}.isdisjoint(r[0] for r in rows)
     assert len(left) == len(pairs) - placed
+
+
+def test_text_without_sentence_breaks_still_fills_samples(tok):
+    """Cut points fall back to spaces between words and then to pre-token boundaries (minified data)."""
+    rng = random.Random(4)
+    words = " ".join(rng.choice(["alpha", "beta", "gamma", "delta", "epsilon"]) for _ in range(1500))
+    minified = ",".join(f'{{"k{i}":[{i},{i * 7 % 13},"v{i % 5}"]}}' for i in range(120))
+    for text, kind in ((words, "whitespace"), (minified, "token")):
+        pool = [Section(f"{kind}{i}", f"c-{kind}{i}", f"d-{kind}{i}", "web", "cc0", text) for i in range(4)]
+        cfg = PackingConfig(sample_tokens=2048, allow_small_samples=True)
+        result = pack_sections(pool, tok, cfg)
+        assert result.samples and not result.failure, result.message
+        assert kind in result.metrics.cuts_by_kind
+        for s in result.samples:
+            assert s.num_tokens == 2048 and s.fill_ratio >= cfg.min_fill
+            # a trainer re-tokenizing the text gets the same ids: the cut never splits a pre-token
+            assert tok.encode(s.text) == s.input_ids[: s.num_real_tokens].tolist()

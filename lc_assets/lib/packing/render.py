@@ -41,6 +41,9 @@ _SENTINEL_RE = re.compile("\u27e6LCPACK(\\d+)\u27e7")
 _PARAGRAPH_END_RE = re.compile(r"\n[^\S\n]*\n+")
 _LINE_END_RE = re.compile(r"\n+(?=\S)")
 _SENTENCE_END_RE = re.compile(r"[.!?][\"')\]]*(?=[ \t]+\S)")
+# then (as the chunker) before a space between words, and last at a pre-token boundary of the encoding
+# (text with no whitespace: minified code, long runs): so a pool of N tokens always gives a sample
+_WHITESPACE_RE = re.compile(r"(?<=\S)(?=[ \t]+\S)")
 #: sections tokenized per batch: bounds the memory of offset-carrying encodings (~100 B/token)
 _RENDER_BATCH = 16
 
@@ -48,9 +51,14 @@ CUT_PARAGRAPH = 0
 CUT_PAIR = 1
 CUT_LINE = 2
 CUT_SENTENCE = 3
-CUT_KIND_NAMES = {CUT_PARAGRAPH: "paragraph", CUT_PAIR: "pair", CUT_LINE: "line", CUT_SENTENCE: "sentence"}
+CUT_WHITESPACE = 4
+CUT_TOKEN = 5
+CUT_KIND_NAMES = {
+    CUT_PARAGRAPH: "paragraph", CUT_PAIR: "pair", CUT_LINE: "line", CUT_SENTENCE: "sentence",
+    CUT_WHITESPACE: "whitespace", CUT_TOKEN: "token",
+}  # fmt: skip
 #: the planner's preference per kind (0 first): a finer kind is used only where no coarser one closes a gap
-CUT_RANK = np.array([0, 0, 1, 2], dtype=np.int8)
+CUT_RANK = np.array([0, 0, 1, 2, 3, 4], dtype=np.int8)
 
 
 class ChatTemplateError(ValueError):
@@ -320,7 +328,9 @@ class SectionRenderer:
                 if text_kinds:
                     # only inside the chunk text (+ separator), never inside the first question
                     limit = len(section.text.strip()) + len(self.config.question_separator) if section.pairs else None
-                    t, c, k = _text_cuts(text, chunk_enc.offsets, limit, text_kinds, self._cut_spacing)
+                    t, c, k = _text_cuts(
+                        text, chunk_enc.offsets, limit, text_kinds, self._cut_spacing, chunk_enc.word_ids
+                    )
                     cut_tokens.extend(tok_pos + t)
                     cut_chars.extend(char_pos + c)
                     cut_kinds.extend(k)
@@ -447,7 +457,13 @@ def _spans(pairs: list[tuple[int, int]]) -> np.ndarray:
 
 
 _TEXT_CUT_KINDS: dict[str, tuple[tuple[int, re.Pattern[str]], ...]] = {
-    "pair_or_text": ((CUT_PARAGRAPH, _PARAGRAPH_END_RE), (CUT_LINE, _LINE_END_RE), (CUT_SENTENCE, _SENTENCE_END_RE)),
+    "pair_or_text": (
+        (CUT_PARAGRAPH, _PARAGRAPH_END_RE),
+        (CUT_LINE, _LINE_END_RE),
+        (CUT_SENTENCE, _SENTENCE_END_RE),
+        (CUT_WHITESPACE, _WHITESPACE_RE),
+        (CUT_TOKEN, None),
+    ),  # fmt: skip
     "pair_or_paragraph": ((CUT_PARAGRAPH, _PARAGRAPH_END_RE),),
     "pair": (),
 }
@@ -466,14 +482,16 @@ def _text_cuts(
     text: str,
     offsets: Sequence[tuple[int, int]],
     limit: int | None,
-    kinds: Sequence[tuple[int, re.Pattern[str]]],
+    kinds: Sequence[tuple[int, re.Pattern[str] | None]],
     spacing: int,
+    word_ids: Sequence[int | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Token offsets, char offsets and kinds of the cut points in `text[:limit]` that fall on token boundaries.
 
-    Paragraph ends are all kept; line and sentence ends only where they are at least `spacing` tokens
-    from every cut of a coarser or equal kind already kept (the planner needs one within the pad
-    tolerance of any gap, not all of them).
+    Paragraph ends are all kept; finer kinds (line, sentence, whitespace, token) only where they are at
+    least `spacing` tokens from every cut of a coarser or equal kind already kept (the planner needs one
+    within the pad tolerance of any gap, not all of them). A kind without a pattern is the token kind:
+    the starts of pre-tokens (`word_ids` changes), where re-tokenizing the prefix gives the same ids.
     """
     empty = np.zeros(0, np.int64)
     if not offsets or not kinds:
@@ -484,7 +502,10 @@ def _text_cuts(
     kept_t: np.ndarray = empty
     out_t, out_c, out_k = [], [], []
     for kind, pattern in kinds:
-        chars = np.fromiter((m.end() for m in pattern.finditer(text, 0, end)), dtype=np.int64)
+        if pattern is None:
+            chars = _pre_token_starts(starts, word_ids, end)
+        else:
+            chars = np.fromiter((m.end() for m in pattern.finditer(text, 0, end)), dtype=np.int64)
         chars = chars[chars < len(text)]
         if not chars.size:
             continue
@@ -500,11 +521,27 @@ def _text_cuts(
     return np.concatenate(out_t), np.concatenate(out_c), np.concatenate(out_k)
 
 
+def _pre_token_starts(starts: np.ndarray, word_ids: Sequence[int | None] | None, end: int) -> np.ndarray:
+    """Char offsets (before `end`) where a pre-token of the encoding starts (empty without word ids)."""
+    if word_ids is None or len(word_ids) < 2:
+        return np.zeros(0, np.int64)
+    words = np.asarray([-1 if w is None else w for w in word_ids], dtype=np.int64)
+    first = np.flatnonzero(words[1:] != words[:-1]) + 1
+    chars = starts[first]
+    return chars[chars < end]
+
+
 def _thin(t: np.ndarray, c: np.ndarray, kept: np.ndarray, spacing: int) -> tuple[np.ndarray, np.ndarray]:
     """Keep the cuts at least `spacing` tokens from each kept cut and from each other (greedy, left to right)."""
     if spacing <= 1:
         fresh = ~np.isin(t, kept)
         return t[fresh], c[fresh]
+    if len(kept):  # most candidates of a fine kind sit near a kept cut: drop them before the loop
+        i = np.searchsorted(kept, t)
+        before = np.where(i > 0, t - kept[np.maximum(i - 1, 0)], spacing)
+        after = np.where(i < len(kept), kept[np.minimum(i, len(kept) - 1)] - t, spacing)
+        far = (before >= spacing) & (after >= spacing)
+        t, c = t[far], c[far]
     keep_t, keep_c = [], []
     last = -spacing
     j = 0
