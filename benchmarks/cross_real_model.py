@@ -1,7 +1,7 @@
 """A handful of real cross-pair generations with the embedded local model, printed next to the windows shown.
 
-One book joined from the embedded corpus (>= --book-tokens target tokens), chunked by the chunks step's
-code; cross sections planned as the product plans them (defaults: chunks 250k-650k tokens apart), every
+One long document of the embedded corpus (--document, a title prefix; default the 1.5M-token Python
+Standard Library reference), chunked by the chunks step's code; cross sections planned as the product plans them (defaults: chunks 250k-650k tokens apart), every
 k-th one grown for --steps steps with Qwen2.5-Coder-1.5B-Instruct Q4_K_M (xllamacpp, `--threads`, one
 slot). For a person to read: each step's two excerpts (one per chunk), the pair and its evidence, or
 the rejection reasons.
@@ -20,8 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cross_distance import books, store_chunks  # noqa: E402
+from cross_distance import store_chunks  # noqa: E402
 
+from lc_assets.lib.corpus.embedded import iter_embedded  # noqa: E402
 from lc_assets.lib.generation.config import GenerationConfig, GeneratorIdentity  # noqa: E402
 from lc_assets.lib.generation.cross import (  # noqa: E402
     CROSS_SEPARATOR,
@@ -41,11 +42,14 @@ def main() -> None:
     ap.add_argument("--sections", type=int, default=5)
     ap.add_argument("--steps", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--book-tokens", type=int, default=900_000)
+    ap.add_argument("--document", default="The Python Standard Library")
     ap.add_argument("--max-context", type=int, default=2048)
     args = ap.parse_args()
     tok = load_tokenizer()
-    docs = books(tok, 1, args.book_tokens)
+    found = [d for d in iter_embedded(None) if getattr(d, "title", "") and d.title.startswith(args.document)]
+    if not found:
+        raise SystemExit(f"no embedded document titled {args.document!r}...")
+    docs = [("doc0", found[0].text)]
     backend = LocalLlamaBackend(LocalBackendConfig(n_threads=args.threads, n_parallel=1, n_ctx_per_slot=4096))
     with tempfile.TemporaryDirectory() as tmp, backend:
         store = LineageStore(Path(tmp) / "lineage.duckdb")
