@@ -102,8 +102,9 @@ def test_openai_backend_against_real_llamacpp_server(local):
         msgs = ({"role": "system", "content": "Reply in JSON."}, {"role": "user", "content": TEXT[:300]})
         assert backend.count_prompt_tokens(msgs) == local.count_prompt_tokens(msgs)
         assert backend.count_text_tokens(["lighthouse keeper"]) == local.count_text_tokens(["lighthouse keeper"])
-        schema = qa_json_schema(60, 60)  # short: bounded output fits max_tokens
-        reqs = [GenerationRequest(f"o{i}", msgs, 128, 0.5, schema, seed=i) for i in range(2)]
+        # every string bounded (one quote of <= 60 chars): 180 chars + JSON syntax fit max_tokens at any tokenization
+        schema = qa_json_schema(60, 60, max_quote_chars=60, max_quotes=1)
+        reqs = [GenerationRequest(f"o{i}", msgs, 256, 0.5, schema, seed=i) for i in range(2)]
         for res in backend.generate_batch(reqs):
             assert res.error is None and res.completion_tokens > 0 and res.finish_reason == "stop", res
             obj = json.loads(res.text)  # schema-constrained by the server
