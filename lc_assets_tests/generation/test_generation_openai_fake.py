@@ -5,6 +5,7 @@ Retries and their backoff are the `openai` client's own (0.5 s, doubling): the s
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -166,3 +167,33 @@ def test_many_requests_in_flight_with_an_instant_server(target_tokenizer):
     assert srv.max_chat_in_flight >= min(8, len(sections)) // 2
     # counting is not per paragraph: a few calls per section (paragraphs, title, calibration), not 400
     assert srv.tokenize_calls < 4 * len(sections)
+
+
+def _run_one_section(target_tokenizer, steps: int, **cfg) -> tuple[FakeOpenAIServer, MemorySink]:
+    with FakeOpenAIServer(grounded=True) as srv:
+        b = _backend(srv.base_url, timeout_s=30.0)
+        sink = MemorySink()
+        try:
+            config = small_config(target_ratio=100.0, max_steps_per_section=steps, earlier_pairs=3, **cfg)
+            GenerationScheduler(b, config, sink, target_tokenizer).run([make_section("tk", n_paragraphs=120)])
+        finally:
+            b.close()
+    return srv, sink
+
+
+def test_steps_far_below_the_limit_make_no_tokenize_call(target_tokenizer):
+    """Each step's earlier pairs are bounded by their bytes, not counted through /tokenize (a round trip on the
+    loop thread per step against a remote server): more steps of the same section cost no more calls."""
+    few, few_sink = _run_one_section(target_tokenizer, 2)
+    many, many_sink = _run_one_section(target_tokenizer, 12)
+    assert sum(r.status == "ok" for r in many_sink.records) >= 10
+    assert many.tokenize_calls == few.tokenize_calls
+
+
+def test_prompts_near_the_limit_never_exceed_the_window(target_tokenizer):
+    # masks up to 1,500 of the fake's 2,048 tokens, 400 for the answer: pairs' byte bounds cross the limit
+    srv, sink = _run_one_section(target_tokenizer, 12, min_context_tokens=1200, max_context_tokens=1500, max_tokens=400)
+    assert sum(r.status == "ok" for r in sink.records) >= 10
+    for body in srv.requests:  # the fake counts a prompt as the words of its messages' JSON
+        assert len(json.dumps(body["messages"]).split()) + body["max_tokens"] <= 2048
+    assert srv.tokenize_calls > 0

@@ -76,8 +76,10 @@ def test_prompt_guard_bound_is_never_below_the_exact_count(target_tokenizer):
             _mask, _earlier, fitted = builder.fit(state, step)
             long_range_steps += fitted.long_range
             exact = backend.count_prompt_tokens(fitted.messages)
+            # pairs bounded by their bytes: never below; with the pairs counted exactly: also tight
             bound = builder.upper_bound(state, fitted.shown, fitted.earlier_pairs)
-            assert exact <= bound <= exact * 1.05 + 64, (step, exact, bound)
+            tight = builder.upper_bound(state, fitted.shown, fitted.earlier_pairs, exact_pairs=True)
+            assert exact <= tight <= bound and tight <= exact * 1.05 + 64, (step, exact, tight, bound)
             question = f"What does paragraph {step * 7 + i} of section g{i} say about w{step}?"
             pair = QAPair(f"g{i}:{step}", step, question, f"It says w{step} " * (3 + step))
             state.apply(step, pair, 50)
@@ -85,6 +87,24 @@ def test_prompt_guard_bound_is_never_below_the_exact_count(target_tokenizer):
     assert checked == 36 and long_range_steps
     # prompts far below the limit are never counted exactly: only the guard's calibration counted
     assert builder.exact_counts == calibration_counts
+
+
+def test_prompt_guard_counts_no_pair_per_step_far_below_the_limit(target_tokenizer):
+    """Earlier pairs are bounded by their bytes, not counted: against a server each count is a round trip."""
+    backend = ScriptedBackend(tokenizer=target_tokenizer, template_counts=True)
+    cfg = _cfg(earlier_pairs=3)
+    builder = PromptBuilder(backend, cfg)
+    counted: list[str] = []
+    count_text = backend.count_text_tokens
+    backend.count_text_tokens = lambda texts: counted.extend(texts) or count_text(texts)
+    state = SectionPreparer(cfg, count_text, target_tokenizer)(SectionTask(make_section("far")))
+    builder.upper_bound(state, (), ())  # the once-per-run calibration
+    counted.clear()
+    calibration_counts = builder.exact_counts
+    for step in range(10):
+        builder.fit(state, step)
+        state.apply(step, QAPair(f"far:{step}", step, f"What does step {step} ask?", f"It says w{step}."), 20)
+    assert counted == [] and builder.exact_counts == calibration_counts
 
 
 def test_prompt_guard_counts_exactly_near_the_limit_and_trims(target_tokenizer):

@@ -2,7 +2,8 @@
 
 The context-overflow guard counts exactly only near the limit. Every step first gets an upper bound
 from counts already known — the paragraphs' generator tokens (counted once per section at admission),
-the earlier pairs' tokens (counted once per pair), the document title's line (once per section) and the
+the earlier pairs' UTF-8 bytes + 1 (no count per step; a pair is counted exactly, once, only when the
+bound with bytes exceeds the limit), the document title's line (once per section) and the
 template's own tokens with its longest task text (question kinds, the long-range task; measured once
 per run) — plus slack for merges at the joins. Only a prompt whose bound exceeds the limit is rendered
 through the chat template and counted exactly (25–70 ms for 3k tokens), and trimmed by ``fit_prompt``.
@@ -133,16 +134,26 @@ class PromptBuilder:
             )  # fmt: skip
         return self._calibration
 
-    def pair_generator_tokens(self, state: SectionState, pairs: Sequence[QAPair]) -> int:
-        """Generator tokens of the parts of these pairs the prompt renders (counted once per pair)."""
+    def pair_generator_tokens(self, state: SectionState, pairs: Sequence[QAPair], exact: bool = False) -> int:
+        """Generator tokens of the parts of these pairs the prompt renders, at most.
+
+        A pair not yet counted exactly is bounded by its UTF-8 bytes + 1 (a byte-level BPE token covers at
+        least one byte; +1 for a leading dummy-prefix piece): counting it would cost a /tokenize round trip
+        on the loop thread per step against a server. With ``exact`` the uncounted pairs are counted (once
+        per pair), for a prompt whose bound is near the limit.
+        """
         cal = self._calibrate()
         known = state.generator_pair_tokens
         missing = [p for p in pairs if p.pair_id not in known]
-        if missing:
+        if missing and exact:
             counts = self.count_text([t for p in missing for t in (p.question, p.answer)])
             for i, p in enumerate(missing):
                 known[p.pair_id] = (counts[2 * i], counts[2 * i + 1])
-        return sum(cal.questions * known[p.pair_id][0] + cal.answers * known[p.pair_id][1] for p in pairs)
+        total = 0
+        for p in pairs:
+            q, a = known.get(p.pair_id) or (len(p.question.encode()) + 1, len(p.answer.encode()) + 1)
+            total += cal.questions * q + cal.answers * a
+        return total
 
     def title_tokens(self, state: SectionState) -> int:
         """Generator tokens of the section's title line (counted once per section, +2 for the join)."""
@@ -151,8 +162,11 @@ class PromptBuilder:
             state.title_tokens = self.count_text([line])[0] + 2 if line else 0
         return state.title_tokens
 
-    def upper_bound(self, state: SectionState, selected: Sequence[Paragraph], earlier: Sequence[QAPair]) -> int:
-        """Tokens the prompt of these paragraphs and pairs can have at most (never below the exact count)."""
+    def upper_bound(
+        self, state: SectionState, selected: Sequence[Paragraph], earlier: Sequence[QAPair], exact_pairs: bool = False
+    ) -> int:
+        """Tokens the prompt of these paragraphs and pairs can have at most (never below the exact count);
+        ``exact_pairs`` counts the earlier pairs exactly instead of bounding them by their bytes."""
         cal = self._calibrate()
         total = cal.base + self.title_tokens(state) + sum(p.n_tokens for p in selected)
         if selected:
@@ -162,7 +176,9 @@ class PromptBuilder:
             total += cal.first_window + (windows - 1) * cal.new_window + (len(selected) - windows) * cal.join
             total += 2 * (windows + len(selected))
         if earlier:
-            total += cal.header + self.pair_generator_tokens(state, earlier) + (cal.per_pair + 2) * len(earlier)
+            total += (
+                cal.header + self.pair_generator_tokens(state, earlier, exact_pairs) + (cal.per_pair + 2) * len(earlier)
+            )
         return total + math.ceil(total * BOUND_SLACK_RATIO) + BOUND_SLACK_TOKENS
 
     # -- one step ---------------------------------------------------------------------------------
@@ -177,6 +193,9 @@ class PromptBuilder:
         )
         kind = suggest_kind(cfg.seed, state.section_id, step, cfg.question_kinds) if cfg.question_kinds else None
         bound = self.upper_bound(state, mask.selected, earlier)
+        if bound > self.limit and earlier:
+            # near the limit: the pairs' byte bounds are ~4x their tokens, count them before the whole prompt
+            bound = self.upper_bound(state, mask.selected, earlier, exact_pairs=True)
         count = (lambda _messages: bound) if bound <= self.limit else self.count_exact
         fitted = fit_prompt(
             mask,
