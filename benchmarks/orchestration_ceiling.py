@@ -4,7 +4,7 @@ The production path — lineage catalog with real chunks (embedded corpus), the 
 for every count, lazy admission, the prompt guard, judging, and the DuckDB lineage (per-run file,
 group commits, merge into the catalog) — against a backend double that answers every request at
 once with a valid, grounded pair of ~150 output tokens: evidence picked from the step's schema (the
-shown sentences), an answer made of the quotes' words, so evidence validation runs its whole accepting
+shown sentences, the longest of a few), an answer made of the quotes' words (up to the answer bound), so evidence validation runs its whole accepting
 path. The same run with the in-memory sink instead of DuckDB is the baseline: their ratio is what
 lineage costs. ``--baseline`` adds the orchestrator as it was before evidence validation (schema-only
 judging, free quotes) with DuckDB lineage: their ratio is what validation costs.
@@ -68,11 +68,23 @@ def instant_output(request: GenerationRequest, n: int) -> str:
         return json.dumps(
             {"evidence": [], "question": f"What does request {n} of {request.request_id} say?", "answer": answer}
         )
-    options = (
-        [item["enum"] for item in evidence["prefixItems"]] if "prefixItems" in evidence else [evidence["items"]["enum"]]
-    )
-    quotes = [choices[(n * 7 + i) % len(choices)] for i, choices in enumerate(options)]
-    answer = " and ".join(" ".join(q.split()[:12]).rstrip(".,;:") for q in quotes) + "."
+    if "prefixItems" in evidence:  # long-range: one quote per window
+        quotes = [item["enum"][(n * 7 + i) % len(item["enum"])] for i, item in enumerate(evidence["prefixItems"])]
+    else:  # the longest few of a rotating handful of shown sentences, as many as the schema allows
+        choices = evidence["items"]["enum"]
+        start = n * 7 % len(choices)
+        handful = [choices[(start + i) % len(choices)] for i in range(min(8, len(choices)))]
+        quotes = sorted(handful, key=len, reverse=True)[: evidence.get("maxItems", 1)]
+    # an answer of ~150 tokens (a model's usual length): the quotes' words, then shown sentences of their own
+    # (validation completes a sentence the quotes do not support from the shown text), up to the answer bound
+    max_answer = request.json_schema["properties"]["answer"].get("maxLength", 600) - 1
+    answer = " and ".join(q.rstrip(".,;:") for q in quotes).rstrip(".,;: ") + "."
+    for extra in [c for c in handful if c not in quotes][:2] if "prefixItems" not in evidence else ():
+        if len(answer) + 1 + len(extra) > max_answer or not extra.rstrip().endswith("."):
+            break
+        answer += " " + extra.strip()
+    if len(answer) > max_answer:
+        answer = answer[:max_answer].rsplit(" ", 1)[0].rstrip(".,;: ") + "."
     tag = hashlib.sha1(f"{request.request_id}".encode()).hexdigest()
     question = f"What is recorded as item {tag[:4]} {tag[4:8]} {tag[8:12]}?"
     return json.dumps({"evidence": quotes, "question": question, "answer": answer})
@@ -217,6 +229,11 @@ def one_run(variant: str, args: argparse.Namespace, tok: TextTokenizer, cache: P
         "steps_per_s": steps / (end - backend.first_submit),
         "first_request_s": backend.first_submit - t0,
         "sections_admitted": len(summary.sections),
+        "sections_at_target": sum(r.finish_reason == "target_reached" for r in summary.sections),
+        "steps_failed": summary.steps_failed,
+        # what a pair adds to its section in target tokens (question + answer + chat template)
+        "tokens_per_pair": sum(r.section_tokens - r.chunk_tokens for r in summary.sections)
+        / max(1, sum(r.n_pairs for r in summary.sections)),
         "cpu_ms_per_step": 1000 * cpu / steps,
         "cores_used": cpu / (end - t0),  # what the process got of the (shared) machine
         "steps_per_cpu_s": steps / cpu,
