@@ -361,6 +361,42 @@ def test_evidence_is_completed_with_the_shown_sentence_that_supports_the_answer(
     assert strict.reason == "unsupported_answer"
 
 
+# the ECPG manual's Informix functions as the demo run (2026-12-02) showed them to Qwen
+ECPG_FUNCTIONS = "\n\n".join(
+    [
+        "The format mask can be composed of the following format specifying characters:",
+        "- (minus) - the minus sign appears if the number is a negative value.",
+        "( - this replaces the minus sign in front of the negative number. The minus sign will not appear.",
+        ") - this character replaces the minus and is printed behind the negative value.",
+        "rupshift",
+        "Convert a string to upper case.",
+        "void rupshift(char *str);",
+        "The function receives a pointer to the string and transforms every lower case character to upper case.",
+    ]
+)
+
+
+def test_a_completing_sentence_must_be_about_the_claim_not_share_one_word():
+    windows = windows_of(split_paragraphs(ECPG_FUNCTIONS, _count, 512))
+    text = out(
+        "Why is the function `rupshift` used to convert a string to upper case?",
+        "The function `rupshift` is used to convert a string to upper case because it replaces each lower case "
+        "character with an upper case character in the string.",
+        [
+            "The format mask can be composed of the following format specifying characters:",
+            "Convert a string to upper case.",
+        ],
+    )
+    res = validate_output(text, windows)
+    added = [s.source_text for s in res.spans if s.origin == "completed"]
+    # before: "( - this replaces the minus sign ..." was added for the one word "replaces"
+    assert not any("minus" in t for t in added), added
+    assert res.ok, res.failure
+    assert added == [
+        "The function receives a pointer to the string and transforms every lower case character to upper case."
+    ]
+
+
 def test_answers_are_judged_on_what_they_add_to_the_question():
     # Qwen on asyncio: a real quote, then an invented reason; scattered words of unrelated lines
     # ("supported for transport", "error code") must not add up to support

@@ -713,6 +713,17 @@ def _derived(pool_numbers: set[str]) -> set[str]:
     return {str(abs(a - b)) for a in values for b in values} | {str(a + b) for a in values for b in values}
 
 
+#: a sentence added to complete the evidence must share this many content words with the answer claim it supports:
+#: one shared word is a coincidence ("( - this replaces the minus sign ..." supported "rupshift replaces each lower
+#: case character ..." on "replaces" alone, while the shown "transforms every lower case character" was passed over)
+MIN_COMPLETION_OVERLAP = 2
+
+
+def claim_words(claim: str) -> set[str]:
+    """The content words and numbers of one answer claim (what a completing sentence must be about)."""
+    return set(content_words(claim)) | numbers(claim)
+
+
 def sentence_support(
     sentence: str, pool: set[str], pool_numbers: set[str], given: frozenset[str] | set[str] = frozenset()
 ) -> tuple[float, list[str]]:
@@ -998,8 +1009,13 @@ def validate_output(
                     for a, b, t in window_pieces(w, cfg.max_quote_chars, cfg.min_quote_words, cfg.min_quote_chars, memo)
                 ]
             wanted = set(misses)
-            scored = [(len(wanted & extra) / len(wanted), -a, win_i, a, b, t) for win_i, a, b, t, extra in pieces]
-            cover, _, win_i, a, b, piece = max(scored, default=(0.0, 0, 0, 0, 0, ""))
+            claim = claim_words(sentence)
+            scored = [
+                (len(wanted & extra) / len(wanted), len(claim & extra), -a, win_i, a, b, t)
+                for win_i, a, b, t, extra in pieces
+                if len(claim & extra) >= MIN_COMPLETION_OVERLAP
+            ]
+            cover, _, _, win_i, a, b, piece = max(scored, default=(0.0, 0, 0, 0, 0, 0, ""))
             if cover < 0.5:
                 break
             win = windows[win_i]
