@@ -482,3 +482,13 @@ def test_indented_wrapped_prose_is_one_quotable_piece_but_code_lines_are_not():
         in pieces
     )
     assert "# a comment line that is long enough to look like prose text" in pieces
+
+
+def test_a_sentence_quoted_twice_is_one_piece_of_evidence():
+    # Qwen on postgresql-functions (demo run 2026-12-02) chose the same enum sentence twice
+    quote = "The lighthouse at Carrow Point was built in 1851 by the engineer Margaret Hale."
+    res = check(
+        out("Who built the lighthouse at Carrow Point?", "The engineer Margaret Hale built it.", [quote, quote])
+    )
+    assert res.ok, res.failure
+    assert [s.quote for s in res.spans] == [quote]

@@ -894,7 +894,8 @@ def validate_output(
     if evidence is not None and (not isinstance(evidence, list) or not all(isinstance(e, str) for e in evidence)):
         return _reject("missing_field", "evidence must be a list of strings")
     question, answer = question.strip(), answer.strip()
-    quotes = tuple(e.strip() for e in (evidence or []) if e.strip())
+    # the same shown sentence quoted twice (Qwen does, choosing from the enum) is one piece of evidence
+    quotes = tuple(dict.fromkeys(e.strip() for e in (evidence or []) if e.strip()))
     model_kind = obj.get("kind") if isinstance(obj.get("kind"), str) else None
     kw: dict[str, Any] = {"question": question, "answer": answer, "evidence": quotes, "model_kind": model_kind}
 
