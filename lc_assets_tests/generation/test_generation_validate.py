@@ -151,6 +151,15 @@ def test_quote_over_a_paragraph_break_and_altered_punctuation_maps_to_the_chunk(
             "not_standalone",
         ),
         (
+            # Qwen on postgresql-libpq-ecpg (demo run 2026-12-02): accepted before; which host variable?
+            out(
+                "What are the two different types mentioned for the host variable?",
+                "The host variable is of type int and the datum in the database is of a different type.",
+                ["The keeper, Thomas Reed, kept the light"],
+            ),
+            "not_standalone",
+        ),
+        (
             out(
                 "Who kept the light at Carrow Point?",
                 "The excerpt states that Thomas Reed kept the light.",
