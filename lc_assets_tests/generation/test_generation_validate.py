@@ -363,8 +363,9 @@ def test_evidence_is_completed_with_the_shown_sentence_that_supports_the_answer(
     )
     res = check(text)
     assert res.ok, res.failure
-    model_span, added = res.spans
-    assert model_span.origin == "model" and added.origin == "completed"
+    # the model's unrelated quote is not the pair's evidence (used_spans); the added sentence is
+    (added,) = res.spans
+    assert added.origin == "completed" and added.quote_index == 0
     assert CHUNK[added.char_start : added.char_end] == PROSE[3]
     strict = check(text, config=ValidationConfig(max_completed_quotes=0))
     assert strict.reason == "unsupported_answer"
@@ -501,3 +502,41 @@ def test_a_sentence_quoted_twice_is_one_piece_of_evidence():
     )
     assert res.ok, res.failure
     assert [s.quote for s in res.spans] == [quote]
+
+
+# PostgreSQL release notes as the demo run (2026-12-02) showed them to Qwen
+RELEASE_NOTES = "\n\n".join(
+    [
+        "Harden selectivity estimators against being attached to operators that accept unexpected data types "
+        "(Tom Lane) § § §",
+        "contrib/intarray contained a selectivity estimation function that could be abused for arbitrary code "
+        "execution, because it did not check that its input was of the expected data type. Third-party extensions "
+        "should check for similar hazards and add defenses using the technique intarray now uses.",
+        "The PostgreSQL Project thanks Daniel Firer, as part of zeroday.cloud, for reporting this problem. "
+        "(CVE-2026-2004)",
+        "Fix buffer overrun in contrib/pgcrypto's PGP decryption functions (Michael Paquier) §",
+    ]
+)
+
+
+def test_quotes_the_pair_does_not_use_are_not_its_evidence():
+    windows = windows_of(split_paragraphs(RELEASE_NOTES, _count, 512))
+    text = out(
+        "Why is it important to check for similar hazards in third-party extensions and add defenses using the "
+        "technique intarray now uses?",
+        "Third-party extensions should check for similar hazards and add defenses using the technique intarray now "
+        "uses because it does not check that its input was of the expected data type, which could be abused for "
+        "arbitrary code execution.",
+        [
+            "The PostgreSQL Project thanks Daniel Firer, as part of zeroday.cloud, for reporting this problem.",
+            "Fix buffer overrun in contrib/pgcrypto's PGP decryption functions (Michael Paquier) §",
+        ],
+    )
+    res = validate_output(text, windows)
+    assert res.ok, res.failure
+    # the model's two quotes (a credit line, another fix) were decoration: only the sentence that supports it stays
+    assert [(s.quote_index, s.origin) for s in res.spans] == [(0, "completed")]
+    assert res.spans[0].source_text.startswith("contrib/intarray contained a selectivity estimation function")
+    # a used quote stays, and its index
+    kept = check(out("Who built the lighthouse at Carrow Point?", "The engineer Margaret Hale built it in 1851."))
+    assert [(s.quote_index, s.origin) for s in kept.spans][0] == (0, "model")

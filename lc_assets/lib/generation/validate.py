@@ -22,7 +22,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import Field
@@ -867,6 +867,25 @@ def _locate_verbatim(quote: str, texts: Sequence[str]) -> tuple[int, int, int] |
     return None
 
 
+def used_spans(spans: tuple[EvidenceSpan, ...], question: str, answer: str) -> tuple[EvidenceSpan, ...]:
+    """The spans the pair uses: a model quote sharing < 2 content words with question + answer is dropped.
+
+    Qwen picks two sentences from the enum and then answers from a third, which the validator adds
+    ("completed"); the decoration would otherwise be stored as the pair's evidence (wrong depth, a second
+    window counted as multi-hop). Completed spans were chosen for the answer and always stay; if nothing
+    else is left, the model's quotes stay as they are.
+    """
+    used_words = set(content_words(f"{question} {answer}", identifier_parts=True))
+    kept = [
+        s
+        for s in spans
+        if s.origin != "model" or len(used_words & set(content_words(s.source_text, identifier_parts=True))) >= 2
+    ]
+    if not kept or len(kept) == len(spans):
+        return spans
+    return tuple(replace(s, quote_index=i) for i, s in enumerate(kept))
+
+
 def validate_output(
     text: str,
     windows: Sequence[MaskWindow],
@@ -1052,5 +1071,7 @@ def validate_output(
                     f"the quote from window {win_i} is not used by the question or answer",
                     **{**kw, "spans": tuple(spans), "support": support},
                 )
+    spans = used_spans(tuple(spans), question, answer)
+    cited = {s.window_index for s in spans}
     kind = classify_question_kind(question, answer, len(cited))
     return ValidatedQA(question, answer, quotes, tuple(spans), kind, model_kind, support)
