@@ -540,3 +540,34 @@ def test_quotes_the_pair_does_not_use_are_not_its_evidence():
     # a used quote stays, and its index
     kept = check(out("Who built the lighthouse at Carrow Point?", "The engineer Margaret Hale built it in 1851."))
     assert [(s.quote_index, s.origin) for s in kept.spans][0] == (0, "model")
+
+
+def test_the_documents_title_may_name_the_answers_subject():
+    # Qwen on postgresql-functions (demo run 2026-12-02): refused for "PostgreSQL" alone, the prompt named the title
+    bytea = "\n\n".join(
+        [
+            "For these functions, an argument or result of type text is expressed in the database's default encoding, "
+            "while arguments or results of type bytea are in an encoding named by another argument.",
+            "Extracts the substring of bytes starting at the start'th byte, and extending for count bytes if that is "
+            "specified.",
+            "convert ( bytes bytea, src_encoding name, dest_encoding name ) → bytea",
+            "Converts a binary string representing text in encoding src_encoding to a binary string in encoding "
+            "dest_encoding (see Section 23.3.4 for available conversions).",
+        ]
+    )
+    windows = windows_of(split_paragraphs(bytea, _count, 512))
+    text = out(
+        "What function converts a binary string from one encoding to another?",
+        "The function 'convert' in PostgreSQL is used to convert a binary string from one encoding to another.",
+        [
+            "Extracts the substring of bytes starting at the start'th byte, and extending for count bytes if that is "
+            "specified.",
+            "convert ( bytes bytea, src_encoding name, dest_encoding name ) → bytea",
+        ],
+    )
+    assert validate_output(text, windows).reason == "unsupported_answer"
+    res = validate_output(text, windows, title="PostgreSQL Functions and Operators")
+    assert res.ok, res.failure
+    # a title word supports naming the subject, never a claim: "MySQL" is still unsupported
+    other = text.replace("in PostgreSQL", "in MySQL")
+    assert validate_output(other, windows, title="PostgreSQL Functions and Operators").reason == "unsupported_answer"

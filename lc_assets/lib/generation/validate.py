@@ -897,6 +897,7 @@ def validate_output(
     source_language: str | None = None,
     config: ValidationConfig | None = None,
     memo: ShownTextMemo | None = None,
+    title: str | None = None,
 ) -> ValidatedQA:
     """Parse one raw model output and run every check against the windows the prompt showed.
 
@@ -904,6 +905,7 @@ def validate_output(
     given instead for the duplicate check of long sections). ``instructions``: the prompt's fixed
     texts (echo check). ``source_language`` defaults to :func:`detect_language` of the windows
     (:data:`UNDETERMINED_LANGUAGE` skips the check). ``memo``: the section's :class:`ShownTextMemo`.
+    ``title``: the document's title the prompt named; its words support an answer that names the subject.
     """
     cfg = config or ValidationConfig()
     memo = ShownTextMemo() if memo is None else memo
@@ -1008,6 +1010,9 @@ def validate_output(
         return _reject("long_range_evidence", f"quotes cite {len(cited)} of the 2 far-apart windows", **kw)
 
     pool = {w for s in spans for w in content_words(s.source_text, identifier_parts=True)}
+    # the prompt names the document ("... titled 'PostgreSQL Functions and Operators'") and asks for questions that
+    # name their subject: "convert ... in PostgreSQL" must not fail on "PostgreSQL" (a good demo pair did)
+    pool |= set(content_words(title or "", identifier_parts=True))
     # the question's words the answer restates, if the shown text has them: the answer may repeat its subject
     # without support (only words in both matter for the checks below, so only they are looked up)
     given = _stems_in_texts(set(content_words(question)) & set(content_words(answer)), texts)
