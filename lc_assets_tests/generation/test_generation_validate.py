@@ -220,6 +220,7 @@ def test_every_reason_is_documented_and_tested():
         "evidence_not_found",
         "long_range_evidence",
         "unsupported_answer",
+        "subject_not_in_evidence",
     }
     assert set(REJECTION_REASONS) == tested
 
@@ -571,3 +572,45 @@ def test_the_documents_title_may_name_the_answers_subject():
     # a title word supports naming the subject, never a claim: "MySQL" is still unsupported
     other = text.replace("in PostgreSQL", "in MySQL")
     assert validate_output(other, windows, title="PostgreSQL Functions and Operators").reason == "unsupported_answer"
+
+
+# cpython's email/charset.py as the demo run (2026-12-02) showed it to Qwen (blank lines between methods)
+CHARSET_PY = "\n\n".join(
+    [
+        "    def __repr__(self):\n        return self.input_charset.lower()",
+        "    def __eq__(self, other):\n        return str(self) == str(other).lower()",
+        '    def get_body_encoding(self):\n        """Return the content-transfer-encoding used for body encoding.',
+        "        This is either the string `quoted-printable' or `base64' depending on\n        the encoding used.",
+        '    def get_output_charset(self):\n        """Return the output character set.',
+        "        This is self.output_charset if that is not None, otherwise it is\n        self.input_charset.",
+        '    def header_encode(self, string):\n        """Header-encode a string by converting it first to bytes.',
+        "        The type of encoding (base64 or quoted-printable) will be based on\n"
+        "        this charset's `header_encoding`.",
+    ]
+)
+
+
+def test_the_named_function_must_be_where_the_evidence_is():
+    windows = windows_of(split_paragraphs(CHARSET_PY, _count, 512))
+    quote = (
+        "The type of encoding (base64 or quoted-printable) will be based on\n        this charset's `header_encoding`."
+    )
+    wrong = out(
+        "What type of encoding is used for the header encoding in the `__repr__` function?",
+        "The type of encoding used for the header encoding in the `__repr__` function is either the string "
+        "'quoted-printable' or 'base64'.",
+        [quote],
+    )
+    res = validate_output(wrong, windows)
+    assert res.reason == "subject_not_in_evidence", res.failure
+    assert "__repr__" in res.failure
+    # the method whose docstring it is, named in the paragraph just before the quote: accepted
+    right = out(
+        "What decides the type of encoding that `Charset.header_encode` uses?",
+        "The type of encoding (base64 or quoted-printable) is based on the charset's `header_encoding`.",
+        [quote],
+    )
+    assert validate_output(right, windows).ok, validate_output(right, windows).failure
+    # snake_case names count without backticks
+    bare = wrong.replace("`__repr__`", "get_output_charset")
+    assert validate_output(bare, windows).reason == "subject_not_in_evidence"

@@ -50,6 +50,8 @@ REJECTION_REASONS: dict[str, str] = {
     "evidence_not_found": "a quote is not in the shown text (or too short to ground anything)",
     "long_range_evidence": "a long-range step whose quotes do not come from both far-apart windows",
     "unsupported_answer": "an answer sentence whose content words or numbers are not in the evidence",
+    "subject_not_in_evidence": "an identifier the question or answer names (`name`, snake_case) is not in or just "
+    "before the evidence: the facts are pinned on another function",
 }
 
 QUESTION_KINDS = ("what", "why", "how", "compare", "list", "numeric", "multi_hop", "yes_no", "other")
@@ -867,6 +869,32 @@ def _locate_verbatim(quote: str, texts: Sequence[str]) -> tuple[int, int, int] |
     return None
 
 
+_BACKTICKED = re.compile(r"`([^`]+)`")
+_SNAKE = re.compile(r"\b\w*[a-z0-9]_\w+\b")  # __repr__, parse_mime_parameters (not _private or CONSTANT_ONLY)
+_IDENT = re.compile(r"[A-Za-z_][\w.]*")
+#: paragraphs before an evidence span that may name its subject (a heading "rupshift", the signature line)
+SUBJECT_LOOKBACK_PARAGRAPHS = 2
+
+
+def named_identifiers(text: str) -> set[str]:
+    """Identifiers a question or answer names: the leading name of each `backticked` text, and snake_case words."""
+    names = {m.group(0) for b in _BACKTICKED.findall(text) for m in [_IDENT.match(b.strip())] if m}
+    names |= set(_SNAKE.findall(_BACKTICKED.sub(" ", text)))
+    return {n.rstrip(".") for n in names if len(n.rstrip(".")) >= 3}
+
+
+def subject_context(spans: Sequence[EvidenceSpan], windows: Sequence[MaskWindow]) -> str:
+    """The paragraphs of the evidence spans and the few shown paragraphs just before each (where its subject is
+    named), lower-cased: a name the pair gives its facts must be there, not anywhere in the shown text."""
+    parts: list[str] = []
+    for span in spans:
+        paras = windows[span.window_index].paragraphs
+        hit = [i for i, p in enumerate(paras) if p.char_start < span.char_end and span.char_start < p.char_end]
+        if hit:
+            parts += [p.text for p in paras[max(0, hit[0] - SUBJECT_LOOKBACK_PARAGRAPHS) : hit[-1] + 1]]
+    return "\n".join(parts).lower()
+
+
 def used_spans(spans: tuple[EvidenceSpan, ...], question: str, answer: str) -> tuple[EvidenceSpan, ...]:
     """The spans the pair uses: a model quote sharing < 2 content words with question + answer is dropped.
 
@@ -1077,6 +1105,17 @@ def validate_output(
                     **{**kw, "spans": tuple(spans), "support": support},
                 )
     spans = used_spans(tuple(spans), question, answer)
+    # Qwen on cpython-email: "the header encoding in the `__repr__` function" -- __repr__ was shown, eight paragraphs
+    # away from the header_encode docstring it quoted
+    near = subject_context(spans, windows) + "\n" + (title or "").lower()
+    # a dotted name (`Charset.header_encode`) is found by its last part: the class is named far above its methods
+    absent = sorted(n for n in named_identifiers(f"{question}\n{answer}") if n.rsplit(".", 1)[-1].lower() not in near)
+    if absent:
+        return _reject(
+            "subject_not_in_evidence",
+            f"{', '.join(absent)} not in or just before the evidence",
+            **{**kw, "spans": spans, "support": support},
+        )
     cited = {s.window_index for s in spans}
     kind = classify_question_kind(question, answer, len(cited))
     return ValidatedQA(question, answer, quotes, tuple(spans), kind, model_kind, support)
