@@ -116,7 +116,7 @@ def collect(store: LineageStore) -> RunSummary:
 
 def format_summary(s: RunSummary, dagster_home: str | None = None) -> str:
     """A short plain-text report: what was made, where it is, what to run next."""
-    lines = ["", "== lc_assets: what this run made =="]
+    lines = ["", "== lc_assets: what the lineage store holds (every run so far) =="]
     lines.append(f"documents  {s.documents:>8,}   {s.document_tokens:,} tokens")
     lines.append(f"chunks     {s.chunks:>8,}   {s.chunk_tokens:,} tokens")
     lines.append(

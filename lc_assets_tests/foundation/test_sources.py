@@ -256,3 +256,24 @@ def test_hf_builder_bad_file_skips_that_file_only(tmp_path: Path, monkeypatch, s
     assert [d.text for d in docs] == ["first good row", "second good row"]
     ((source, reason),) = skips.items()
     assert reason == "unreadable" and source.startswith(f"hf:csv:{tmp_path / 'b_bad.csv'}#")
+
+
+def test_local_json_files_are_records_like_the_hf_json_builder(tmp_path: Path):
+    """A .json file is one object, an array of objects, or JSON Lines: records, never an unsupported type."""
+    root = tmp_path / "json"
+    root.mkdir()
+    (root / "object.json").write_text(json.dumps({"text": make_text(1, 3), "meta": {"a": 1}}, indent=2))
+    (root / "array.json").write_text(json.dumps([{"text": make_text(2, 3)}, {"title": "no text"}], indent=2))
+    (root / "lines.json").write_text(json.dumps({"text": make_text(3, 3)}) + "\n{broken\n")
+    (root / "config.json").write_text(json.dumps({"name": "pkg", "version": "1.0"}, indent=2))
+    docs, skips = _split(list(iter_source(SourceSpec(kind="local", path=str(root)))))
+    assert {d.source: d.text for d in docs} == {
+        "object.json": make_text(1, 3),
+        "array.json#item0": make_text(2, 3),
+        "lines.json#L1": make_text(3, 3),
+    }
+    assert skips == {
+        "array.json#item1": "missing_field",
+        "lines.json#L2": "invalid_json",
+        "config.json": "missing_field",
+    }

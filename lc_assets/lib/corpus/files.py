@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import errno
 import gzip
+import io
 import json
 import os
 import stat
@@ -170,7 +171,8 @@ def _record_text(record: object, text_field: str, label: str) -> tuple[str, str]
 
 
 def records_json(path: Path, label: str, text_field: str) -> Iterator[tuple[str, str] | SkippedInput]:
-    """JSON Lines (one record per line; a bad line is a skip naming it), or one JSON array of records."""
+    """JSON Lines (one record per line; a bad line is a skip naming it), one JSON array of records, or (a
+    `.json` file) one JSON object: the record formats `datasets`' json builder reads."""
     fh = _open_records(path, label)
     if isinstance(fh, SkippedInput):
         yield fh
@@ -181,6 +183,15 @@ def records_json(path: Path, label: str, text_field: str) -> Iterator[tuple[str,
             if head.lstrip(codecs.BOM_UTF8).lstrip().startswith(b"["):
                 yield from _records_json_array(fh.read(), label, text_field)
                 return
+            if content_suffix(path) == ".json":
+                data = fh.read()
+                try:  # a pretty-printed object spans many lines: read it whole before trying JSON Lines
+                    record = json.loads(data.decode("utf-8-sig"))
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    fh = io.BytesIO(data)  # JSON Lines under a .json name
+                else:
+                    yield _record_text(record, text_field, label)
+                    return
             for lineno, raw in enumerate(fh, start=1):
                 if not raw.strip():
                     continue  # blank lines separate nothing in JSON Lines

@@ -27,7 +27,7 @@ TEXT_SUFFIXES = frozenset(
     {".txt", ".md", ".rst", ".tex", ".html", ".htm", ".py", ".c", ".h", ".cc", ".cpp", ".hpp", ".rs", ".go",
      ".java", ".js", ".ts", ".rb", ".sh", ".pl", ".sql", ".toml", ".yaml", ".yml", ".cfg", ".ini", ".org"}
 )  # fmt: skip
-RECORD_SUFFIXES = frozenset({".jsonl", ".parquet"})
+RECORD_SUFFIXES = frozenset({".json", ".jsonl", ".parquet"})
 # `datasets` builders whose local files the record readers read the same way, by file suffix
 _RECORD_BUILDERS = {"json": {".json", ".jsonl"}, "parquet": {".parquet"}}
 
