@@ -125,6 +125,15 @@ def test_quote_over_a_paragraph_break_and_altered_punctuation_maps_to_the_chunk(
         (out("Premise1", "The [insert detail] of the [insert detail]"), "placeholder"),
         (out("Premise1", "Margaret Hale built the lighthouse at Carrow Point in 1851."), "not_a_question"),
         (out("Minere ombre la fiella dei demoni", "Margaret Hale built it in 1851."), "not_a_question"),
+        (
+            # Qwen on Newton's Opticks (unseen-corpus run 2026-12-02): four questions, one half-wrong answer, accepted
+            out(
+                "What happened to the light of the stars when the Moon eclipsed them? Did it return to sight all at "
+                "once? If not, how long did it take for the light to return? What was the reason for this?",
+                "The lighthouse at Carrow Point was built in 1851.",
+            ),
+            "not_a_question",
+        ),
         (out("Minere ombre la fiella dei demoni?", "la fiella dei demoni è nel faro"), "wrong_language"),
         (out("What did the keeper log?", "It is supposed to be able to access a database. " * 6), "degenerate"),
         (out("Who built the lighthouse?", "Who built the lighthouse"), "degenerate"),
@@ -614,3 +623,10 @@ def test_the_named_function_must_be_where_the_evidence_is():
     # snake_case names count without backticks
     bare = wrong.replace("`__repr__`", "get_output_charset")
     assert validate_output(bare, windows).reason == "subject_not_in_evidence"
+
+
+def test_one_question_mark_inside_a_name_is_still_one_question():
+    res = check(
+        out("Who built the lighthouse at Carrow Point, the 'Who Goes There?' light?", "Margaret Hale built it.")
+    )
+    assert res.reason != "not_a_question", res.failure

@@ -40,7 +40,7 @@ REJECTION_REASONS: dict[str, str] = {
     "qa_artefact": 'a "Q:"/"A:"/"Question:"/"Answer:" prefix copied from the prompt format',
     "empty_answer": "the answer has no content (empty, lone punctuation, a refusal such as 'not mentioned')",
     "placeholder": "a template placeholder such as '[insert detail]' or the skip marker in the answer",
-    "not_a_question": "the question is not a question (no question mark, or fewer than 3 words)",
+    "not_a_question": "the question is not one question (no question mark, fewer than 3 words, or several questions)",
     "degenerate": "looping output (repeated 4-grams) or an answer that repeats the question",
     "echo": "a copy of the prompt's instructions or of an earlier pair of the section",
     "duplicate_question": "near-duplicate of an earlier question of the section (ROUGE-L over the threshold)",
@@ -341,6 +341,16 @@ _DANGLING_REFERENCE = re.compile(
 # "the two types mentioned for the host variable": "mentioned" asks about the text the model saw, not about the
 # subject (Qwen wrote it in 4 of its first 25 demo outputs; none of those questions stood alone)
 _MENTIONED = re.compile(r"\bmention(?:ed|s)?\b", re.IGNORECASE)
+
+
+# a question mark that ends a sentence (not one inside `code?`, a quoted 'name?' or a regex)
+_QUESTION_END = re.compile(r"\?(?=\s+[A-Z(]|\s*$)")
+
+
+def asked_questions(question: str) -> int:
+    """How many questions a question asks ("What happened ...? Did it return ...? What was the reason?" is three:
+    Qwen chains them, and its one answer covers one or none; a training pair asks one thing)."""
+    return len(_QUESTION_END.findall(question.strip()))
 
 
 def _has_alnum(text: str) -> bool:
@@ -968,6 +978,9 @@ def validate_output(
         return _reject("placeholder", f"answer {answer[:80]!r}", **kw)
     if not question.rstrip(" \"')]*_`").endswith("?") or len(words(question)) < 3:
         return _reject("not_a_question", f"question {question[:80]!r}", **kw)
+    asked = asked_questions(question)
+    if asked > 1:
+        return _reject("not_a_question", f"{asked} questions in one: {question[:80]!r}", **kw)
     looping = max(repeated_ngram_share(answer), repeated_ngram_share(question))
     if looping > cfg.max_repeated_ngram_share:
         return _reject("degenerate", f"output loops ({looping:.0%} of its 4-grams are repeats)", **kw)
