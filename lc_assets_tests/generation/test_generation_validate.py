@@ -630,3 +630,12 @@ def test_one_question_mark_inside_a_name_is_still_one_question():
         out("Who built the lighthouse at Carrow Point, the 'Who Goes There?' light?", "Margaret Hale built it.")
     )
     assert res.reason != "not_a_question", res.failure
+
+
+def test_in_the_context_of_a_named_subject_stands_alone():
+    # Qwen on postgresql-procedural-languages (demo run 2026-12-02), refused as "in the context" before
+    res = check(out("Who built the lighthouse in the context of Carrow Point?", "The engineer Margaret Hale."))
+    assert res.reason != "not_standalone", res.failure
+    assert (
+        check(out("Who built the lighthouse in the context?", "The engineer Margaret Hale.")).reason == "not_standalone"
+    )

@@ -322,7 +322,9 @@ _POINTS_AT_PROMPT = re.compile(
     r"\bexcerpts?\b"  # the prompt's own word: "mentioned in Excerpt 1", "the excerpt states"
     r"|\b(?:given|provided|above|following|shown|preceding|this)\s+(?:code\s+)?"
     r"(?:snippet|excerpt|passage|text|document|section|paragraph|example|code|context|article)s?\b"
+    # "in the context of PL/pgSQL" names its subject (a demo question refused for it): "... of" is not the prompt
     r"|\b(?:in|from|according to|based on)\s+the\s+(?:code\s+)?(?:snippet|excerpt|passage|text|document|context)s?\b"
+    r"(?!\s+of\b)"
     r"|\bthe\s+(?:code\s+)?(?:snippet|excerpt|passage)s?\b"
     r"(?!\s*(?:column|field|type|file|mode|format|value|string|search|editor|encoding|node|object|widget|box|area|"
     r"attribute|property|of)\b)",
