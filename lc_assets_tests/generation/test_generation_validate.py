@@ -138,6 +138,14 @@ def test_quote_over_a_paragraph_break_and_altered_punctuation_maps_to_the_chunk(
         (out("What did the keeper log?", "It is supposed to be able to access a database. " * 6), "degenerate"),
         (out("Who built the lighthouse?", "Who built the lighthouse"), "degenerate"),
         (
+            # Qwen on Vim's options.txt (unseen-corpus run 2026-12-02): the list it announces never comes
+            out(
+                "What are the visual character corrections that are enabled when 'arabicshape' is turned on?",
+                "Shaping, in essence, gets enabled; the term is a broad one which encompasses:",
+            ),
+            "degenerate",
+        ),
+        (
             out("What is the purpose of the `drain` method in the given code snippet?", "It waits.", [CODE[1][:40]]),
             "not_standalone",
         ),

@@ -41,7 +41,7 @@ REJECTION_REASONS: dict[str, str] = {
     "empty_answer": "the answer has no content (empty, lone punctuation, a refusal such as 'not mentioned')",
     "placeholder": "a template placeholder such as '[insert detail]' or the skip marker in the answer",
     "not_a_question": "the question is not one question (no question mark, fewer than 3 words, or several questions)",
-    "degenerate": "looping output (repeated 4-grams) or an answer that repeats the question",
+    "degenerate": "looping output (repeated 4-grams), an answer that repeats the question or stops mid-sentence",
     "echo": "a copy of the prompt's instructions or of an earlier pair of the section",
     "duplicate_question": "near-duplicate of an earlier question of the section (ROUGE-L over the threshold)",
     "not_standalone": "question or answer points at 'the given code/excerpt/text' instead of naming its subject",
@@ -353,6 +353,10 @@ def asked_questions(question: str) -> int:
     """How many questions a question asks ("What happened ...? Did it return ...? What was the reason?" is three:
     Qwen chains them, and its one answer covers one or none; a training pair asks one thing)."""
     return len(_QUESTION_END.findall(question.strip()))
+
+
+# an answer that ends where the list it announces should start ("... the term is a broad one which encompasses:")
+_UNFINISHED = re.compile(r"(?:[:,;(\[]|(?<![-\w])(?:and|or|the|an|of|to|with|which|that))\s*$", re.IGNORECASE)
 
 
 def _has_alnum(text: str) -> bool:
@@ -988,6 +992,8 @@ def validate_output(
         return _reject("degenerate", f"output loops ({looping:.0%} of its 4-grams are repeats)", **kw)
     if normalize_question(question) == normalize_question(answer):
         return _reject("degenerate", "answer repeats the question", **kw)
+    if _UNFINISHED.search(answer):
+        return _reject("degenerate", f"the answer stops mid-sentence: {answer[-60:]!r}", **kw)
 
     answer_words = words(answer)
     for pair in earlier:
