@@ -28,3 +28,19 @@ class Section:
     pairs: tuple[QAPair, ...] = field(default_factory=tuple)
     #: the chunk's index in its document (reading order; packing's coherent mode keeps it)
     chunk_index: int = 0
+
+
+@dataclass(frozen=True)
+class CrossPair:
+    """A pair about two chunks of one document far apart (a cross section's pair), as packing appends it.
+
+    ``evidence`` holds (chunk id, char_start, char_end) of every quote in its own chunk's text.
+    """
+
+    pair_id: str
+    section_id: str
+    document_id: str
+    chunk_ids: tuple[str, str]  # (earlier, later)
+    question: str
+    answer: str
+    evidence: tuple[tuple[str, int, int], ...]

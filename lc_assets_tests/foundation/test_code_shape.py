@@ -88,7 +88,14 @@ STEPS = {
     "generate_qa": (
         GenerationConfig,
         {"generator", "prompt_version"},
-        {"pairs_per_section", "max_sections", "chunk_config_hash", "quality_rules", "report_sample_pairs"},
+        {
+            "pairs_per_section",
+            "max_sections",
+            "chunk_config_hash",
+            "quality_rules",
+            "report_sample_pairs",
+            "cross_pairs",
+        },
         {},
     ),
     "packed_documents": (PackingConfig, set(), {"min_mean_fill", "lock_timeout_s"}, {}),

@@ -150,6 +150,7 @@ def test_dagster_config_is_derived_from_the_lib_config():
         "chunk_config_hash",
         "quality_rules",
         "report_sample_pairs",
+        "cross_pairs",  # derived from generation.cross.CrossPairConfig (its own hash)
     }
     for name in knobs:  # same defaults, descriptions and bounds: nothing re-declared
         assert fields[name].default == GenerationConfig.model_fields[name].default, name

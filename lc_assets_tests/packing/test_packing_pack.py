@@ -61,7 +61,10 @@ def test_only_the_last_section_is_cut_at_a_boundary(packed, tok):
             a, b = s.section_spans[-1]
             tail = tok.decode(s.input_ids[a:b])
             assert b - a == s.cut.used_tokens < s.cut.section_tokens
-            assert tail.endswith("<|eot_id|>" if s.cut.kind == "pair" else "\n\n")
+            if s.cut.kind in ("pair", "paragraph"):
+                assert tail.endswith("<|eot_id|>" if s.cut.kind == "pair" else "\n\n")
+            else:  # finer kinds close gaps no pair or paragraph end closes: never inside a word
+                assert s.cut.kind in ("line", "sentence", "whitespace", "token") and not tail[-1].isspace()
     assert packed.metrics.n_cut_sections == sum(1 for s in packed.samples if s.cut)
 
 

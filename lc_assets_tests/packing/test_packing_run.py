@@ -69,7 +69,8 @@ def test_split_sections_remaining_parts_stay_in_the_pool(store, tok, tmp_path):
     pairs = tuple(QAPair(f"big-p{j}", j, f"Question {j} about it?", "An answer that is long. " * 12) for j in range(60))
     big = Section("big", "cbig", "dbig", "books", "cc-by-4.0", text, pairs)
     seed_lineage(store, [big, *make_pool(6, seed=8, prefix="x", paragraphs=(1, 2), pairs=(0, 1))])
-    cfg = _cfg(2048)
+    # paragraph cuts only: with the finer fallbacks (whitespace) this small pool places every part at once
+    cfg = _cfg(2048, cut_boundaries="pair_or_paragraph")
     run = pack_pool(store, tok, cfg, run_id="r1", root=tmp_path, log=lambda m: None)
     result = run.stages[0].result
     assert result.split_parts["big"] and result.samples

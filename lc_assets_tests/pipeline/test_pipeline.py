@@ -174,3 +174,47 @@ def test_quality_metadata_checks_and_configurable_thresholds(env):
     )  # fmt: skip
     assert not failed.success
     assert "quality_rules name metrics without a check: ['nope']" in str(failed.all_events)
+
+
+def test_cross_pairs_through_generation_and_coherent_packing(env, tmp_path):
+    """A long book: cross sections grown by generate_qa, appended by packed_documents (coherent) with distances."""
+    resources, instance, store = env
+    books = Path(resources["corpus_sources"].sources_file).parent / "books"
+    for old in books.iterdir():
+        old.unlink()
+    (books / "long_book.txt").write_text(make_text(7, 400))
+    ops = {
+        "chunks": RUN_CONFIG["ops"]["chunks"],
+        "generate_qa": {
+            "config": {
+                **RUN_CONFIG["ops"]["generate_qa"]["config"],
+                "cross_pairs": {
+                    "sections_per_chunk": 1,
+                    "steps_per_section": 2,
+                    "min_distance_tokens": 1200,
+                    "max_distance_tokens": 2000,
+                },
+            }
+        },  # fmt: skip
+        "packed_documents": {
+            "config": {"sample_tokens": 4096, "allow_small_samples": True, "mode": "coherent", "min_mean_fill": 0.95}
+        },  # fmt: skip
+    }
+    result = dg.materialize(
+        [raw_corpus, filtered_corpus, chunks, generate_qa, packed_documents],
+        resources=resources,
+        instance=instance,
+        partition_key="books",
+        run_config={"ops": ops},
+    )
+    assert result.success
+    qa = materialization_metadata(result, "qa_pairs")
+    assert qa["cross_sections_planned"] > 0 and qa["cross_pairs_this_run"] > 0
+    packed = materialization_metadata(result, "packed_documents")
+    assert packed["cross_pairs"] > 0 and packed["cross_farthest_median"] >= packed["cross_nearest_median"] > 0
+    # the base sections are what was packed; each cross pair's evidence names the chunk it lies in
+    assert (
+        store.scalar("SELECT count(DISTINCT e.chunk_id) FROM qa_evidence e JOIN cross_sections x USING (section_id)")
+        > 1
+    )
+    assert all(c.passed for c in result.get_asset_check_evaluations())

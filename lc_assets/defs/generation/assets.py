@@ -24,11 +24,19 @@ from lc_assets.defs.generation.quality import (
 from lc_assets.defs.generation.resources import GeneratorResource
 from lc_assets.defs.partitions import corpus_shards
 from lc_assets.defs.resources import LineageStoreResource, TokenizerResource
+from lc_assets.defs.stepconfig import dagster_config, step_config
 from lc_assets.lib.corpus.lineage import latest_chunk_config
 from lc_assets.lib.generation.config import GenerationConfig, GeneratorIdentity
+from lc_assets.lib.generation.cross import (
+    CrossGenerationConfig,
+    CrossPairConfig,
+    grow_cross_sections,
+    plan_cross_sections,
+)
 from lc_assets.lib.generation.records import ProgressEvent
 from lc_assets.lib.generation.run import grow_sections, run_until_stopped
 from lc_assets.lib.lineage.catalog import merge_pending
+from lc_assets.lib.lineage.cross import shard_chunk_refs
 from lc_assets.lib.lineage.generation import SectionDescriptor, generation_stats, sections_to_grow
 from lc_assets.lib.lineage.quality import record_quality
 
@@ -47,6 +55,9 @@ _GenerationKnobs: Any = create_model(
 )
 
 
+CrossPairsConfig = dagster_config(CrossPairConfig, "CrossPairsConfig")
+
+
 class QAGenerationConfig(_GenerationKnobs):
     """The knobs of lc_assets.lib.generation.config.GenerationConfig, plus which sections this run grows."""
 
@@ -61,6 +72,11 @@ class QAGenerationConfig(_GenerationKnobs):
         "None: the defaults of lc_assets.lib.generation.quality.DEFAULT_THRESHOLDS.",
     )
     report_sample_pairs: int = Field(20, ge=0, description="Pairs shown with their evidence in the HTML report.")
+    cross_pairs: CrossPairsConfig = Field(  # type: ignore[valid-type]
+        default_factory=CrossPairsConfig,
+        description="Cross sections (off by default): pairs about two chunks of one document far apart, grown "
+        "after the sections under their own config hash; packed_documents (coherent mode) appends them.",
+    )
 
     def generation(self, generator: GeneratorIdentity) -> GenerationConfig:
         knobs = {name: getattr(self, name) for name in _KNOBS}
@@ -163,6 +179,7 @@ def generate_qa(
                 threading.Event(),
                 gen_cfg.stop_grace_s,
             )
+    cross_meta = _grow_cross(context, config, gen_cfg, store, target_tokenizer, generator)
     summary = result.summary if result else None
     if result and result.merged.conflicting_prompts:
         context.log.warning(
@@ -207,6 +224,7 @@ def generate_qa(
         q, a = stats.sample_pair
         quotes = "\n".join(f"> {e}" for e in stats.sample_evidence)
         qa_meta["sample_pair"] = dg.MetadataValue.md(f"**Q:** {q}\n\n**A:** {a}\n\n**Evidence:**\n\n{quotes}")
+    qa_meta.update(cross_meta)
     quality = record_quality(store, gen_hash, context.run_id, list(context.partition_keys))
     qa_meta.update(quality_metadata(quality.run, quality.overall, quality.by_shard))
     context.log.info(
@@ -217,3 +235,34 @@ def generate_qa(
     qa_meta.update(write_report(store, gen_hash, context.run_id, config.report_sample_pairs, context.log))
     yield dg.MaterializeResult(asset_key="qa_pairs", metadata=qa_meta)
     yield from check_results(quality.overall, thresholds)
+
+
+def _grow_cross(context, config: QAGenerationConfig, gen_cfg: GenerationConfig, store, target_tokenizer, generator):
+    """Cross sections of the partition's documents (when `cross_pairs.sections_per_chunk` > 0): metadata."""
+    cross = step_config(CrossPairConfig, config.cross_pairs)
+    if not cross.enabled:
+        return {}
+    cross_cfg = CrossGenerationConfig.of(gen_cfg, cross)
+    plan = []
+    for shard in context.partition_keys:
+        chunk_hash = config.chunk_config_hash or latest_chunk_config(store, shard)
+        plan += plan_cross_sections(shard_chunk_refs(store, shard, chunk_hash), cross_cfg, shard) if chunk_hash else []
+    context.log.info(f"{len(plan)} cross section(s) planned (cross config {cross_cfg.config_hash()})")
+    result = None
+    if plan:
+        tok = target_tokenizer.load()
+        with generator.build(context.log) as backend:
+            result = run_until_stopped(
+                lambda stop: grow_cross_sections(
+                    store, plan, backend, cross_cfg, tok, context.run_id, stop=stop,
+                    progress=lambda ev: context.log.info(f"cross: {ev}"),
+                ),
+                threading.Event(),
+                cross_cfg.stop_grace_s,
+            )  # fmt: skip
+    return {
+        "cross_config_hash": cross_cfg.config_hash(),
+        "cross_sections_planned": len(plan),
+        "cross_pairs_this_run": result.summary.steps_ok if result else 0,
+        "cross_failed_steps_this_run": result.summary.steps_failed if result else 0,
+    }

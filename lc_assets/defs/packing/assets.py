@@ -111,7 +111,13 @@ def _metadata(run: PackingRun) -> dict:
         distances = np.concatenate(list(per_sample.values()))
         meta["dependency_median"] = float(np.median(distances))
         meta["dependency_p90"] = float(np.quantile(distances, 0.9))
-        png = dependency_plot_png(per_sample, f"dependency distance, {run.config.mode} mode")
+        cross = np.concatenate([x.cross_distances for x in all_samples])
+        if len(cross):
+            meta["cross_pairs"] = int(len(cross))
+            meta["cross_pairs_offered"] = sum(r["cross_pairs_offered"] for r in rows)
+            meta["cross_nearest_median"] = float(np.median(cross[:, 0]))
+            meta["cross_farthest_median"] = float(np.median(cross[:, 1]))
+        png = dependency_plot_png(per_sample, f"dependency distance, {run.config.mode} mode", cross[:, 1])
         if png:
             meta["dependency_distance"] = png_markdown(png, "dependency distance per sample")
     if all_samples:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.generation.masking import Paragraph, SectionMasker, TokenCounter, split_paragraphs
@@ -32,6 +33,9 @@ class SectionTask:
     committed: Sequence[CommittedStep | StepRecord] = ()
     shard: str = ""
     title: str = ""  # the document's title, named in every prompt of the section
+    # builds the section's masker from (section id, paragraphs, config); None: a SectionMasker over the chunk
+    # (cross sections show one window in each of two chunks: generation.cross.CrossMasker)
+    masker: Callable[[str, tuple[Paragraph, ...], GenerationConfig], Any] | None = None
 
 
 @dataclass
@@ -167,7 +171,9 @@ class SectionPreparer:
         chunk_tokens = task.chunk_tokens if task.chunk_tokens is not None else self.target_tokenizer.count(section.text)
         paragraphs = tuple(split_paragraphs(section.text, self.count_text, cfg.paragraph_cap))
         masker = (
-            SectionMasker(
+            task.masker(section.section_id, paragraphs, cfg)
+            if task.masker is not None and paragraphs
+            else SectionMasker(
                 section.section_id,
                 paragraphs,
                 cfg.seed,

@@ -15,14 +15,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from lc_assets.lib.generation.admission import SectionTask
 from lc_assets.lib.generation.backend import GenerationBackend
 from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.generation.lineage_sink import LineageStepSink
-from lc_assets.lib.generation.records import GenerationSummary, ProgressEvent
+from lc_assets.lib.generation.records import GenerationSummary, ProgressEvent, StepSink
 from lc_assets.lib.generation.scheduler import GenerationScheduler
 from lc_assets.lib.lineage.catalog import MergeResult, merge_run_file
 from lc_assets.lib.lineage.generation import SectionDescriptor, iter_section_tasks
@@ -51,9 +52,14 @@ def grow_sections(
     stop: threading.Event | None = None,
     progress: Callable[[ProgressEvent], None] | None = None,
     progress_every_s: float = 10.0,
+    *,
+    tasks: Iterable[SectionTask] | None = None,
+    sink: Callable[[LineageWriter, str, str], StepSink] = LineageStepSink,
 ) -> RunResult:
     """Grow `descriptors` into sections; steps go to this run's lineage file, merged into `catalog` at the end.
 
+    ``tasks`` replaces the tasks loaded from ``descriptors`` (cross sections build their own; ``descriptors``
+    then only gives the count), ``sink`` the step sink over the run's writer (``(writer, run_id, hash)``).
     The file is merged whatever happens (finish, stop, an error in the loop): a step that reached a
     group commit is never lost, and the merge is the only moment this run takes the catalog's lock.
     """
@@ -71,12 +77,13 @@ def grow_sections(
         scheduler = GenerationScheduler(
             backend,
             config,
-            LineageStepSink(writer, run_id, config_hash),
+            sink(writer, run_id, config_hash),
             target_tokenizer,
             progress=progress,
             progress_every_s=progress_every_s,
         )
-        summary = scheduler.run(iter_section_tasks(catalog, descriptors), stop=stop, total=len(descriptors))
+        source = tasks if tasks is not None else iter_section_tasks(catalog, descriptors)
+        summary = scheduler.run(source, stop=stop, total=len(descriptors))
     finally:
         try:
             writer.close()  # commits everything queued, also when the loop raised

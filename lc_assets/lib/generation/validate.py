@@ -173,13 +173,14 @@ class EvidenceSpan:
     window_index: int  # which shown window (document order)
     score: float  # 100 = found exactly (normalised); else the fuzzy score
     origin: str = "model"  # "model": quoted by the model; "completed": the shown sentence the validator added
+    chunk_id: str | None = None  # the chunk the span points into when it is not the section's own (cross pairs)
 
     def row(self, pair_id: str, section_id: str, chunk_id: str, run_id: str, config_hash: str) -> dict[str, Any]:
         """One row of the lineage table ``qa_evidence``."""
         return {
             "pair_id": pair_id,
             "section_id": section_id,
-            "chunk_id": chunk_id,
+            "chunk_id": self.chunk_id or chunk_id,
             "quote_index": self.quote_index,
             "char_start": self.char_start,
             "char_end": self.char_end,

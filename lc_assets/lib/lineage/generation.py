@@ -18,6 +18,7 @@ from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.generation.prompting import rebuild_messages
 from lc_assets.lib.generation.prompts import prompt_hash
 from lc_assets.lib.generation.records import CommittedStep
+from lc_assets.lib.lineage.cross import CROSS_SEPARATOR
 from lc_assets.lib.lineage.store import LineageStore, insert_rows
 from lc_assets.lib.sections import QAPair, Section
 
@@ -196,14 +197,17 @@ def rebuild_prompt(store: LineageStore, prompt_id: str) -> RebuiltPrompt:
     with store.connect(read_only=True) as con:
         row = con.execute(
             """SELECT m.section_id, m.shown_spans, m.earlier_pair_ids, m.prompt_hash, m.record, m.config_hash,
-                      s.n_paragraphs, c.text, g.config, m.kind, coalesce(m.long_range, false), d.title
+                      s.n_paragraphs, CASE WHEN x.section_id IS NULL THEN c.text ELSE c.text || ? || c2.text END,
+                      g.config, m.kind, coalesce(m.long_range, false), d.title
                FROM masked_prompts m
                LEFT JOIN sections s ON s.section_id = m.section_id
                LEFT JOIN chunks c ON c.chunk_id = s.chunk_id
+               LEFT JOIN cross_sections x ON x.section_id = m.section_id  -- two chunks' text, as generation joined it
+               LEFT JOIN chunks c2 ON c2.chunk_id = x.cross_chunk_id
                LEFT JOIN documents d ON d.document_id = s.document_id
                LEFT JOIN generation_configs g ON g.config_hash = m.config_hash
                WHERE m.prompt_id = ?""",
-            [prompt_id],
+            [CROSS_SEPARATOR, prompt_id],
         ).fetchone()
         if row is None:
             raise PromptNotFoundError(

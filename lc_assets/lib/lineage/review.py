@@ -28,8 +28,12 @@ VERDICTS: tuple[str, ...] = ("accept", "reject", "fix")
 
 
 def newest_config_with_pairs(store: LineageStore) -> str | None:
-    """The generation config whose newest pair is the newest of all (the default of report and review)."""
-    return store.scalar("SELECT config_hash FROM qa_pairs GROUP BY 1 ORDER BY max(created_at) DESC, 1 LIMIT 1")
+    """The generation config whose newest pair is the newest of all (the default of report and review); cross
+    section configs only when named (`--generation-config`), as packing packs the base config's sections."""
+    return store.scalar(
+        "SELECT config_hash FROM qa_pairs WHERE config_hash NOT IN (SELECT config_hash FROM cross_sections) "
+        "GROUP BY 1 ORDER BY max(created_at) DESC, 1 LIMIT 1"
+    )
 
 
 def generation_config(store: LineageStore, generation_config_hash: str) -> dict[str, Any]:

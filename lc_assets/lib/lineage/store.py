@@ -398,6 +398,34 @@ CREATE TABLE IF NOT EXISTS generation_quality (
     PRIMARY KEY (config_hash, scope, scope_key)
 );
 
+-- cross sections (issue 13): pairs about two chunks of one document far apart; the section's text is chunk_id's
+-- text + a separator + cross_chunk_id's text (their qa_evidence rows name the chunk each span lies in)
+CREATE TABLE IF NOT EXISTS cross_sections (
+    section_id VARCHAR PRIMARY KEY,
+    document_id VARCHAR NOT NULL,
+    chunk_id VARCHAR NOT NULL,             -- the earlier chunk (its text comes first)
+    cross_chunk_id VARCHAR NOT NULL,       -- the later chunk
+    distance_tokens BIGINT NOT NULL,       -- chunk tokens from the start of chunk_id to the start of cross_chunk_id
+    cross_char_offset BIGINT NOT NULL,     -- where cross_chunk_id's text starts in the section text
+    base_config_hash VARCHAR NOT NULL,     -- the generation config whose sections the pairs are packed with
+    config_hash VARCHAR NOT NULL,          -- the cross generation config (sections.config_hash)
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+
+-- cross pairs appended to packed samples, with their distances back to the nearest and farthest evidence
+CREATE TABLE IF NOT EXISTS packed_sample_cross_pairs (
+    sample_id VARCHAR NOT NULL,
+    pair_id VARCHAR NOT NULL,
+    section_id VARCHAR NOT NULL,           -- the cross section
+    pool_key VARCHAR NOT NULL,
+    nearest_tokens BIGINT NOT NULL,        -- answer start -> start of the latest evidence quote
+    farthest_tokens BIGINT NOT NULL,       -- answer start -> start of the earliest evidence quote
+    config_hash VARCHAR NOT NULL,          -- packing config
+    run_id VARCHAR NOT NULL,
+    PRIMARY KEY (sample_id, pair_id)
+);
+
 -- per-run lineage files merged into this catalog (lineage.catalog)
 CREATE TABLE IF NOT EXISTS lineage_merges (
     run_file VARCHAR NOT NULL,

@@ -96,8 +96,9 @@ class PackingConfig(StepConfig):
     cut_boundaries: Literal["pair_or_text", "pair_or_paragraph", "pair"] = Field(
         "pair_or_text",
         description="Where the last section of a sample may be cut: pair_or_text: after a QA pair or in the chunk "
-        "text at a paragraph end, else a line end, else a sentence end (the finer kinds only where no coarser one "
-        "closes the gap); pair_or_paragraph: pair or paragraph ends only; pair: after a QA pair only.",
+        "text at a paragraph end, else a line end, a sentence end, a space between words, or a pre-token "
+        "boundary (the finer kinds only where no coarser one closes the gap: a pool of N tokens always gives a "
+        "sample); pair_or_paragraph: pair or paragraph ends only; pair: after a QA pair only.",
     )
     carry_cut_remainder: bool = Field(
         False,

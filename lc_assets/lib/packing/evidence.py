@@ -130,8 +130,11 @@ def _user_text(record: str | dict | None) -> str:
     return "\n\n".join(m.get("content", "") for m in data.get("messages", ()) if m.get("role") == "user")
 
 
-def dependency_plot_png(per_sample: Mapping[str, np.ndarray], title: str) -> bytes | None:
-    """Per-sample box plots of dependency distances (log scale) beside the histogram of all pairs; None if empty."""
+def dependency_plot_png(
+    per_sample: Mapping[str, np.ndarray], title: str, cross: np.ndarray | None = None
+) -> bytes | None:
+    """Per-sample box plots of dependency distances (log scale) beside the histogram of all pairs, with the
+    cross pairs' farthest distances (`cross`) drawn over it; None if empty."""
     series = {k: np.asarray(v) for k, v in per_sample.items() if len(v)}
     if not series:
         return None
@@ -152,7 +155,12 @@ def dependency_plot_png(per_sample: Mapping[str, np.ndarray], title: str) -> byt
     right.hist(np.maximum(everything, 1), bins=bins)
     right.set_xscale("log")
     right.axvline(float(np.median(everything)), color="k", ls="--", lw=1)
-    right.set_title(f"all {len(everything):,} pairs (median {np.median(everything):,.0f})", fontsize=9)
+    label = f"all {len(everything):,} pairs (median {np.median(everything):,.0f})"
+    if cross is not None and len(cross):
+        right.hist(np.maximum(cross, 1), bins=bins, color="tab:red", alpha=0.7)
+        right.axvline(float(np.median(cross)), color="tab:red", ls="--", lw=1)
+        label += f"\ncross pairs in red: {len(cross):,} (median {np.median(cross):,.0f})"
+    right.set_title(label, fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()

@@ -71,6 +71,12 @@ class PackingMetrics:
     n_pairs: int = 0  # QA pairs in the samples
     #: dependency distance (answer -> farthest evidence, tokens) over the pairs with known evidence
     dependency: dict[str, float] = field(default_factory=dict)
+    #: cross pairs (coherent mode): offered by generation, appended to samples, and their distances (tokens)
+    #: from the answer back to the nearest and to the farthest evidence
+    cross_pairs_offered: int = 0
+    n_cross_pairs: int = 0
+    cross_nearest: dict[str, float] = field(default_factory=dict)
+    cross_farthest: dict[str, float] = field(default_factory=dict)
     render_seconds: float = 0.0
     plan_seconds: float = 0.0
     assemble_seconds: float = 0.0

@@ -31,9 +31,10 @@ import numpy as np
 
 from lc_assets.lib.packing.binpack import BinPlan, plan_bins
 from lc_assets.lib.packing.config import PackingConfig
+from lc_assets.lib.packing.cross import CrossBlock, CrossPlanner, anchors_of, cross_distances, whole_chunks
 from lc_assets.lib.packing.metrics import PackingMetrics, distance_summary, ks_2samp, reason_kind, reuse_count
 from lc_assets.lib.packing.render import CUT_KIND_NAMES, CUT_PAIR, Rejection, RenderedSection, SectionRenderer
-from lc_assets.lib.sections import Section
+from lc_assets.lib.sections import CrossPair, Section
 from lc_assets.lib.tokenizer import TextTokenizer
 
 
@@ -97,6 +98,11 @@ class PackedSample:
     #: per pair with known evidence: tokens from its answer back to its farthest evidence
     dependency_distances: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     n_pairs: int = 0
+    #: cross pairs appended after the last section (coherent mode), and per pair the token distances from
+    #: its answer back to its nearest and farthest evidence, (k, 2)
+    cross_pair_ids: list[str] = field(default_factory=list)
+    cross_section_ids: list[str] = field(default_factory=list)
+    cross_distances: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
 
     @property
     def num_tokens(self) -> int:
@@ -219,6 +225,7 @@ def pack_sections(
     renderer: SectionRenderer | None = None,
     evidence: Mapping[str, Sequence[tuple[int, int]]] | None = None,
     max_samples: int | None = None,
+    cross_pairs: Sequence[CrossPair] = (),
 ) -> PackResult:
     """Pack `leftovers` (from the previous run) and `sections` into samples of exactly N tokens.
 
@@ -227,7 +234,8 @@ def pack_sections(
     reason. `evidence` (pair id -> evidence char spans in its chunk) gives the dependency
     distances. `max_samples` (a curriculum stage's remaining quota) draws a seeded random share of
     the pool — sections, or whole documents in coherent mode — large enough for that many samples,
-    without regard to length, and leaves the rest in the leftovers. Raises EmptyPoolError if both inputs are empty, ChatTemplateError if the tokenizer
+    without regard to length, and leaves the rest in the leftovers. `cross_pairs` (coherent mode) are
+    appended to the samples that hold both their chunks (`packing.cross`). Raises EmptyPoolError if both inputs are empty, ChatTemplateError if the tokenizer
     has no usable chat template. When the packable pool holds a sample's worth of tokens but no
     sample was made, `result.failure` names the reason (`raise_for_failure()` raises it).
     """
@@ -235,7 +243,8 @@ def pack_sections(
     pool = [*leftovers, *sections]
     if not pool:
         raise EmptyPoolError("nothing to pack: no new sections and no leftovers from a previous run")
-    renderer = renderer or SectionRenderer(tokenizer, config, evidence=evidence)
+    renderer = renderer or SectionRenderer(tokenizer, config, evidence=evidence, anchors=anchors_of(cross_pairs))
+    cross = CrossPlanner(cross_pairs, renderer) if cross_pairs and config.mode == "coherent" else None
     pad_id = _pad_id(tokenizer, config)
     capacity = config.sample_tokens - len(renderer.bos_ids)
     metrics = PackingMetrics(sample_tokens=config.sample_tokens, n_sections_in=len(pool), mode=config.mode)
@@ -268,10 +277,10 @@ def pack_sections(
             fitted, held_back = _draw(all_fitted, int(max_samples * capacity * margin), config)
         else:
             fitted, held_back = all_fitted, []
-        planned, items, plan = _plan(fitted, capacity, config, max_samples)
+        planned, items, plan, blocks = _plan(fitted, capacity, config, max_samples, cross)
         if max_samples is not None and len(planned) > max_samples:
             held_back += [r for pieces in planned[max_samples:] for r, _ in pieces]
-            planned = planned[:max_samples]
+            planned, blocks = planned[:max_samples], blocks[:max_samples]
         if max_samples is None or len(planned) + len(plan.bins) >= max_samples or not held_back:
             break
     metrics.plan_seconds = time.perf_counter() - t1
@@ -292,8 +301,9 @@ def pack_sections(
             pieces += head
             left_out += rest
         bins.append(pieces)
-    for pieces in bins:
-        sample, record, remainder = _make_sample(pieces, renderer, config, pad_id, config_hash, tokenizer)
+    for k, pieces in enumerate(bins):
+        block = blocks[k] if k < len(blocks) else None
+        sample, record, remainder = _make_sample(pieces, renderer, config, pad_id, config_hash, tokenizer, block)
         samples.append(sample)
         if record is not None:
             cuts.append(record)
@@ -306,6 +316,7 @@ def pack_sections(
     packable = sum(r.length for r in fitted)
     _fill_metrics(metrics, samples, fitted + held_back, cuts, rejected, leftover_sections, split_parts, plan)
     metrics.packable_tokens = packable
+    metrics.cross_pairs_offered = len(cross_pairs)
     failure = ""
     if not samples and packable >= capacity:
         failure = _why_no_sample(items, plan, capacity, config)
@@ -381,47 +392,67 @@ def _best_cut(r: RenderedSection, gap: int, tol: int) -> int | None:
 
 
 def _coherent(
-    fitted: list[RenderedSection], capacity: int, tol: int, max_slack: int
-) -> tuple[list[list[tuple[RenderedSection, int | None]]], list[PackItem]]:
-    """Whole samples from document runs of at least one sample; the rest as in-order items for bin-packing."""
+    fitted: list[RenderedSection], capacity: int, tol: int, max_slack: int, cross: CrossPlanner | None = None
+) -> tuple[list[list[tuple[RenderedSection, int | None]]], list[PackItem], list[CrossBlock | None]]:
+    """Whole samples from document runs of at least one sample (with their cross pairs, if any); the rest as
+    in-order items for bin-packing."""
     by_doc: dict[str, list[RenderedSection]] = {}
     for r in fitted:  # split parts of one section arrive in order and keep it (stable sort)
         by_doc.setdefault(r.section.document_id, []).append(r)
     full: list[list[tuple[RenderedSection, int | None]]] = []
+    blocks: list[CrossBlock | None] = []
     items: list[PackItem] = []
+
+    def fill(
+        run: list[RenderedSection], i: int, room: int
+    ) -> tuple[list[tuple[RenderedSection, int | None]], int, int]:
+        pieces: list[tuple[RenderedSection, int | None]] = []
+        used, j = 0, i
+        while j < len(run) and used + run[j].length <= room:
+            pieces.append((run[j], None))
+            used += run[j].length
+            j += 1
+        if room - used > tol and j < len(run):
+            cut = _best_cut(run[j], room - used, tol)
+            if cut is not None:
+                pieces.append((run[j], cut))
+                used += int(run[j].cut_tokens[cut])
+                j += 1
+        return pieces, used, j
+
+    if cross is not None:
+        cross.used.clear()  # a new plan (a quota's draw plans more than once)
     for doc in sorted(by_doc):
         for run in _runs(sorted(by_doc[doc], key=lambda r: r.section.chunk_index)):
             i = 0
             while sum(r.length for r in run[i:]) >= capacity:
-                pieces: list[tuple[RenderedSection, int | None]] = []
-                used, j = 0, i
-                while j < len(run) and used + run[j].length <= capacity:
-                    pieces.append((run[j], None))
-                    used += run[j].length
-                    j += 1
-                if capacity - used > tol and j < len(run):
-                    cut = _best_cut(run[j], capacity - used, tol)
-                    if cut is not None:
-                        pieces.append((run[j], cut))
-                        used += int(run[j].cut_tokens[cut])
-                        j += 1
+                if cross is not None:
+                    pieces, used, j, block = cross.fill(run, i, capacity, fill)
+                else:
+                    (pieces, used, j), block = fill(run, i, capacity), None
                 if capacity - used > max_slack:
                     break  # cannot fill from this run: its sections go to the bin-packing below
                 full.append(pieces)
+                blocks.append(block)
                 i = j
             items += _in_order_items(run[i:], capacity)
-    return full, items
+    return full, items, blocks
 
 
 def _plan(
-    fitted: list[RenderedSection], capacity: int, config: PackingConfig, max_samples: int | None
-) -> tuple[list[list[tuple[RenderedSection, int | None]]], list[PackItem], BinPlan]:
-    """Coherent whole samples (if that mode) and the bin plan of the remaining items."""
+    fitted: list[RenderedSection],
+    capacity: int,
+    config: PackingConfig,
+    max_samples: int | None,
+    cross: CrossPlanner | None = None,
+) -> tuple[list[list[tuple[RenderedSection, int | None]]], list[PackItem], BinPlan, list[CrossBlock | None]]:
+    """Coherent whole samples (if that mode, with their cross blocks) and the bin plan of the remaining items."""
     tol = config.pad_tolerance_tokens
     max_slack = int(config.sample_tokens * (1.0 - config.min_fill))
     planned: list[list[tuple[RenderedSection, int | None]]] = []
+    blocks: list[CrossBlock | None] = []
     if config.mode == "coherent":
-        planned, items = _coherent(fitted, capacity, tol, max_slack)
+        planned, items, blocks = _coherent(fitted, capacity, tol, max_slack, cross)
     else:
         items = [PackItem.of([r]) for r in fitted]
     plan = plan_bins(
@@ -436,7 +467,7 @@ def _plan(
         cut_ranks=[it.cut_ranks for it in items],
         max_bins=None if max_samples is None else max_samples - len(planned),
     )
-    return planned, items, plan
+    return planned, items, plan, blocks
 
 
 def _draw(
@@ -625,8 +656,9 @@ def _make_sample(
     pad_id: int,
     config_hash: str,
     tokenizer: TextTokenizer,
+    block: CrossBlock | None = None,
 ) -> tuple[PackedSample, CutRecord | None, Section | None]:
-    sample = _assemble(pieces, renderer, config, pad_id)
+    sample = _assemble(pieces, renderer, config, pad_id, block)
     last, cut_index = pieces[-1]
     used = int(last.cut_tokens[cut_index]) if cut_index is not None else None
     sample.sample_id = sample_id(sample.section_ids, used, config_hash, tokenizer)
@@ -645,6 +677,7 @@ def _assemble(
     renderer: SectionRenderer,
     config: PackingConfig,
     pad_id: int,
+    block: CrossBlock | None = None,
 ) -> PackedSample:
     n_total = config.sample_tokens
     ids = np.full(n_total, pad_id, dtype=np.int32)
@@ -655,6 +688,7 @@ def _assemble(
     spans, targets, losses, tchars, distances = [], [], [], [], []
     placed: list[PlacedSection] = []
     n_pairs = 0
+    chunk_at: dict[str, tuple[int, RenderedSection]] = {}  # whole chunks: where their section starts
     for r, cut_index in pieces:
         if cut_index is None:
             n_tok, n_char, k = r.length, len(r.text), r.target_spans.shape[0]
@@ -673,8 +707,23 @@ def _assemble(
         n_pairs += k
         pair_ids = tuple(p.pair_id for p in r.section.pairs)
         placed.append(PlacedSection(r.section, pair_ids[:k], pair_ids[k:]))
+        if r.section.chunk_id in whole_chunks([(r, cut_index)]):
+            chunk_at.setdefault(r.section.chunk_id, (pos, r))
         pos += n_tok
         char_pos += n_char
+    cross_d = np.zeros((0, 2), np.int64)
+    if block is not None:  # after the last section: its answers need text far back in the sample
+        c = block.conversation
+        assert pos + c.length <= n_total, "cross block exceeded the sample length"  # the planner reserved it
+        ids[pos : pos + c.length] = c.ids
+        texts.append(c.text)
+        targets.append(c.target_spans + pos)
+        losses.append(c.loss_spans + pos)
+        tchars.append(c.target_char_spans + char_pos)
+        cross_d = cross_distances(block, chunk_at, c.target_spans[:, 0] + pos)
+        distances.append(cross_d[:, 1])
+        n_pairs += len(block.pairs)
+        pos += c.length
     sections = [p.section for p in placed]
     return PackedSample(
         sample_id="",
@@ -694,6 +743,9 @@ def _assemble(
         placed=placed,
         dependency_distances=np.concatenate(distances).astype(np.int64) if distances else np.zeros(0, np.int64),
         n_pairs=n_pairs,
+        cross_pair_ids=[p.pair_id for p in block.pairs] if block else [],
+        cross_section_ids=[p.section_id for p in block.pairs] if block else [],
+        cross_distances=cross_d,
     )
 
 
@@ -762,6 +814,10 @@ def _fill_metrics(
     m.source_tokens = dict(mix)
     m.n_pairs = sum(s.n_pairs for s in samples)
     m.dependency = distance_summary(np.concatenate([s.dependency_distances for s in samples]) if samples else [])
+    cross = np.concatenate([s.cross_distances for s in samples]) if samples else np.zeros((0, 2), np.int64)
+    m.n_cross_pairs = int(len(cross))
+    m.cross_nearest = distance_summary(cross[:, 0])
+    m.cross_farthest = distance_summary(cross[:, 1])
     m.documents_per_sample = float(np.mean([len(set(s.document_ids)) for s in samples])) if samples else 0.0
     m.main_document_share = float(np.mean([_main_share(s) for s in samples])) if samples else 0.0
 

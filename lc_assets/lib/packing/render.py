@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from lc_assets.lib.packing.config import PackingConfig
-from lc_assets.lib.sections import Section
+from lc_assets.lib.sections import QAPair, Section
 from lc_assets.lib.tokenizer import TextTokenizer
 
 _SENTINEL = "\u27e6LCPACK{}\u27e7"
@@ -41,6 +41,9 @@ _SENTINEL_RE = re.compile("\u27e6LCPACK(\\d+)\u27e7")
 _PARAGRAPH_END_RE = re.compile(r"\n[^\S\n]*\n+")
 _LINE_END_RE = re.compile(r"\n+(?=\S)")
 _SENTENCE_END_RE = re.compile(r"[.!?][\"')\]]*(?=[ \t]+\S)")
+# then (as the chunker) before a space between words, and last at a pre-token boundary of the encoding
+# (text with no whitespace: minified code, long runs): so a pool of N tokens always gives a sample
+_WHITESPACE_RE = re.compile(r"(?<=\S)(?=[ \t]+\S)")
 #: sections tokenized per batch: bounds the memory of offset-carrying encodings (~100 B/token)
 _RENDER_BATCH = 16
 
@@ -48,9 +51,14 @@ CUT_PARAGRAPH = 0
 CUT_PAIR = 1
 CUT_LINE = 2
 CUT_SENTENCE = 3
-CUT_KIND_NAMES = {CUT_PARAGRAPH: "paragraph", CUT_PAIR: "pair", CUT_LINE: "line", CUT_SENTENCE: "sentence"}
+CUT_WHITESPACE = 4
+CUT_TOKEN = 5
+CUT_KIND_NAMES = {
+    CUT_PARAGRAPH: "paragraph", CUT_PAIR: "pair", CUT_LINE: "line", CUT_SENTENCE: "sentence",
+    CUT_WHITESPACE: "whitespace", CUT_TOKEN: "token",
+}  # fmt: skip
 #: the planner's preference per kind (0 first): a finer kind is used only where no coarser one closes a gap
-CUT_RANK = np.array([0, 0, 1, 2], dtype=np.int8)
+CUT_RANK = np.array([0, 0, 1, 2, 3, 4], dtype=np.int8)
 
 
 class ChatTemplateError(ValueError):
@@ -94,6 +102,9 @@ class RenderedSection:
     #: (-1: no evidence known); the same wherever the section is placed
     pair_distances: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     seam_mismatch: bool = False
+    #: chunk char offset -> token of this section holding it, for the offsets the renderer was asked to anchor
+    #: (cross pairs' evidence: its place in the sample is only known once the section is placed)
+    anchor_tokens: dict[int, int] = field(default_factory=dict)
 
     @property
     def cut_ranks(self) -> np.ndarray:
@@ -125,8 +136,10 @@ class SectionRenderer:
         tokenizer: TextTokenizer,
         config: PackingConfig,
         evidence: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+        anchors: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
-        """evidence: pair id -> character spans of its evidence in its chunk's text (for dependency distances)."""
+        """evidence: pair id -> character spans of its evidence in its chunk's text (for dependency distances);
+        anchors: chunk id -> chunk char offsets whose tokens each rendered section of the chunk records."""
         if not tokenizer.chat_template:
             where = f" (loaded from {tokenizer.source_dir})" if tokenizer.source_dir else ""
             raise ChatTemplateError(
@@ -137,6 +150,7 @@ class SectionRenderer:
         self.tok = tokenizer
         self.config = config
         self.evidence = evidence or {}
+        self.anchors = anchors or {}
         #: chunk pieces ("<id>@k"): where their text starts in the chunk (evidence spans are chunk-relative)
         self.text_offsets: dict[str, int] = {}
         self._skeletons: dict[int, list[str]] = {}
@@ -213,9 +227,9 @@ class SectionRenderer:
         return ids
 
     # -- rendering ------------------------------------------------------------
-    def check(self, section: Section) -> str | None:
+    def check(self, section: Section, need_text: bool = True) -> str | None:
         """Reason the section cannot be rendered, or None."""
-        if not section.text.strip():
+        if need_text and not section.text.strip():
             return "empty chunk text"
         for p in section.pairs:
             if not p.question.strip() or not p.answer.strip():
@@ -249,15 +263,22 @@ class SectionRenderer:
             raise ValueError(f"section {section.section_id!r} cannot be rendered: {reason}")
         return self._render_batch([section])[0]
 
+    def render_pairs(self, conversation_id: str, pairs: Sequence[QAPair]) -> RenderedSection:
+        """Pairs only, as one conversation whose first user turn is the first question (cross pairs appended
+        after a sample's last section); raises ValueError if a pair cannot be rendered."""
+        conversation = Section(conversation_id, "", "", "", "", "", tuple(pairs))
+        reason = self.check(conversation, need_text=False)
+        if reason is not None or not pairs:
+            raise ValueError(f"conversation {conversation_id!r} cannot be rendered: {reason or 'no pairs'}")
+        return self._render_batch([conversation])[0]
+
     def _segments(self, section: Section) -> list[tuple[str, str]]:
         """(text, kind) pieces of one section; kinds: struct, chunk, user, answer, eot."""
         pairs = section.pairs
         pieces = self.skeleton(len(pairs))
         # The chunk and the first question are one segment: tokenizing them apart would split BPE
         # merges across the separator (".\n\n" is one Llama-3 token).
-        first = section.text.strip()
-        if pairs:
-            first += self.config.question_separator + pairs[0].question.strip()
+        first = _first_user_turn(section, self.config.question_separator)
         segs: list[tuple[str, str]] = [(pieces[0], "struct"), (first, "chunk")]
         n_messages = 1 if not pairs else 2 * len(pairs)
         for j in range(n_messages):
@@ -307,7 +328,9 @@ class SectionRenderer:
                 if text_kinds:
                     # only inside the chunk text (+ separator), never inside the first question
                     limit = len(section.text.strip()) + len(self.config.question_separator) if section.pairs else None
-                    t, c, k = _text_cuts(text, chunk_enc.offsets, limit, text_kinds, self._cut_spacing)
+                    t, c, k = _text_cuts(
+                        text, chunk_enc.offsets, limit, text_kinds, self._cut_spacing, chunk_enc.word_ids
+                    )
                     cut_tokens.extend(tok_pos + t)
                     cut_chars.extend(char_pos + c)
                     cut_kinds.extend(k)
@@ -347,6 +370,7 @@ class SectionRenderer:
             cut_kinds=np.asarray([cut_kinds[i] for i in keep], dtype=np.int8),
             cut_pairs=np.asarray([cut_pairs[i] for i in keep], dtype=np.int64),
             pair_distances=self._pair_distances(section, targets, chunk_start, chunk_offsets),
+            anchor_tokens=self._anchor_tokens(section, chunk_start, chunk_offsets),
         )
         return rendered
 
@@ -376,6 +400,20 @@ class SectionRenderer:
                 out[j] = answer_start - (chunk_start + max(first, 0))
         return out
 
+    def _anchor_tokens(self, section: Section, chunk_start: int, offsets) -> dict[int, int]:
+        """Section token of each anchored chunk offset (whole chunks only: a piece "@k" holds part of the text)."""
+        wanted = self.anchors.get(section.chunk_id)
+        if not wanted or offsets is None or not len(offsets) or "@" in section.section_id:
+            return {}
+        starts = np.fromiter((o[0] for o in offsets), dtype=np.int64, count=len(offsets))
+        lead = len(section.text) - len(section.text.lstrip())
+        n_chunk = len(section.text.strip())
+        out = {}
+        for c in wanted:
+            if 0 <= c - lead < n_chunk:
+                out[int(c)] = chunk_start + max(0, int(np.searchsorted(starts, c - lead, side="right")) - 1)
+        return out
+
     def _verify(self, batch: list[RenderedSection]) -> None:
         """The piecewise text must equal the template's own render; ids should equal its tokenization."""
         for r in batch:
@@ -386,9 +424,8 @@ class SectionRenderer:
 
     def _verify_render(self, r: RenderedSection) -> None:
         s = r.section
-        messages = [{"role": "user", "content": s.text.strip()}]
+        messages = [{"role": "user", "content": _first_user_turn(s, self.config.question_separator)}]
         if s.pairs:
-            messages[0]["content"] += self.config.question_separator + s.pairs[0].question.strip()
             for i, p in enumerate(s.pairs):
                 if i:
                     messages.append({"role": "user", "content": p.question.strip()})
@@ -406,12 +443,27 @@ class SectionRenderer:
         return replace(section, section_id=new_id, pairs=tuple(section.pairs[start:stop]))
 
 
+def _first_user_turn(section: Section, separator: str) -> str:
+    """The chunk text and the first question (just the question for a pairs-only conversation)."""
+    first = section.text.strip()
+    if not section.pairs:
+        return first
+    question = section.pairs[0].question.strip()
+    return first + separator + question if first else question
+
+
 def _spans(pairs: list[tuple[int, int]]) -> np.ndarray:
     return np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
 
 
 _TEXT_CUT_KINDS: dict[str, tuple[tuple[int, re.Pattern[str]], ...]] = {
-    "pair_or_text": ((CUT_PARAGRAPH, _PARAGRAPH_END_RE), (CUT_LINE, _LINE_END_RE), (CUT_SENTENCE, _SENTENCE_END_RE)),
+    "pair_or_text": (
+        (CUT_PARAGRAPH, _PARAGRAPH_END_RE),
+        (CUT_LINE, _LINE_END_RE),
+        (CUT_SENTENCE, _SENTENCE_END_RE),
+        (CUT_WHITESPACE, _WHITESPACE_RE),
+        (CUT_TOKEN, None),
+    ),  # fmt: skip
     "pair_or_paragraph": ((CUT_PARAGRAPH, _PARAGRAPH_END_RE),),
     "pair": (),
 }
@@ -430,14 +482,16 @@ def _text_cuts(
     text: str,
     offsets: Sequence[tuple[int, int]],
     limit: int | None,
-    kinds: Sequence[tuple[int, re.Pattern[str]]],
+    kinds: Sequence[tuple[int, re.Pattern[str] | None]],
     spacing: int,
+    word_ids: Sequence[int | None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Token offsets, char offsets and kinds of the cut points in `text[:limit]` that fall on token boundaries.
 
-    Paragraph ends are all kept; line and sentence ends only where they are at least `spacing` tokens
-    from every cut of a coarser or equal kind already kept (the planner needs one within the pad
-    tolerance of any gap, not all of them).
+    Paragraph ends are all kept; finer kinds (line, sentence, whitespace, token) only where they are at
+    least `spacing` tokens from every cut of a coarser or equal kind already kept (the planner needs one
+    within the pad tolerance of any gap, not all of them). A kind without a pattern is the token kind:
+    the starts of pre-tokens (`word_ids` changes), where re-tokenizing the prefix gives the same ids.
     """
     empty = np.zeros(0, np.int64)
     if not offsets or not kinds:
@@ -448,7 +502,10 @@ def _text_cuts(
     kept_t: np.ndarray = empty
     out_t, out_c, out_k = [], [], []
     for kind, pattern in kinds:
-        chars = np.fromiter((m.end() for m in pattern.finditer(text, 0, end)), dtype=np.int64)
+        if pattern is None:
+            chars = _pre_token_starts(starts, word_ids, end)
+        else:
+            chars = np.fromiter((m.end() for m in pattern.finditer(text, 0, end)), dtype=np.int64)
         chars = chars[chars < len(text)]
         if not chars.size:
             continue
@@ -464,11 +521,27 @@ def _text_cuts(
     return np.concatenate(out_t), np.concatenate(out_c), np.concatenate(out_k)
 
 
+def _pre_token_starts(starts: np.ndarray, word_ids: Sequence[int | None] | None, end: int) -> np.ndarray:
+    """Char offsets (before `end`) where a pre-token of the encoding starts (empty without word ids)."""
+    if word_ids is None or len(word_ids) < 2:
+        return np.zeros(0, np.int64)
+    words = np.asarray([-1 if w is None else w for w in word_ids], dtype=np.int64)
+    first = np.flatnonzero(words[1:] != words[:-1]) + 1
+    chars = starts[first]
+    return chars[chars < end]
+
+
 def _thin(t: np.ndarray, c: np.ndarray, kept: np.ndarray, spacing: int) -> tuple[np.ndarray, np.ndarray]:
     """Keep the cuts at least `spacing` tokens from each kept cut and from each other (greedy, left to right)."""
     if spacing <= 1:
         fresh = ~np.isin(t, kept)
         return t[fresh], c[fresh]
+    if len(kept):  # most candidates of a fine kind sit near a kept cut: drop them before the loop
+        i = np.searchsorted(kept, t)
+        before = np.where(i > 0, t - kept[np.maximum(i - 1, 0)], spacing)
+        after = np.where(i < len(kept), kept[np.minimum(i, len(kept) - 1)] - t, spacing)
+        far = (before >= spacing) & (after >= spacing)
+        t, c = t[far], c[far]
     keep_t, keep_c = [], []
     last = -spacing
     j = 0

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lc_assets.lib.lineage import LineageStore
+from lc_assets.lib.lineage.cross import load_cross_pairs
 from lc_assets.lib.packing.config import PackingConfig
 from lc_assets.lib.packing.evidence import load_evidence
 from lc_assets.lib.packing.packer import EmptyPoolError, PackResult, pack_sections
@@ -165,8 +166,10 @@ def _pack_stage(
         return outcome
     log(f"stage {config.sample_tokens:,}: packing a pool of {len(pool)} section(s) ({config.mode} mode)")
     evidence, outcome.evidence_sources = load_evidence(store, pool)
+    # pairs about two chunks far apart (generation's cross sections), not yet packed in this pool
+    cross = load_cross_pairs(store, config.generation_config_hash, key) if config.mode == "coherent" else []
     try:
-        result = pack_sections(pool, tokenizer, config, evidence=evidence, max_samples=remaining)
+        result = pack_sections(pool, tokenizer, config, evidence=evidence, max_samples=remaining, cross_pairs=cross)
     except EmptyPoolError as exc:
         outcome.note = str(exc)
         return outcome
@@ -222,6 +225,10 @@ def stage_summary(stage: StageOutcome) -> dict[str, Any]:
         "pairs": m.n_pairs if m else 0,
         "dependency_median": dep.get("median"),
         "dependency_p90": dep.get("p90"),
+        "cross_pairs": m.n_cross_pairs if m else 0,
+        "cross_pairs_offered": m.cross_pairs_offered if m else 0,
+        "cross_nearest_median": m.cross_nearest.get("median") if m else None,
+        "cross_farthest_median": m.cross_farthest.get("median") if m else None,
         "output_dir": str(stage.output_dir) if stage.output_dir else None,
         "message": stage.message,
     }

@@ -40,6 +40,7 @@ def generation_configs(store: LineageStore) -> list[tuple[str, int, Any]]:
         for h, n, t in store.query(
             """SELECT config_hash, count(*), max(updated_at) FROM sections
                WHERE finish_reason IS NOT NULL AND finish_reason <> 'empty_chunk'
+                 AND config_hash NOT IN (SELECT config_hash FROM cross_sections)  -- packed as pairs, not sections
                GROUP BY 1 ORDER BY 3 DESC, 1"""
         )
     ]
@@ -157,8 +158,14 @@ def record_stage(store: LineageStore, stage: StageRecord, samples: Sequence[Pack
     placed any of the same pairs (or pair-less sections) first, nothing is stored and
     PackingConflictError names them.
     """
-    sample_rows, member_rows = [], []
+    sample_rows, member_rows, cross_rows = [], [], []
     for s in samples:
+        for pid, sid, (near, far) in zip(s.cross_pair_ids, s.cross_section_ids, s.cross_distances, strict=True):
+            cross_rows.append(
+                dict(sample_id=s.sample_id, pair_id=pid, section_id=sid, pool_key=stage.pool_key,
+                     nearest_tokens=int(near), farthest_tokens=int(far), config_hash=stage.config_hash,
+                     run_id=stage.run_id)
+            )  # fmt: skip
         sample_rows.append(
             dict(
                 sample_id=s.sample_id, config_hash=stage.config_hash, n_tokens=s.num_tokens,
@@ -195,6 +202,7 @@ def record_stage(store: LineageStore, stage: StageRecord, samples: Sequence[Pack
             )
         insert_rows(con, "packed_samples", sample_rows)
         insert_rows(con, "packed_sample_sections", member_rows)
+        insert_rows(con, "packed_sample_cross_pairs", cross_rows)
         insert_rows(con, "packing_runs", [run_row])
 
 

@@ -67,6 +67,9 @@ def samples_to_arrow(
     for name in _SPAN_COLUMNS:
         cols[name] = _spans_array([getattr(s, name) for s in samples])
     cols["dependency_distances"] = pa.array([s.dependency_distances.tolist() for s in samples], pa.list_(pa.int64()))
+    cols["cross_pair_ids"] = pa.array([s.cross_pair_ids for s in samples], pa.list_(pa.string()))
+    for k, name in enumerate(("cross_nearest_distances", "cross_farthest_distances")):
+        cols[name] = pa.array([s.cross_distances[:, k].tolist() for s in samples], pa.list_(pa.int64()))
     cols["cut_section_id"] = pa.array([s.cut.section_id if s.cut else None for s in samples], pa.string())
     cols["cut_kind"] = pa.array([s.cut.kind if s.cut else None for s in samples], pa.string())
     cols["config_hash"] = pa.array([config_hash] * len(samples), pa.string())
@@ -147,6 +150,10 @@ def manifest_dict(result: PackResult, config: PackingConfig) -> dict[str, Any]:
                 "licenses": s.licenses,
                 "source_mix": s.source_mix(),
                 "n_pairs": s.n_pairs,
+                "cross_pairs": [
+                    {"pair_id": pid, "section_id": sid, "nearest_tokens": int(d[0]), "farthest_tokens": int(d[1])}
+                    for pid, sid, d in zip(s.cross_pair_ids, s.cross_section_ids, s.cross_distances, strict=True)
+                ],
                 "seq_lens": s.seq_lens().tolist(),
                 "cut": None
                 if s.cut is None
