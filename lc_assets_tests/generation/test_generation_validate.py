@@ -125,9 +125,26 @@ def test_quote_over_a_paragraph_break_and_altered_punctuation_maps_to_the_chunk(
         (out("Premise1", "The [insert detail] of the [insert detail]"), "placeholder"),
         (out("Premise1", "Margaret Hale built the lighthouse at Carrow Point in 1851."), "not_a_question"),
         (out("Minere ombre la fiella dei demoni", "Margaret Hale built it in 1851."), "not_a_question"),
+        (
+            # Qwen on Newton's Opticks (unseen-corpus run 2026-12-02): four questions, one half-wrong answer, accepted
+            out(
+                "What happened to the light of the stars when the Moon eclipsed them? Did it return to sight all at "
+                "once? If not, how long did it take for the light to return? What was the reason for this?",
+                "The lighthouse at Carrow Point was built in 1851.",
+            ),
+            "not_a_question",
+        ),
         (out("Minere ombre la fiella dei demoni?", "la fiella dei demoni è nel faro"), "wrong_language"),
         (out("What did the keeper log?", "It is supposed to be able to access a database. " * 6), "degenerate"),
         (out("Who built the lighthouse?", "Who built the lighthouse"), "degenerate"),
+        (
+            # Qwen on Vim's options.txt (unseen-corpus run 2026-12-02): the list it announces never comes
+            out(
+                "What are the visual character corrections that are enabled when 'arabicshape' is turned on?",
+                "Shaping, in essence, gets enabled; the term is a broad one which encompasses:",
+            ),
+            "degenerate",
+        ),
         (
             out("What is the purpose of the `drain` method in the given code snippet?", "It waits.", [CODE[1][:40]]),
             "not_standalone",
@@ -146,6 +163,15 @@ def test_quote_over_a_paragraph_break_and_altered_punctuation_maps_to_the_chunk(
             out(
                 "What is the version of that package that is the first stable update of that package?",
                 "Thomas Reed kept the light.",
+                ["The keeper, Thomas Reed, kept the light"],
+            ),
+            "not_standalone",
+        ),
+        (
+            # Qwen on postgresql-libpq-ecpg (demo run 2026-12-02): accepted before; which host variable?
+            out(
+                "What are the two different types mentioned for the host variable?",
+                "The host variable is of type int and the datum in the database is of a different type.",
                 ["The keeper, Thomas Reed, kept the light"],
             ),
             "not_standalone",
@@ -211,6 +237,7 @@ def test_every_reason_is_documented_and_tested():
         "evidence_not_found",
         "long_range_evidence",
         "unsupported_answer",
+        "subject_not_in_evidence",
     }
     assert set(REJECTION_REASONS) == tested
 
@@ -354,11 +381,48 @@ def test_evidence_is_completed_with_the_shown_sentence_that_supports_the_answer(
     )
     res = check(text)
     assert res.ok, res.failure
-    model_span, added = res.spans
-    assert model_span.origin == "model" and added.origin == "completed"
+    # the model's unrelated quote is not the pair's evidence (used_spans); the added sentence is
+    (added,) = res.spans
+    assert added.origin == "completed" and added.quote_index == 0
     assert CHUNK[added.char_start : added.char_end] == PROSE[3]
     strict = check(text, config=ValidationConfig(max_completed_quotes=0))
     assert strict.reason == "unsupported_answer"
+
+
+# the ECPG manual's Informix functions as the demo run (2026-12-02) showed them to Qwen
+ECPG_FUNCTIONS = "\n\n".join(
+    [
+        "The format mask can be composed of the following format specifying characters:",
+        "- (minus) - the minus sign appears if the number is a negative value.",
+        "( - this replaces the minus sign in front of the negative number. The minus sign will not appear.",
+        ") - this character replaces the minus and is printed behind the negative value.",
+        "rupshift",
+        "Convert a string to upper case.",
+        "void rupshift(char *str);",
+        "The function receives a pointer to the string and transforms every lower case character to upper case.",
+    ]
+)
+
+
+def test_a_completing_sentence_must_be_about_the_claim_not_share_one_word():
+    windows = windows_of(split_paragraphs(ECPG_FUNCTIONS, _count, 512))
+    text = out(
+        "Why is the function `rupshift` used to convert a string to upper case?",
+        "The function `rupshift` is used to convert a string to upper case because it replaces each lower case "
+        "character with an upper case character in the string.",
+        [
+            "The format mask can be composed of the following format specifying characters:",
+            "Convert a string to upper case.",
+        ],
+    )
+    res = validate_output(text, windows)
+    added = [s.source_text for s in res.spans if s.origin == "completed"]
+    # before: "( - this replaces the minus sign ..." was added for the one word "replaces"
+    assert not any("minus" in t for t in added), added
+    assert res.ok, res.failure
+    assert added == [
+        "The function receives a pointer to the string and transforms every lower case character to upper case."
+    ]
 
 
 def test_answers_are_judged_on_what_they_add_to_the_question():
@@ -446,3 +510,140 @@ def test_indented_wrapped_prose_is_one_quotable_piece_but_code_lines_are_not():
         in pieces
     )
     assert "# a comment line that is long enough to look like prose text" in pieces
+
+
+def test_a_sentence_quoted_twice_is_one_piece_of_evidence():
+    # Qwen on postgresql-functions (demo run 2026-12-02) chose the same enum sentence twice
+    quote = "The lighthouse at Carrow Point was built in 1851 by the engineer Margaret Hale."
+    res = check(
+        out("Who built the lighthouse at Carrow Point?", "The engineer Margaret Hale built it.", [quote, quote])
+    )
+    assert res.ok, res.failure
+    assert [s.quote for s in res.spans] == [quote]
+
+
+# PostgreSQL release notes as the demo run (2026-12-02) showed them to Qwen
+RELEASE_NOTES = "\n\n".join(
+    [
+        "Harden selectivity estimators against being attached to operators that accept unexpected data types "
+        "(Tom Lane) § § §",
+        "contrib/intarray contained a selectivity estimation function that could be abused for arbitrary code "
+        "execution, because it did not check that its input was of the expected data type. Third-party extensions "
+        "should check for similar hazards and add defenses using the technique intarray now uses.",
+        "The PostgreSQL Project thanks Daniel Firer, as part of zeroday.cloud, for reporting this problem. "
+        "(CVE-2026-2004)",
+        "Fix buffer overrun in contrib/pgcrypto's PGP decryption functions (Michael Paquier) §",
+    ]
+)
+
+
+def test_quotes_the_pair_does_not_use_are_not_its_evidence():
+    windows = windows_of(split_paragraphs(RELEASE_NOTES, _count, 512))
+    text = out(
+        "Why is it important to check for similar hazards in third-party extensions and add defenses using the "
+        "technique intarray now uses?",
+        "Third-party extensions should check for similar hazards and add defenses using the technique intarray now "
+        "uses because it does not check that its input was of the expected data type, which could be abused for "
+        "arbitrary code execution.",
+        [
+            "The PostgreSQL Project thanks Daniel Firer, as part of zeroday.cloud, for reporting this problem.",
+            "Fix buffer overrun in contrib/pgcrypto's PGP decryption functions (Michael Paquier) §",
+        ],
+    )
+    res = validate_output(text, windows)
+    assert res.ok, res.failure
+    # the model's two quotes (a credit line, another fix) were decoration: only the sentence that supports it stays
+    assert [(s.quote_index, s.origin) for s in res.spans] == [(0, "completed")]
+    assert res.spans[0].source_text.startswith("contrib/intarray contained a selectivity estimation function")
+    # a used quote stays, and its index
+    kept = check(out("Who built the lighthouse at Carrow Point?", "The engineer Margaret Hale built it in 1851."))
+    assert [(s.quote_index, s.origin) for s in kept.spans][0] == (0, "model")
+
+
+def test_the_documents_title_may_name_the_answers_subject():
+    # Qwen on postgresql-functions (demo run 2026-12-02): refused for "PostgreSQL" alone, the prompt named the title
+    bytea = "\n\n".join(
+        [
+            "For these functions, an argument or result of type text is expressed in the database's default encoding, "
+            "while arguments or results of type bytea are in an encoding named by another argument.",
+            "Extracts the substring of bytes starting at the start'th byte, and extending for count bytes if that is "
+            "specified.",
+            "convert ( bytes bytea, src_encoding name, dest_encoding name ) → bytea",
+            "Converts a binary string representing text in encoding src_encoding to a binary string in encoding "
+            "dest_encoding (see Section 23.3.4 for available conversions).",
+        ]
+    )
+    windows = windows_of(split_paragraphs(bytea, _count, 512))
+    text = out(
+        "What function converts a binary string from one encoding to another?",
+        "The function 'convert' in PostgreSQL is used to convert a binary string from one encoding to another.",
+        [
+            "Extracts the substring of bytes starting at the start'th byte, and extending for count bytes if that is "
+            "specified.",
+            "convert ( bytes bytea, src_encoding name, dest_encoding name ) → bytea",
+        ],
+    )
+    assert validate_output(text, windows).reason == "unsupported_answer"
+    res = validate_output(text, windows, title="PostgreSQL Functions and Operators")
+    assert res.ok, res.failure
+    # a title word supports naming the subject, never a claim: "MySQL" is still unsupported
+    other = text.replace("in PostgreSQL", "in MySQL")
+    assert validate_output(other, windows, title="PostgreSQL Functions and Operators").reason == "unsupported_answer"
+
+
+# cpython's email/charset.py as the demo run (2026-12-02) showed it to Qwen (blank lines between methods)
+CHARSET_PY = "\n\n".join(
+    [
+        "    def __repr__(self):\n        return self.input_charset.lower()",
+        "    def __eq__(self, other):\n        return str(self) == str(other).lower()",
+        '    def get_body_encoding(self):\n        """Return the content-transfer-encoding used for body encoding.',
+        "        This is either the string `quoted-printable' or `base64' depending on\n        the encoding used.",
+        '    def get_output_charset(self):\n        """Return the output character set.',
+        "        This is self.output_charset if that is not None, otherwise it is\n        self.input_charset.",
+        '    def header_encode(self, string):\n        """Header-encode a string by converting it first to bytes.',
+        "        The type of encoding (base64 or quoted-printable) will be based on\n"
+        "        this charset's `header_encoding`.",
+    ]
+)
+
+
+def test_the_named_function_must_be_where_the_evidence_is():
+    windows = windows_of(split_paragraphs(CHARSET_PY, _count, 512))
+    quote = (
+        "The type of encoding (base64 or quoted-printable) will be based on\n        this charset's `header_encoding`."
+    )
+    wrong = out(
+        "What type of encoding is used for the header encoding in the `__repr__` function?",
+        "The type of encoding used for the header encoding in the `__repr__` function is either the string "
+        "'quoted-printable' or 'base64'.",
+        [quote],
+    )
+    res = validate_output(wrong, windows)
+    assert res.reason == "subject_not_in_evidence", res.failure
+    assert "__repr__" in res.failure
+    # the method whose docstring it is, named in the paragraph just before the quote: accepted
+    right = out(
+        "What decides the type of encoding that `Charset.header_encode` uses?",
+        "The type of encoding (base64 or quoted-printable) is based on the charset's `header_encoding`.",
+        [quote],
+    )
+    assert validate_output(right, windows).ok, validate_output(right, windows).failure
+    # snake_case names count without backticks
+    bare = wrong.replace("`__repr__`", "get_output_charset")
+    assert validate_output(bare, windows).reason == "subject_not_in_evidence"
+
+
+def test_one_question_mark_inside_a_name_is_still_one_question():
+    res = check(
+        out("Who built the lighthouse at Carrow Point, the 'Who Goes There?' light?", "Margaret Hale built it.")
+    )
+    assert res.reason != "not_a_question", res.failure
+
+
+def test_in_the_context_of_a_named_subject_stands_alone():
+    # Qwen on postgresql-procedural-languages (demo run 2026-12-02), refused as "in the context" before
+    res = check(out("Who built the lighthouse in the context of Carrow Point?", "The engineer Margaret Hale."))
+    assert res.reason != "not_standalone", res.failure
+    assert (
+        check(out("Who built the lighthouse in the context?", "The engineer Margaret Hale.")).reason == "not_standalone"
+    )

@@ -32,6 +32,7 @@ class StepContext:
     source_language: str  # the chunk's language (validate.UNDETERMINED_LANGUAGE: no language check)
     config: GenerationConfig
     memo: ShownTextMemo | None = None  # the section's quotable pieces (speed only)
+    title: str = ""  # the document's title the prompt named (its words may name the answer's subject)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ def judge_output(context: StepContext, result: GenerationResult) -> Verdict:
         source_language=context.source_language,
         config=cfg,
         memo=context.memo,
+        title=context.title,
     )
     if not checked.ok:
         reason = checked.failure

@@ -261,7 +261,7 @@ class _Run:
         fitted = att.fitted
         context = StepContext(
             st.section_id, att.step, fitted.windows, fitted.earlier_pairs, st.question_index, fitted.long_range,
-            st.source_language, self.cfg, st.memo,
+            st.source_language, self.cfg, st.memo, title=st.title,
         )  # fmt: skip
         verdict = judge_output(context, res)
         t = self._timed("judge", t)

@@ -22,7 +22,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -41,8 +41,8 @@ REJECTION_REASONS: dict[str, str] = {
     "qa_artefact": 'a "Q:"/"A:"/"Question:"/"Answer:" prefix copied from the prompt format',
     "empty_answer": "the answer has no content (empty, lone punctuation, a refusal such as 'not mentioned')",
     "placeholder": "a template placeholder such as '[insert detail]' or the skip marker in the answer",
-    "not_a_question": "the question is not a question (no question mark, or fewer than 3 words)",
-    "degenerate": "looping output (repeated 4-grams) or an answer that repeats the question",
+    "not_a_question": "the question is not one question (no question mark, fewer than 3 words, or several questions)",
+    "degenerate": "looping output (repeated 4-grams), an answer that repeats the question or stops mid-sentence",
     "echo": "a copy of the prompt's instructions or of an earlier pair of the section",
     "duplicate_question": "near-duplicate of an earlier question of the section (ROUGE-L over the threshold)",
     "not_standalone": "question or answer points at 'the given code/excerpt/text' instead of naming its subject",
@@ -51,6 +51,8 @@ REJECTION_REASONS: dict[str, str] = {
     "evidence_not_found": "a quote is not in the shown text (or too short to ground anything)",
     "long_range_evidence": "a long-range step whose quotes do not come from both far-apart windows",
     "unsupported_answer": "an answer sentence whose content words or numbers are not in the evidence",
+    "subject_not_in_evidence": "an identifier the question or answer names (`name`, snake_case) is not in or just "
+    "before the evidence: the facts are pinned on another function",
 }
 
 QUESTION_KINDS = ("what", "why", "how", "compare", "list", "numeric", "multi_hop", "yes_no", "other")
@@ -322,7 +324,9 @@ _POINTS_AT_PROMPT = re.compile(
     r"\bexcerpts?\b"  # the prompt's own word: "mentioned in Excerpt 1", "the excerpt states"
     r"|\b(?:given|provided|above|following|shown|preceding|this)\s+(?:code\s+)?"
     r"(?:snippet|excerpt|passage|text|document|section|paragraph|example|code|context|article)s?\b"
+    # "in the context of PL/pgSQL" names its subject (a demo question refused for it): "... of" is not the prompt
     r"|\b(?:in|from|according to|based on)\s+the\s+(?:code\s+)?(?:snippet|excerpt|passage|text|document|context)s?\b"
+    r"(?!\s+of\b)"
     r"|\bthe\s+(?:code\s+)?(?:snippet|excerpt|passage)s?\b"
     r"(?!\s*(?:column|field|type|file|mode|format|value|string|search|editor|encoding|node|object|widget|box|area|"
     r"attribute|property|of)\b)",
@@ -336,6 +340,25 @@ _DANGLING_REFERENCE = re.compile(
     r"parameter|field|table|column|value|case|example|entry|definition|program|script|section)s?\b",
     re.IGNORECASE,
 )
+
+
+# "the two types mentioned for the host variable": "mentioned" asks about the text the model saw, not about the
+# subject (Qwen wrote it in 4 of its first 25 demo outputs; none of those questions stood alone)
+_MENTIONED = re.compile(r"\bmention(?:ed|s)?\b", re.IGNORECASE)
+
+
+# a question mark that ends a sentence (not one inside `code?`, a quoted 'name?' or a regex)
+_QUESTION_END = re.compile(r"\?(?=\s+[A-Z(]|\s*$)")
+
+
+def asked_questions(question: str) -> int:
+    """How many questions a question asks ("What happened ...? Did it return ...? What was the reason?" is three:
+    Qwen chains them, and its one answer covers one or none; a training pair asks one thing)."""
+    return len(_QUESTION_END.findall(question.strip()))
+
+
+# an answer that ends where the list it announces should start ("... the term is a broad one which encompasses:")
+_UNFINISHED = re.compile(r"(?:[:,;(\[]|(?<![-\w])(?:and|or|the|an|of|to|with|which|that))\s*$", re.IGNORECASE)
 
 
 def _has_alnum(text: str) -> bool:
@@ -757,6 +780,17 @@ def _derived(pool_numbers: set[str]) -> set[str]:
     return {str(abs(a - b)) for a in values for b in values} | {str(a + b) for a in values for b in values}
 
 
+#: a sentence added to complete the evidence must share this many content words with the answer claim it supports:
+#: one shared word is a coincidence ("( - this replaces the minus sign ..." supported "rupshift replaces each lower
+#: case character ..." on "replaces" alone, while the shown "transforms every lower case character" was passed over)
+MIN_COMPLETION_OVERLAP = 2
+
+
+def claim_words(claim: str) -> set[str]:
+    """The content words and numbers of one answer claim (what a completing sentence must be about)."""
+    return set(content_words(claim)) | numbers(claim)
+
+
 def sentence_support(
     sentence: str, pool: set[str], pool_numbers: set[str], given: frozenset[str] | set[str] = frozenset()
 ) -> tuple[float, list[str]]:
@@ -895,6 +929,51 @@ def _locate_verbatim(quote: str, texts: Sequence[str]) -> tuple[int, int, int] |
     return None
 
 
+_BACKTICKED = re.compile(r"`([^`]+)`")
+_SNAKE = re.compile(r"\b\w*[a-z0-9]_\w+\b")  # __repr__, parse_mime_parameters (not _private or CONSTANT_ONLY)
+_IDENT = re.compile(r"[A-Za-z_][\w.]*")
+#: paragraphs before an evidence span that may name its subject (a heading "rupshift", the signature line)
+SUBJECT_LOOKBACK_PARAGRAPHS = 2
+
+
+def named_identifiers(text: str) -> set[str]:
+    """Identifiers a question or answer names: the leading name of each `backticked` text, and snake_case words."""
+    names = {m.group(0) for b in _BACKTICKED.findall(text) for m in [_IDENT.match(b.strip())] if m}
+    names |= set(_SNAKE.findall(_BACKTICKED.sub(" ", text)))
+    return {n.rstrip(".") for n in names if len(n.rstrip(".")) >= 3}
+
+
+def subject_context(spans: Sequence[EvidenceSpan], windows: Sequence[MaskWindow]) -> str:
+    """The paragraphs of the evidence spans and the few shown paragraphs just before each (where its subject is
+    named), lower-cased: a name the pair gives its facts must be there, not anywhere in the shown text."""
+    parts: list[str] = []
+    for span in spans:
+        paras = windows[span.window_index].paragraphs
+        hit = [i for i, p in enumerate(paras) if p.char_start < span.char_end and span.char_start < p.char_end]
+        if hit:
+            parts += [p.text for p in paras[max(0, hit[0] - SUBJECT_LOOKBACK_PARAGRAPHS) : hit[-1] + 1]]
+    return "\n".join(parts).lower()
+
+
+def used_spans(spans: tuple[EvidenceSpan, ...], question: str, answer: str) -> tuple[EvidenceSpan, ...]:
+    """The spans the pair uses: a model quote sharing < 2 content words with question + answer is dropped.
+
+    Qwen picks two sentences from the enum and then answers from a third, which the validator adds
+    ("completed"); the decoration would otherwise be stored as the pair's evidence (wrong depth, a second
+    window counted as multi-hop). Completed spans were chosen for the answer and always stay; if nothing
+    else is left, the model's quotes stay as they are.
+    """
+    used_words = set(content_words(f"{question} {answer}", identifier_parts=True))
+    kept = [
+        s
+        for s in spans
+        if s.origin != "model" or len(used_words & set(content_words(s.source_text, identifier_parts=True))) >= 2
+    ]
+    if not kept or len(kept) == len(spans):
+        return spans
+    return tuple(replace(s, quote_index=i) for i, s in enumerate(kept))
+
+
 def validate_output(
     text: str,
     windows: Sequence[MaskWindow],
@@ -906,6 +985,7 @@ def validate_output(
     source_language: str | None = None,
     config: ValidationConfig | None = None,
     memo: ShownTextMemo | None = None,
+    title: str | None = None,
 ) -> ValidatedQA:
     """Parse one raw model output and run every check against the windows the prompt showed.
 
@@ -913,6 +993,7 @@ def validate_output(
     given instead for the duplicate check of long sections). ``instructions``: the prompt's fixed
     texts (echo check). ``source_language`` defaults to :func:`detect_language` of the windows
     (:data:`UNDETERMINED_LANGUAGE` skips the check). ``memo``: the section's :class:`ShownTextMemo`.
+    ``title``: the document's title the prompt named; its words support an answer that names the subject.
     """
     cfg = config or ValidationConfig()
     memo = ShownTextMemo() if memo is None else memo
@@ -927,7 +1008,8 @@ def validate_output(
     if evidence is not None and (not isinstance(evidence, list) or not all(isinstance(e, str) for e in evidence)):
         return _reject("missing_field", "evidence must be a list of strings")
     question, answer = question.strip(), answer.strip()
-    quotes = tuple(e.strip() for e in (evidence or []) if e.strip())
+    # the same shown sentence quoted twice (Qwen does, choosing from the enum) is one piece of evidence
+    quotes = tuple(dict.fromkeys(e.strip() for e in (evidence or []) if e.strip()))
     model_kind = obj.get("kind") if isinstance(obj.get("kind"), str) else None
     kw: dict[str, Any] = {"question": question, "answer": answer, "evidence": quotes, "model_kind": model_kind}
 
@@ -946,11 +1028,16 @@ def validate_output(
         return _reject("placeholder", f"answer {answer[:80]!r}", **kw)
     if not question.rstrip(" \"')]*_`").endswith("?") or len(words(question)) < 3:
         return _reject("not_a_question", f"question {question[:80]!r}", **kw)
+    asked = asked_questions(question)
+    if asked > 1:
+        return _reject("not_a_question", f"{asked} questions in one: {question[:80]!r}", **kw)
     looping = max(repeated_ngram_share(answer), repeated_ngram_share(question))
     if looping > cfg.max_repeated_ngram_share:
         return _reject("degenerate", f"output loops ({looping:.0%} of its 4-grams are repeats)", **kw)
     if normalize_question(question) == normalize_question(answer):
         return _reject("degenerate", "answer repeats the question", **kw)
+    if _UNFINISHED.search(answer):
+        return _reject("degenerate", f"the answer stops mid-sentence: {answer[-60:]!r}", **kw)
 
     answer_words = words(answer)
     for pair in earlier:
@@ -967,7 +1054,7 @@ def validate_output(
     score, match = index.nearest(question, cfg.duplicate_rouge_l)
     if match is not None:
         return _reject("duplicate_question", f"ROUGE-L {score:.2f} to {match[:80]!r}", **kw)
-    dangling = _DANGLING_REFERENCE.search(question)
+    dangling = _DANGLING_REFERENCE.search(question) or _MENTIONED.search(question)
     if dangling:
         return _reject("not_standalone", f"question says {dangling.group(0)!r}: {question[:80]!r}", **kw)
     for part, value in (("question", question), ("answer", answer)):
@@ -1016,6 +1103,9 @@ def validate_output(
         return _reject("long_range_evidence", f"quotes cite {len(cited)} of the 2 far-apart windows", **kw)
 
     pool = {w for s in spans for w in content_words(s.source_text, identifier_parts=True)}
+    # the prompt names the document ("... titled 'PostgreSQL Functions and Operators'") and asks for questions that
+    # name their subject: "convert ... in PostgreSQL" must not fail on "PostgreSQL" (a good demo pair did)
+    pool |= set(content_words(title or "", identifier_parts=True))
     # the question's words the answer restates, if the shown text has them: the answer may repeat its subject
     # without support (only words in both matter for the checks below, so only they are looked up)
     given = _stems_in_texts(set(content_words(question)) & set(content_words(answer)), texts)
@@ -1042,8 +1132,13 @@ def validate_output(
                     for a, b, t in window_pieces(w, cfg.max_quote_chars, cfg.min_quote_words, cfg.min_quote_chars, memo)
                 ]
             wanted = set(misses)
-            scored = [(len(wanted & extra) / len(wanted), -a, win_i, a, b, t) for win_i, a, b, t, extra in pieces]
-            cover, _, win_i, a, b, piece = max(scored, default=(0.0, 0, 0, 0, 0, ""))
+            claim = claim_words(sentence)
+            scored = [
+                (len(wanted & extra) / len(wanted), len(claim & extra), -a, win_i, a, b, t)
+                for win_i, a, b, t, extra in pieces
+                if len(claim & extra) >= MIN_COMPLETION_OVERLAP
+            ]
+            cover, _, _, win_i, a, b, piece = max(scored, default=(0.0, 0, 0, 0, 0, 0, ""))
             if cover < 0.5:
                 break
             win = windows[win_i]
@@ -1074,5 +1169,18 @@ def validate_output(
                     f"the quote from window {win_i} is not used by the question or answer",
                     **{**kw, "spans": tuple(spans), "support": support},
                 )
+    spans = used_spans(tuple(spans), question, answer)
+    # Qwen on cpython-email: "the header encoding in the `__repr__` function" -- __repr__ was shown, eight paragraphs
+    # away from the header_encode docstring it quoted
+    near = subject_context(spans, windows) + "\n" + (title or "").lower()
+    # a dotted name (`Charset.header_encode`) is found by its last part: the class is named far above its methods
+    absent = sorted(n for n in named_identifiers(f"{question}\n{answer}") if n.rsplit(".", 1)[-1].lower() not in near)
+    if absent:
+        return _reject(
+            "subject_not_in_evidence",
+            f"{', '.join(absent)} not in or just before the evidence",
+            **{**kw, "spans": spans, "support": support},
+        )
+    cited = {s.window_index for s in spans}
     kind = classify_question_kind(question, answer, len(cited))
     return ValidatedQA(question, answer, quotes, tuple(spans), kind, model_kind, support)
