@@ -109,6 +109,15 @@ def counts_from_pieces(texts: Sequence[str], pieces: Sequence[str | Sequence[int
     return counts
 
 
+def scatter_counts(n_texts: int, batches: Sequence[list[int]], counts: Sequence[Sequence[int]]) -> list[int]:
+    """Per-text counts from the per-batch counts of `join_batches` (texts in no batch, the empty ones, count 0)."""
+    out = [0] * n_texts
+    for batch, batch_counts in zip(batches, counts, strict=True):
+        for i, n in zip(batch, batch_counts, strict=True):
+            out[i] = n
+    return out
+
+
 class BackendUnavailableError(RuntimeError):
     """The backend cannot serve at all (server down, engine failed to start); names the endpoint."""
 

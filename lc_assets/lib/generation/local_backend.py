@@ -38,6 +38,7 @@ from lc_assets.lib.generation.backend import (
     GenerationResult,
     counts_from_pieces,
     join_batches,
+    scatter_counts,
     take_ready,
 )
 from lc_assets.lib.generation.models import (  # noqa: F401 - ModelNotFoundError re-exported for callers
@@ -228,16 +229,15 @@ class LocalLlamaBackend(GenerationBackend):
 
     def count_text_tokens(self, texts: Sequence[str]) -> list[int]:
         """Exact counts, one /tokenize call per ~32k characters of text (a chunk's paragraphs in a few calls)."""
-        out = [0] * len(texts)
-        for batch in join_batches(texts):
+        batches = join_batches(texts)
+        counted = []
+        for batch in batches:
             part = [texts[i] for i in batch]
             body = {"content": JOIN_SEPARATOR.join(part), "add_special": False, "parse_special": False}
             resp = self._http.post("/tokenize", json=body | {"with_pieces": True})
             resp.raise_for_status()
-            pieces = [t["piece"] for t in resp.json()["tokens"]]
-            for i, n in zip(batch, counts_from_pieces(part, pieces), strict=True):
-                out[i] = n
-        return out
+            counted.append(counts_from_pieces(part, [t["piece"] for t in resp.json()["tokens"]]))
+        return scatter_counts(len(texts), batches, counted)
 
     def submit(self, request: GenerationRequest) -> None:
         if self._closed:

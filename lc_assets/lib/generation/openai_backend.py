@@ -31,6 +31,7 @@ from lc_assets.lib.generation.backend import (
     GenerationResult,
     counts_from_pieces,
     join_batches,
+    scatter_counts,
     take_ready,
 )
 from lc_assets.lib.tokenizer import TextTokenizer, load_tokenizer
@@ -217,11 +218,7 @@ class OpenAICompatibleBackend(GenerationBackend):
             counted = await asyncio.gather(*(joined(b) for b in batches))
             if all(c is not None for c in counted):
                 self._pieces = True
-                out = [0] * len(texts)
-                for batch, counts in zip(batches, counted, strict=True):
-                    for i, n in zip(batch, counts or (), strict=True):
-                        out[i] = n
-                return out
+                return scatter_counts(len(texts), batches, [c or () for c in counted])
             self._pieces = False
         return list(await asyncio.gather(*(one(t) for t in texts)))
 
