@@ -36,12 +36,11 @@ from lc_assets.lib.generation.run import RunResult, grow_sections
 from lc_assets.lib.lineage.cross import (
     CROSS_SEPARATOR,
     ChunkRef,
-    chunk_texts,
     finished_sections,
     record_cross_sections,
 )
 from lc_assets.lib.lineage.generation import committed_steps
-from lc_assets.lib.lineage.store import LineageStore
+from lc_assets.lib.lineage.store import LineageStore, chunk_lengths, chunk_texts
 from lc_assets.lib.lineage.writer import LineageWriter
 from lc_assets.lib.sections import Section
 from lc_assets.lib.stepconfig import StepConfig
@@ -153,13 +152,13 @@ def plan_cross_sections(
 
 
 def cross_section_rows(descriptors: Sequence[CrossDescriptor], config: CrossGenerationConfig, run_id: str,
-                       texts: dict[str, str]) -> list[dict[str, Any]]:  # fmt: skip
-    """`cross_sections` rows (the later chunk's text offset needs the earlier chunk's text)."""
+                       chunk_chars: dict[str, int]) -> list[dict[str, Any]]:  # fmt: skip
+    """`cross_sections` rows (the later chunk's text offset: the earlier chunk's characters + the separator)."""
     return [
         dict(
             section_id=d.section_id, document_id=d.first.document_id, chunk_id=d.first.chunk_id,
             cross_chunk_id=d.second.chunk_id, distance_tokens=d.distance_tokens,
-            cross_char_offset=len(texts[d.first.chunk_id]) + len(CROSS_SEPARATOR),
+            cross_char_offset=chunk_chars[d.first.chunk_id] + len(CROSS_SEPARATOR),
             base_config_hash=config.base_config_hash, config_hash=config.config_hash(), run_id=run_id,
         )
         for d in descriptors
@@ -262,8 +261,7 @@ def grow_cross_sections(
     todo = [d for d in descriptors if d.section_id not in done]
     if not todo:
         return None
-    texts = chunk_texts(catalog, sorted({d.first.chunk_id for d in todo}))
-    rows = cross_section_rows(todo, config, run_id, texts)
+    rows = cross_section_rows(todo, config, run_id, chunk_lengths(catalog, sorted({d.first.chunk_id for d in todo})))
     record_cross_sections(catalog, rows)
     layouts = {r["section_id"]: CrossLayout(r["chunk_id"], r["cross_chunk_id"], r["cross_char_offset"]) for r in rows}
     return grow_sections(

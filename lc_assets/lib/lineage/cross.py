@@ -44,14 +44,6 @@ def shard_chunk_refs(store: LineageStore, shard: str, chunk_config_hash: str) ->
     return [ChunkRef(cid, did, int(i), int(n), src, lic, title) for cid, did, i, n, src, lic, title in rows]
 
 
-def chunk_texts(store: LineageStore, chunk_ids: Sequence[str]) -> dict[str, str]:
-    return dict(
-        store.query(
-            "SELECT chunk_id, text FROM chunks WHERE chunk_id IN (SELECT unnest(?::VARCHAR[]))", [list(chunk_ids)]
-        )
-    )
-
-
 def finished_sections(store: LineageStore, config_hash: str) -> set[str]:
     """Section ids of this (cross) generation config that stopped growing."""
     rows = store.query(

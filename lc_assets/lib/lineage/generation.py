@@ -19,7 +19,7 @@ from lc_assets.lib.generation.prompting import rebuild_messages
 from lc_assets.lib.generation.prompts import prompt_hash
 from lc_assets.lib.generation.records import CommittedStep
 from lc_assets.lib.lineage.cross import CROSS_SEPARATOR
-from lc_assets.lib.lineage.store import LineageStore, insert_rows
+from lc_assets.lib.lineage.store import LineageStore, chunk_texts, insert_rows
 from lc_assets.lib.sections import QAPair, Section
 
 
@@ -102,12 +102,7 @@ def iter_section_tasks(
     """Tasks with chunk text and committed steps, loaded `page` sections per query as they are consumed."""
     for start in range(0, len(descriptors), page):
         batch = descriptors[start : start + page]
-        texts = dict(
-            store.query(
-                "SELECT chunk_id, text FROM chunks WHERE chunk_id IN (SELECT unnest(?::VARCHAR[]))",
-                [[d.chunk_id for d in batch]],
-            )
-        )
+        texts = chunk_texts(store, [d.chunk_id for d in batch])
         committed = committed_steps(store, [d.section_id for d in batch])
         for d in batch:
             if d.chunk_id not in texts:

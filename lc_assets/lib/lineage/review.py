@@ -20,7 +20,7 @@ from typing import Any, Literal
 from lc_assets.lib.excerpts import Excerpt, Quote, build_excerpt, locate_quote, shown_ranges
 from lc_assets.lib.generation.masking import DEFAULT_SKIP_MARKER
 from lc_assets.lib.generation.quality import reason_code
-from lc_assets.lib.lineage.store import LineageStore, insert_rows
+from lc_assets.lib.lineage.store import LineageStore, chunk_texts, insert_rows
 
 ItemKind = Literal["pair", "rejected_attempt"]
 Verdict = Literal["accept", "reject", "fix"]
@@ -156,12 +156,7 @@ def _contexts(store: LineageStore, prompt_ids: Sequence[str]) -> dict[str, _Cont
     from lc_assets.lib.packing.evidence import ChunkParagraphs  # older rows: spans from paragraph ids
 
     rows = store.query(_CONTEXT_SQL, [list(prompt_ids)])
-    texts = dict(
-        store.query(
-            "SELECT chunk_id, text FROM chunks WHERE chunk_id IN (SELECT unnest(?::VARCHAR[]))",
-            [sorted({r[3] for r in rows if r[3]})],
-        )
-    )
+    texts = chunk_texts(store, sorted({r[3] for r in rows if r[3]}))
     paragraphs: dict[str, ChunkParagraphs] = {}
     out = {}
     for prompt_id, shown, paragraph_ids, chunk_id, chunk_index, document in rows:

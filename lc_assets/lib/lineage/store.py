@@ -554,6 +554,23 @@ class LineageStore:
         return {r[0] for r in rows}
 
 
+def chunk_texts(store: LineageStore, chunk_ids: Sequence[str]) -> dict[str, str]:
+    """chunk id -> its stored text (unknown ids left out)."""
+    return dict(
+        store.query(
+            "SELECT chunk_id, text FROM chunks WHERE chunk_id IN (SELECT unnest(?::VARCHAR[]))", [list(chunk_ids)]
+        )
+    )
+
+
+def chunk_lengths(store: LineageStore, chunk_ids: Sequence[str]) -> dict[str, int]:
+    """chunk id -> characters of its stored text, without reading the text into Python."""
+    rows = store.query(
+        "SELECT chunk_id, length(text) FROM chunks WHERE chunk_id IN (SELECT unnest(?::VARCHAR[]))", [list(chunk_ids)]
+    )
+    return {cid: int(n) for cid, n in rows}
+
+
 def insert_rows(
     con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[str, Any]], replace: bool = False
 ) -> int:
