@@ -36,6 +36,7 @@ from lc_assets.lib.generation.judging import StepContext, Verdict, judge_output
 from lc_assets.lib.generation.masking import MaskWindow, Paragraph
 from lc_assets.lib.generation.validate import QuestionIndex, ShownTextMemo
 from lc_assets.lib.sections import QAPair
+from lc_assets.lib.tokenizer import TextTokenizer
 
 #: a worker sends its verdicts back after this many tasks, or when its queue is empty
 _REPLY_EVERY = 8
@@ -78,7 +79,7 @@ class JudgeWorkerError(RuntimeError):
     """A judge worker raised or died; the message carries the worker's traceback or exit code."""
 
 
-def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Any) -> None:
+def _worker(worker: int, config: GenerationConfig, tokenizer: TextTokenizer | None, tasks: Any, verdicts: Any) -> None:
     """A judge process: tasks in order, per-section memo and question index, verdicts in batches (each with
     the worker's CPU seconds so far, for the run's accounting)."""
     sections: dict[str, tuple[ShownTextMemo, QuestionIndex, tuple[Paragraph, ...]]] = {}
@@ -109,7 +110,11 @@ def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Any) ->
                     MaskWindow(paragraphs[w[0] : w[0] + w[1]]) if isinstance(w, tuple) else w for w in task.windows
                 )
                 context = replace(task.context, windows=windows, config=config, memo=memo, question_index=index)
-                out.append((task.key, judge_output(context, task.result), None))
+                verdict = judge_output(context, task.result)
+                if tokenizer is not None and verdict.pair is not None:
+                    q, a = tokenizer.count_batch([verdict.pair.question, verdict.pair.answer])
+                    verdict = replace(verdict, pair_counts=(q, a))
+                out.append((task.key, verdict, None))
             except Exception:  # noqa: BLE001 - the loop re-raises it with this traceback
                 out.append((task.key, None, traceback.format_exc()))
             if len(out) >= _REPLY_EVERY:
@@ -132,14 +137,18 @@ def _without_main_module() -> Iterator[None]:
 class JudgePool:
     """N judge processes; sections are pinned to the least-busy worker when first seen."""
 
-    def __init__(self, config: GenerationConfig, workers: int) -> None:
+    def __init__(self, config: GenerationConfig, workers: int, target_tokenizer: TextTokenizer | None = None) -> None:
+        """``target_tokenizer``: the workers also count accepted pairs in it (``Verdict.pair_counts``), which
+        the loop would otherwise do for every pair."""
         if workers < 1:
             raise ValueError(f"a judge pool needs at least one worker, got {workers}")
         ctx = multiprocessing.get_context("spawn")
         self._verdicts = ctx.Queue()
         self._queues = [ctx.Queue() for _ in range(workers)]
         self._procs = [
-            ctx.Process(target=_worker, args=(i, config, q, self._verdicts), name=f"lc-judge-{i}", daemon=True)
+            ctx.Process(
+                target=_worker, args=(i, config, target_tokenizer, q, self._verdicts), name=f"lc-judge-{i}", daemon=True
+            )
             for i, q in enumerate(self._queues)
         ]
         with _without_main_module():

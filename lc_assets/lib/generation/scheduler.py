@@ -174,9 +174,15 @@ class _Run:
         failure: str | None,
         res: GenerationResult | None,
         checked: ValidatedQA | None = None,
+        pair_counts: tuple[int, int] | None = None,
     ) -> StepRecord:
         st, fitted = att.state, att.fitted
-        pair_tokens = self.s.preparer.pair_tokens([pair])[0] if pair is not None else 0
+        if pair is None:
+            pair_tokens = 0
+        elif pair_counts is not None:  # counted by a judge worker
+            pair_tokens = pair_counts[0] + pair_counts[1] + self.s.preparer.pair_overhead
+        else:
+            pair_tokens = self.s.preparer.pair_tokens([pair])[0]
         shown = sorted(fitted.shown, key=_index)  # document order (shown_spans)
         return StepRecord(
             section_id=st.section_id,
@@ -305,7 +311,7 @@ class _Run:
                 self._submit(att)
                 self._timed("submit", t)
                 return
-        self._commit(self._record(att, verdict.pair, verdict.reason, res, verdict.checked), st)
+        self._commit(self._record(att, verdict.pair, verdict.reason, res, verdict.checked, verdict.pair_counts), st)
         t = self._timed("record", t)
         if st.finish_reason is None:
             self._launch(st)
@@ -358,7 +364,7 @@ class _Run:
     def loop(self) -> GenerationSummary:
         admission = Admission(self.tasks, self.s.preparer, self.s.prepare_ahead)
         if self.cfg.judge_workers:
-            self.judges = JudgePool(self.cfg, self.cfg.judge_workers)
+            self.judges = JudgePool(self.cfg, self.cfg.judge_workers, self.s.preparer.target_tokenizer)
         try:
             while True:
                 if self.stop is not None and self.stop.is_set() and not self.stopping:
