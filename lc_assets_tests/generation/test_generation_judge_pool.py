@@ -120,3 +120,13 @@ def test_a_dead_worker_stops_the_run_loudly():
 def test_a_pool_needs_a_worker():
     with pytest.raises(ValueError, match="at least one worker"):
         JudgePool(small_config(), 0)
+
+
+def test_windows_travel_as_references_into_the_sections_paragraphs():
+    from lc_assets.lib.generation.judge_pool import _window_ref
+
+    paras = tuple(Paragraph(i, f"p{i}", 10 * i, 10 * i + 9, f"text {i:04d}", 3) for i in range(5))
+    assert _window_ref(MaskWindow(paras[1:4]), paras) == (1, 3)
+    # a window over paragraphs that are not the section's own objects (another chunk's) is sent whole
+    foreign = tuple(Paragraph(i, f"q{i}", 0, 9, "other text", 3) for i in range(2))
+    assert _window_ref(MaskWindow(foreign), paras) == MaskWindow(foreign)

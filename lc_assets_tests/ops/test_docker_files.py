@@ -161,4 +161,5 @@ def test_helm_values_match_the_instance_config(loaded_defs):
     k8s = op_tags["dagster-k8s/config"]
     k8s = json.loads(k8s) if isinstance(k8s, str) else k8s
     assert k8s["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert k8s["container_config"]["resources"]["requests"]["cpu"] == "4"  # loop + engine + 2 judge workers
     assert k8s["pod_spec_config"]["node_selector"] == {"nvidia.com/gpu.present": "true"}

@@ -118,7 +118,8 @@ class QAGenerationConfig(_GenerationKnobs):
     pool="gpu",
     op_tags={
         "dagster-k8s/config": {
-            "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}},
+            # 4 CPUs: the generation loop, vLLM's engine process and the production profile's 2 judge workers
+            "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"cpu": "4"}}},
             "pod_spec_config": {
                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
                 "node_selector": {"nvidia.com/gpu.present": "true"},
