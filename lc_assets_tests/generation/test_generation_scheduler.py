@@ -179,9 +179,10 @@ class _CrashingSink(MemorySink):
         super().commit(record)
 
 
-def test_resume_after_kill_is_exact(target_tokenizer):
+@pytest.mark.parametrize("judge_workers", [0, 1])
+def test_resume_after_kill_is_exact(target_tokenizer, judge_workers):
     sections = [make_section(f"r{i}") for i in range(3)]
-    cfg = _cfg(target_ratio=1.15)
+    cfg = _cfg(target_ratio=1.15, judge_workers=judge_workers)
     # reference: one uninterrupted run
     ref_backend = ScriptedBackend(tokenizer=target_tokenizer)
     ref = MemorySink()
@@ -224,7 +225,8 @@ def test_unfixable_overflow_is_a_failed_step(target_tokenizer):
     assert backend.submitted == [] and summary.sections[0].finish_reason == "max_failures"
 
 
-def test_graceful_stop_keeps_results(target_tokenizer):
+@pytest.mark.parametrize("judge_workers", [0, 1])
+def test_graceful_stop_keeps_results(target_tokenizer, judge_workers):
     stop = threading.Event()
     backend = ScriptedBackend(tokenizer=target_tokenizer, script=lambda r: Reply(unique_reply(r).text, delay_s=0.02))
     sink = MemorySink()
@@ -234,14 +236,22 @@ def test_graceful_stop_keeps_results(target_tokenizer):
             stop.set()
 
     summary = GenerationScheduler(
-        backend, _cfg(target_ratio=3.0), sink, target_tokenizer, progress=progress, progress_every_s=0
+        backend,
+        _cfg(target_ratio=3.0, judge_workers=judge_workers),
+        sink,
+        target_tokenizer,
+        progress=progress,
+        progress_every_s=0,
     ).run([make_section("a"), make_section("b")], stop=stop)
     assert summary.stopped and all(r.finish_reason == "stopped" for r in summary.sections)
     assert 3 <= len(sink.records) <= 5
     assert not backend._pending or all(t > 0 for t, _ in backend._pending)
 
 
-def test_a_resumed_section_rejects_repeats_of_questions_asked_before_the_stop(scripted, target_tokenizer):
+@pytest.mark.parametrize("judge_workers", [0, 1])
+def test_a_resumed_section_rejects_repeats_of_questions_asked_before_the_stop(
+    scripted, target_tokenizer, judge_workers
+):
     sink = MemorySink()
     first = _cfg(target_ratio=100.0, max_steps_per_section=3, max_retries_per_step=0)
     GenerationScheduler(scripted, first, sink, target_tokenizer).run([make_section("r")])
@@ -250,7 +260,8 @@ def test_a_resumed_section_rejects_repeats_of_questions_asked_before_the_stop(sc
     # from the committed pairs, so the repeat is a duplicate, not a new pair
     scripted.script = lambda req: Reply(grounded_text(req, question=asked))
     resumed = MemorySink()
-    again = _cfg(target_ratio=100.0, max_steps_per_section=5, max_retries_per_step=0)
+    # with a judge worker, the worker's index gets the committed questions with the section's first task
+    again = _cfg(target_ratio=100.0, max_steps_per_section=5, max_retries_per_step=0, judge_workers=judge_workers)
     GenerationScheduler(scripted, again, resumed, target_tokenizer).run(
         [make_section("r")], committed={"r": list(sink.records)}
     )
