@@ -79,9 +79,12 @@ class JudgeWorkerError(RuntimeError):
     """A judge worker raised or died; the message carries the worker's traceback or exit code."""
 
 
-def _worker(worker: int, config: GenerationConfig, tokenizer: TextTokenizer | None, tasks: Any, verdicts: Any) -> None:
+def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Any) -> None:
     """A judge process: tasks in order, per-section memo and question index, verdicts in batches (each with
-    the worker's CPU seconds so far, for the run's accounting)."""
+    the worker's CPU seconds so far, for the run's accounting). The first message is the target tokenizer
+    (or None): ~7 MB pickled, it comes through the queue's feeder thread, so starting a worker does not
+    hold up the loop."""
+    tokenizer: TextTokenizer | None = tasks.get()
     sections: dict[str, tuple[ShownTextMemo, QuestionIndex, tuple[Paragraph, ...]]] = {}
     out: list[tuple[str, Verdict | None, str | None]] = []
     while True:
@@ -146,14 +149,14 @@ class JudgePool:
         self._verdicts = ctx.Queue()
         self._queues = [ctx.Queue() for _ in range(workers)]
         self._procs = [
-            ctx.Process(
-                target=_worker, args=(i, config, target_tokenizer, q, self._verdicts), name=f"lc-judge-{i}", daemon=True
-            )
+            ctx.Process(target=_worker, args=(i, config, q, self._verdicts), name=f"lc-judge-{i}", daemon=True)
             for i, q in enumerate(self._queues)
         ]
         with _without_main_module():
             for proc in self._procs:
                 proc.start()
+        for q in self._queues:
+            q.put(target_tokenizer)
         self._owner: dict[str, int] = {}  # section id -> worker
         self._synced: dict[str, int] = {}  # section id -> questions the worker has
         self._load = [0] * workers  # sections pinned per worker

@@ -275,7 +275,9 @@ class _Run:
             st.section_id, att.step, fitted.windows, fitted.earlier_pairs, st.question_index, fitted.long_range,
             st.source_language, self.cfg, st.memo, title=st.title,
         )  # fmt: skip
-        if self.judges is not None:
+        if self.cfg.judge_workers:
+            if self.judges is None:  # started with the first output: nothing to judge holds up the first request
+                self.judges = JudgePool(self.cfg, self.cfg.judge_workers, self.s.preparer.target_tokenizer)
             self.judging[res.request_id] = (att, res)
             self.judges.submit(res.request_id, context, res, st.pairs, st.paragraphs)
             self._timed("judge", t)
@@ -363,8 +365,6 @@ class _Run:
 
     def loop(self) -> GenerationSummary:
         admission = Admission(self.tasks, self.s.preparer, self.s.prepare_ahead)
-        if self.cfg.judge_workers:
-            self.judges = JudgePool(self.cfg, self.cfg.judge_workers, self.s.preparer.target_tokenizer)
         try:
             while True:
                 if self.stop is not None and self.stop.is_set() and not self.stopping:
