@@ -50,6 +50,8 @@ REJECTION_REASONS: dict[str, str] = {
     "evidence_missing": "no evidence quote",
     "evidence_not_found": "a quote is not in the shown text (or too short to ground anything)",
     "long_range_evidence": "a long-range step whose quotes do not come from both far-apart windows",
+    "evidence_off_focus": "a quote from another window than the one the step asked about (a backend that did not "
+    "enforce the evidence choices)",
     "unsupported_answer": "an answer sentence whose content words or numbers are not in the evidence",
     "subject_not_in_evidence": "an identifier the question or answer names (`name`, snake_case) is not in or just "
     "before the evidence: the facts are pinned on another function",
@@ -986,6 +988,7 @@ def validate_output(
     config: ValidationConfig | None = None,
     memo: ShownTextMemo | None = None,
     title: str | None = None,
+    focus_window: int | None = None,
 ) -> ValidatedQA:
     """Parse one raw model output and run every check against the windows the prompt showed.
 
@@ -994,6 +997,8 @@ def validate_output(
     texts (echo check). ``source_language`` defaults to :func:`detect_language` of the windows
     (:data:`UNDETERMINED_LANGUAGE` skips the check). ``memo``: the section's :class:`ShownTextMemo`.
     ``title``: the document's title the prompt named; its words support an answer that names the subject.
+    ``focus_window``: the window (index into ``windows``) the prompt asked about: every model quote must lie in it
+    (a grammar-constrained backend cannot quote elsewhere; completed sentences may come from any shown window).
     """
     cfg = config or ValidationConfig()
     memo = ShownTextMemo() if memo is None else memo
@@ -1101,6 +1106,14 @@ def validate_output(
     cited = {s.window_index for s in spans}
     if long_range and len(cited) < min(2, len(windows)):
         return _reject("long_range_evidence", f"quotes cite {len(cited)} of the 2 far-apart windows", **kw)
+    off_focus = [s.quote_index for s in spans if focus_window is not None and s.window_index != focus_window]
+    if off_focus and not long_range:
+        return _reject(
+            "evidence_off_focus",
+            f"quote {off_focus[0]} is from excerpt {spans[off_focus[0]].window_index + 1}, "
+            f"the step asked about excerpt {focus_window + 1}",
+            **{**kw, "spans": tuple(spans)},
+        )
 
     pool = {w for s in spans for w in content_words(s.source_text, identifier_parts=True)}
     # the prompt names the document ("... titled 'PostgreSQL Functions and Operators'") and asks for questions that
