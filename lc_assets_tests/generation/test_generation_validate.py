@@ -272,6 +272,24 @@ def test_a_quote_outside_the_focus_window_is_refused():
     assert {s.window_index for s in completed.spans if s.origin == "completed"} == {1}
 
 
+def test_a_line_shown_in_two_windows_is_the_focus_windows():
+    """Code repeats lines: a quote the schema offered from the focus window that also occurs in an earlier window
+    is located in the focus window (not refused as off-focus)."""
+    line = "# wait until the write buffer is below the low-water mark"
+    text = f"def flush(self):\n    {line}\n    pass\n\n" + "\n\n".join(FILLER[:3]) + "\n\n" + CODE[1]
+    paras = split_paragraphs(text, _count, 512)
+    first, last = windows_of(paras[:1])[0], windows_of(paras[-1:])[0]
+    pair = out(
+        "What does the asyncio method `drain` wait for?",
+        "It waits until the write buffer is below the low-water mark.",
+        [line],
+    )
+    res = validate_output(pair, (first, last), focus_window=1)
+    assert res.ok, res.failure
+    assert res.spans[0].window_index == 1 and res.spans[0].char_start >= last.char_start
+    assert validate_output(pair, (first, last)).spans[0].window_index == 0  # without focus: the first window
+
+
 EARLIER = (
     QAPair("s:0", 0, "What is the purpose of the `close` method?", "It closes the transport."),
     QAPair("s:1", 1, "Who kept the light at Carrow Point for forty-one years?", "Thomas Reed."),

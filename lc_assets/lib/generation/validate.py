@@ -1080,6 +1080,12 @@ def validate_output(
         return _reject("evidence_missing", "no evidence quote", **kw)
     prepared: list[_Window] | None = None  # normalised windows: only for quotes not found verbatim
     spans: list[EvidenceSpan] = []
+    # the focus window is searched first: a line that also occurs in another shown window (code repeats lines)
+    # is the focus window's, where the schema offered it
+    order = list(range(len(windows)))
+    if focus_window is not None and not long_range and 0 <= focus_window < len(windows):
+        order.insert(0, order.pop(focus_window))
+    search_texts = [texts[j] for j in order]
     for i, quote in enumerate(quotes):
         # a long identifier ("pg_create_physical_replication_slot") grounds as much as a phrase does
         if len(words(quote)) < cfg.min_quote_words and len(quote) < cfg.min_quote_chars:
@@ -1088,13 +1094,13 @@ def validate_output(
                 f"quote {i} {quote!r} has < {cfg.min_quote_words} words and < {cfg.min_quote_chars} chars",
                 **kw,
             )
-        exact = _locate_verbatim(quote, texts)
+        exact = _locate_verbatim(quote, search_texts)
         if exact is not None:
-            win_i, start, end = exact
-            sc = 100.0
+            pos, start, end = exact
+            win_i, sc = order[pos], 100.0
         else:
             prepared = prepared if prepared is not None else _prepare_windows(windows)
-            found = _locate_quote(quote, prepared, cfg.fuzzy_threshold)
+            found = _locate_quote(quote, [prepared[j] for j in order], cfg.fuzzy_threshold)
             if found is None:
                 return _reject("evidence_not_found", f"quote {i} {quote[:80]!r} is not in the shown text", **kw)
             win_i, ns, ne, sc = found
