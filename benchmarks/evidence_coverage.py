@@ -17,8 +17,8 @@ Each runs with focus on and off; every section grows ``--steps`` steps (no token
 
     first_on=<c> first_off=<c> random_on=<c> random_off=<c> pairs=<n>
 
-    python benchmarks/evidence_coverage.py                  # all fixture chunks, 20 steps each
-    python benchmarks/evidence_coverage.py --steps 40 --seeds 0 1 2
+    python benchmarks/evidence_coverage.py --seeds 0 1 2      # the fixture's 5 chunks, 45 steps each
+    python benchmarks/evidence_coverage.py --chunks 12 --steps 20 --seeds 0 1 2   # 12 sections (copies)
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,17 +47,9 @@ from lc_assets.lib.tokenizer import load_tokenizer  # noqa: E402
 from lc_assets_tests.generation.doubles import ScriptedBackend, first_choice_reply, unique_reply  # noqa: E402
 
 DOUBLES = {"first": first_choice_reply, "random": unique_reply}
-#: the demo profile's generate_qa knobs (lc_assets/profiles/demo.yaml)
-DEMO = dict(
-    min_context_tokens=768,
-    max_context_tokens=1024,
-    earlier_pairs=2,
-    max_tokens=288,
-    max_question_chars=200,
-    max_answer_chars=300,
-    max_quote_chars=200,
-    max_retries_per_step=1,
-)
+#: the demo profile's generate_qa knobs (its per-section step cap is replaced by --steps)
+_DEMO_PROFILE = yaml.safe_load((Path(__file__).resolve().parents[1] / "lc_assets/profiles/demo.yaml").read_text())
+DEMO = {k: v for k, v in _DEMO_PROFILE["ops"]["generate_qa"]["config"].items() if k != "pairs_per_section"}
 
 
 def run(catalog, tok, double: str, focus: bool, steps: int, seed: int) -> tuple[float, list[int], int]:
@@ -82,7 +76,9 @@ def run(catalog, tok, double: str, focus: bool, steps: int, seed: int) -> tuple[
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chunks", type=int, default=0, help="sections (0: the fixture's own chunks, no copies)")
-    ap.add_argument("--steps", type=int, default=20, help="steps per section")
+    ap.add_argument(
+        "--steps", type=int, default=45, help="steps per section (45: ~200 pairs from the fixture's 5 chunks)"
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "lc_assets_bench"))
     args = ap.parse_args()
