@@ -17,7 +17,7 @@ Each runs with focus on and off; every section grows ``--steps`` steps (no token
 
     first_on=<c> first_off=<c> random_on=<c> random_off=<c> pairs=<n>
 
-    python benchmarks/evidence_coverage.py --seeds 0 1 2      # the fixture's 5 chunks, 45 steps each
+    python benchmarks/evidence_coverage.py --seeds 0 1 2      # the fixture's 5 chunks, 46 steps each
     python benchmarks/evidence_coverage.py --chunks 12 --steps 20 --seeds 0 1 2   # 12 sections (copies)
 """
 
@@ -77,7 +77,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--chunks", type=int, default=0, help="sections (0: the fixture's own chunks, no copies)")
     ap.add_argument(
-        "--steps", type=int, default=45, help="steps per section (45: ~200 pairs from the fixture's 5 chunks)"
+        "--steps", type=int, default=46, help="steps per section (46: >= 200 pairs from the fixture's 5 chunks)"
     )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "lc_assets_bench"))
