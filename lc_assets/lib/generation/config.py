@@ -70,7 +70,7 @@ class GenerationConfig(ValidationConfig):
     """
 
     HASH_EXCLUDE: ClassVar[frozenset[str]] = frozenset(
-        {"max_in_flight", "request_timeout_s", "stop_grace_s", "commit_every_steps", "commit_every_ms"}
+        {"max_in_flight", "request_timeout_s", "stop_grace_s", "commit_every_steps", "commit_every_ms", "judge_workers"}
     )
 
     seed: int = Field(0, ge=0, description="Root of every derived RNG (masks, pair samples, request seeds).")
@@ -155,6 +155,13 @@ class GenerationConfig(ValidationConfig):
     )
     commit_every_ms: float = Field(
         500.0, gt=0, le=600_000, description="... or after this many milliseconds, whichever comes first."
+    )
+    judge_workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Processes that judge outputs beside the loop (0: in the loop thread). One process judges "
+        "~200 steps/s in the loop; a worker frees the loop for prompts and records (docs/scaling.md).",
     )
     generator: GeneratorIdentity | None = Field(
         None, description="The generator (set by the caller from the backend's config): part of the hash."

@@ -41,6 +41,8 @@ class Verdict:
     pair: QAPair | None
     reason: str | None  # "<code>: <detail>" when rejected; the code is counted by reason
     checked: ValidatedQA | None = None  # the validation result (evidence spans, kind); None for backend errors
+    # target-tokenizer counts of the pair's question and answer, when the judge counted them (a judge worker)
+    pair_counts: tuple[int, int] | None = None
 
     @property
     def ok(self) -> bool:

@@ -118,16 +118,16 @@ def evidence_choices(
     that ...") when they may write them freely. Each piece is a verbatim substring of a shown
     paragraph (:func:`validate.quotable_pieces`); ``memo`` (the section's) cuts each paragraph once.
     """
-    out: list[str] = []
-    seen: set[str] = set()
     memo = ShownTextMemo() if memo is None else memo
-    for window in windows:
-        for para in window.paragraphs:  # window_pieces' order, without its offsets (only the text is asked)
-            for _, _, piece in memo.pieces(para, max_quote_chars, min_words, min_chars):
-                if piece not in seen:
-                    seen.add(piece)
-                    out.append(piece)
-    return out
+    # window_pieces' order without its offsets (only the text is asked), each piece once
+    return list(
+        dict.fromkeys(
+            piece
+            for window in windows
+            for para in window.paragraphs
+            for _, _, piece in memo.pieces(para, max_quote_chars, min_words, min_chars)
+        )
+    )
 
 
 def qa_json_schema(

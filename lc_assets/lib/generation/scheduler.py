@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from lc_assets.lib.generation.admission import Admission, SectionPreparer, SectionState, SectionTask
 from lc_assets.lib.generation.backend import GenerationBackend, GenerationResult
 from lc_assets.lib.generation.config import GenerationConfig
-from lc_assets.lib.generation.judging import StepContext, judge_output
+from lc_assets.lib.generation.judge_pool import JudgePool
+from lc_assets.lib.generation.judging import StepContext, Verdict, judge_output
 from lc_assets.lib.generation.prompting import PromptBuilder, StepAttempt
 from lc_assets.lib.generation.prompts import FittedPrompt, PromptOverflowError, prompt_hash
 from lc_assets.lib.generation.quality import reason_code
@@ -109,6 +110,9 @@ class _Run:
         self.tasks = self._tasks(sections, committed)
         self.cap = self.cfg.max_in_flight or self.backend.max_in_flight
         self.in_flight: dict[str, StepAttempt] = {}
+        # outputs with a judge worker (request id -> attempt, result); their sections count as in flight
+        self.judging: dict[str, tuple[StepAttempt, GenerationResult]] = {}
+        self.judges: JudgePool | None = None
         self.active: dict[str, SectionState] = {}  # admitted and still growing
         self.results: list[SectionResult] = []  # sections that stopped growing (small: no text, no pairs)
         self.pairs = 0
@@ -156,6 +160,8 @@ class _Run:
 
     def _close(self, st: SectionState) -> None:
         self.active.pop(st.section_id, None)
+        if self.judges is not None:
+            self.judges.forget(st.section_id)
         result = st.result()
         self.results.append(result)
         if result.finish_reason != "stopped":
@@ -168,9 +174,15 @@ class _Run:
         failure: str | None,
         res: GenerationResult | None,
         checked: ValidatedQA | None = None,
+        pair_counts: tuple[int, int] | None = None,
     ) -> StepRecord:
         st, fitted = att.state, att.fitted
-        pair_tokens = self.s.preparer.pair_tokens([pair])[0] if pair is not None else 0
+        if pair is None:
+            pair_tokens = 0
+        elif pair_counts is not None:  # counted by a judge worker
+            pair_tokens = pair_counts[0] + pair_counts[1] + self.s.preparer.pair_overhead
+        else:
+            pair_tokens = self.s.preparer.pair_tokens([pair])[0]
         shown = sorted(fitted.shown, key=_index)  # document order (shown_spans)
         return StepRecord(
             section_id=st.section_id,
@@ -256,7 +268,7 @@ class _Run:
             self.first_request = time.monotonic()
 
     def _settle(self, att: StepAttempt, res: GenerationResult) -> None:
-        """Record a finished attempt, or retry it; then move the section on."""
+        """Judge a finished attempt (here, or in a judge worker: then :meth:`_judged` follows later)."""
         t = _cpu()
         st = att.state
         fitted = att.fitted
@@ -264,8 +276,30 @@ class _Run:
             st.section_id, att.step, fitted.windows, fitted.earlier_pairs, st.question_index, fitted.long_range,
             st.source_language, self.cfg, st.memo, title=st.title, focus_window=fitted.focus,
         )  # fmt: skip
+        if self.judges is not None:
+            self.judging[res.request_id] = (att, res)
+            self.judges.submit(res.request_id, context, res, st.pairs, st.paragraphs)
+            self._timed("judge", t)
+            return
         verdict = judge_output(context, res)
+        self._judged(att, res, verdict, self._timed("judge", t))
+
+    def _collect_verdicts(self, timeout: float) -> None:
+        """Settle the verdicts the judge workers sent back (waiting up to ``timeout`` for the first)."""
+        assert self.judges is not None
+        t = _cpu()
+        self.judges.send()
+        verdicts = self.judges.ready(timeout)
         t = self._timed("judge", t)
+        for key, verdict in verdicts:
+            found = self.judging.pop(key, None)
+            if found is not None:  # None: dropped when the stop's grace period ended
+                self._judged(*found, verdict, t)
+                t = _cpu()
+
+    def _judged(self, att: StepAttempt, res: GenerationResult, verdict: Verdict, t: float) -> None:
+        """Record a judged attempt, or retry it; then move the section on."""
+        st = att.state
         if not verdict.ok and self.stopping:
             return  # stopping: leave the step unrecorded so a resume redoes it, rather than a failure
         assert verdict.reason is not None or verdict.pair is not None
@@ -278,7 +312,7 @@ class _Run:
                 self._submit(att)
                 self._timed("submit", t)
                 return
-        self._commit(self._record(att, verdict.pair, verdict.reason, res, verdict.checked), st)
+        self._commit(self._record(att, verdict.pair, verdict.reason, res, verdict.checked, verdict.pair_counts), st)
         t = self._timed("record", t)
         if st.finish_reason is None:
             self._launch(st)
@@ -314,6 +348,10 @@ class _Run:
             )
         )
 
+    def _busy(self) -> int:
+        """Sections with a step under way: at the engine or with a judge worker."""
+        return len(self.in_flight) + len(self.judging)
+
     def _begin_stop(self, admission: Admission) -> None:
         self.stopping = True
         self.stop_deadline = time.monotonic() + self.cfg.stop_grace_s
@@ -326,18 +364,20 @@ class _Run:
 
     def loop(self) -> GenerationSummary:
         admission = Admission(self.tasks, self.s.preparer, self.s.prepare_ahead)
+        if self.cfg.judge_workers:
+            self.judges = JudgePool(self.cfg, self.cfg.judge_workers, self.s.preparer.target_tokenizer)
         try:
             while True:
                 if self.stop is not None and self.stop.is_set() and not self.stopping:
                     self._begin_stop(admission)
                 t = _cpu()
-                while not self.stopping and len(self.in_flight) < self.cap:
-                    st = admission.take(timeout=0.0 if self.in_flight else min(self.s.poll_s, 0.05))
+                while not self.stopping and self._busy() < self.cap:
+                    st = admission.take(timeout=0.0 if self._busy() else min(self.s.poll_s, 0.05))
                     if st is None:
                         break
                     self._open(st)
                 t = self._timed("admit", t)
-                if not self.in_flight:
+                if not self._busy():
                     if self.stopping or admission.exhausted:
                         break
                     continue
@@ -346,9 +386,17 @@ class _Run:
                         self.backend.abort(rid)
                         self.counters["aborted"] += 1
                     self.in_flight.clear()
+                    self.judging.clear()
                     break
-                room = not self.stopping and not admission.exhausted and len(self.in_flight) < self.cap
-                results = self.backend.wait(timeout=min(self.s.poll_s, 0.02) if room else self.s.poll_s)
+                if self.judging:
+                    # nothing at the engine: wait for verdicts; else look, and give the engine a moment below
+                    self._collect_verdicts(0.0 if self.in_flight else min(self.s.poll_s, 0.05))
+                    t = _cpu()
+                    if not self.in_flight:
+                        continue
+                room = not self.stopping and not admission.exhausted and self._busy() < self.cap
+                wait_s = min(self.s.poll_s, 0.02) if room else self.s.poll_s
+                results = self.backend.wait(timeout=min(wait_s, 0.002) if self.judging else wait_s)
                 t = self._timed("wait", t)
                 for res in results:
                     att = self.in_flight.pop(res.request_id, None)
@@ -362,6 +410,9 @@ class _Run:
                 self._emit()
         finally:
             admission.close()
+            if self.judges is not None:
+                self.judges.close()
+                self.phase["judge_workers_cpu"] += self.judges.cpu_seconds
             self.phase["prepare_sections_wall (admission thread)"] += admission.prepare_seconds
         for st in list(self.active.values()):  # stopped while growing: left open for a resume
             st.finish_reason = "stopped"

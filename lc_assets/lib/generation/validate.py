@@ -127,6 +127,12 @@ def words(text: str) -> list[str]:
     return _WORD.findall(_fold(text))
 
 
+@functools.lru_cache(maxsize=1 << 13)
+def _cached_words(text: str) -> tuple[str, ...]:
+    """:func:`words` of a text seen again and again (earlier pairs)."""
+    return tuple(words(text))
+
+
 def _normalize_with_map(text: str) -> tuple[str, list[int]]:
     """Casefolded text with unified quotes and collapsed whitespace, and each char's index in ``text``."""
     if text.isascii():  # ASCII quotes need no unifying and lower() is casefold: map whole tokens at once
@@ -889,6 +895,7 @@ class ShownTextMemo:
 
     def __init__(self) -> None:
         self._pieces: dict[tuple[str, int, int, int], tuple[tuple[int, int, str], ...]] = {}
+        self._words: dict[tuple[str, int, int, int], tuple[frozenset[str], ...]] = {}
 
     def __len__(self) -> int:
         return len(self._pieces)
@@ -905,6 +912,23 @@ class ShownTextMemo:
                 self._pieces[key] = found
         return found
 
+    def piece_words(
+        self, para: Paragraph, max_chars: int, min_words: int, min_chars: int
+    ) -> tuple[frozenset[str], ...]:
+        """The content words (identifier parts included) and numbers of each of :meth:`pieces`, in order:
+        what evidence completion matches an answer sentence against (stemming every shown sentence on every
+        step that needs a completion was ~40% of judging)."""
+        key = (para.paragraph_id, max_chars, min_words, min_chars)
+        found = self._words.get(key) if para.paragraph_id else None
+        if found is None:
+            found = tuple(
+                frozenset(content_words(t, identifier_parts=True)) | numbers(t)
+                for _, _, t in self.pieces(para, max_chars, min_words, min_chars)
+            )
+            if para.paragraph_id:
+                self._words[key] = found
+        return found
+
 
 def window_pieces(
     window: MaskWindow, max_chars: int, min_words: int, min_chars: int, memo: ShownTextMemo | None = None
@@ -915,6 +939,21 @@ def window_pieces(
     for para in window.paragraphs:
         offset = para.char_start - window.char_start
         out += [(offset + a, offset + b, t) for a, b, t in memo.pieces(para, max_chars, min_words, min_chars)]
+    return out
+
+
+def window_piece_words(
+    window: MaskWindow, max_chars: int, min_words: int, min_chars: int, memo: ShownTextMemo
+) -> list[tuple[int, int, str, frozenset[str]]]:
+    """:func:`window_pieces` with each piece's :meth:`ShownTextMemo.piece_words`."""
+    out = []
+    for para in window.paragraphs:
+        offset = para.char_start - window.char_start
+        args = (para, max_chars, min_words, min_chars)
+        out += [
+            (offset + a, offset + b, t, w)
+            for (a, b, t), w in zip(memo.pieces(*args), memo.piece_words(*args), strict=True)
+        ]
     return out
 
 
@@ -1039,18 +1078,19 @@ def validate_output(
     looping = max(repeated_ngram_share(answer), repeated_ngram_share(question))
     if looping > cfg.max_repeated_ngram_share:
         return _reject("degenerate", f"output loops ({looping:.0%} of its 4-grams are repeats)", **kw)
-    if normalize_question(question) == normalize_question(answer):
+    answer_words = words(answer)
+    norm_question, norm_answer = normalize_question(question), " ".join(answer_words)
+    if norm_question == norm_answer:
         return _reject("degenerate", "answer repeats the question", **kw)
     if _UNFINISHED.search(answer):
         return _reject("degenerate", f"the answer stops mid-sentence: {answer[-60:]!r}", **kw)
 
-    answer_words = words(answer)
-    for pair in earlier:
-        if normalize_question(question) == normalize_question(pair.answer):
+    for pair in earlier:  # the same earlier pairs are listed step after step: their words are cached
+        if norm_question == " ".join(_cached_words(pair.answer)):
             return _reject("echo", f"question repeats the answer of {pair.pair_id}", **kw)
-        if normalize_question(answer) == normalize_question(pair.question):
+        if norm_answer == " ".join(_cached_words(pair.question)):
             return _reject("echo", f"answer repeats the question of {pair.pair_id}", **kw)
-        if len(answer_words) >= 3 and rouge_l_at_least(answer_words, words(pair.answer), cfg.echo_rouge_l):
+        if len(answer_words) >= 3 and rouge_l_at_least(answer_words, _cached_words(pair.answer), cfg.echo_rouge_l):
             return _reject("echo", f"answer repeats the answer of {pair.pair_id}", **kw)
     prompt_shingles = _instruction_shingles(tuple(instructions)) if instructions else frozenset()
     if prompt_shingles and (_shingles(question) | _shingles(answer)) & prompt_shingles:
@@ -1136,7 +1176,7 @@ def validate_output(
         return _reject("degenerate", "the answer only restates the question", **{**kw, "spans": tuple(spans)})
     support = 1.0
     completed = 0
-    pieces: list[tuple[int, int, int, str, set[str]]] | None = None
+    pieces: list[tuple[int, int, int, str, frozenset[str]]] | None = None
     for sentence in answer_claims(answer):
         share, misses = sentence_support(sentence, pool, pool_numbers, given)
         # small models quote one sentence and answer from its neighbour: add the shown sentence that
@@ -1145,10 +1185,11 @@ def validate_output(
         # unrelated lines must not add up to support)
         while share < cfg.min_sentence_support and completed < cfg.max_completed_quotes and misses:
             if pieces is None:
+                args = (cfg.max_quote_chars, cfg.min_quote_words, cfg.min_quote_chars, memo)
                 pieces = [
-                    (win_i, a, b, t, set(content_words(t, identifier_parts=True)) | numbers(t))
+                    (win_i, a, b, t, extra)
                     for win_i, w in enumerate(windows)
-                    for a, b, t in window_pieces(w, cfg.max_quote_chars, cfg.min_quote_words, cfg.min_quote_chars, memo)
+                    for a, b, t, extra in window_piece_words(w, *args)
                 ]
             wanted = set(misses)
             claim = claim_words(sentence)

@@ -1,0 +1,122 @@
+"""Judging in worker processes: the same verdicts as in the loop, errors and dead workers loud."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from lc_assets.lib.generation.backend import GenerationResult
+from lc_assets.lib.generation.judge_pool import JudgePool, JudgeWorkerError
+from lc_assets.lib.generation.judging import StepContext
+from lc_assets.lib.generation.masking import MaskWindow, Paragraph
+from lc_assets.lib.generation.records import MemorySink
+from lc_assets.lib.generation.scheduler import GenerationScheduler
+from lc_assets.lib.generation.validate import QuestionIndex
+
+from .conftest import make_section, small_config
+from .doubles import Reply, ScriptedBackend, grounded_text, unique_reply
+
+
+def _mixed_script(req):
+    """Valid pairs, a repeated question (near-duplicate), broken JSON, an unsupported answer, a backend error."""
+    sid, step, attempt = req.request_id.split("/")[:3]
+    step_i = int(step)
+    if step_i == 1 and attempt == "0":
+        return Reply("not json")
+    if step_i == 2:
+        return Reply(grounded_text(req, question="Which words does the repeated paragraph list?"))
+    if step_i == 3 and attempt == "0":
+        return Reply(json.dumps({"evidence": [], "question": "What is never shown here?", "answer": "Nothing."}))
+    if step_i == 5 and sid.endswith("1"):
+        return Reply("", error="HTTP 500")
+    return unique_reply(req)
+
+
+def _run(target_tokenizer, workers: int) -> MemorySink:
+    backend = ScriptedBackend(tokenizer=target_tokenizer, script=_mixed_script, in_flight_cap=3)
+    sink = MemorySink()
+    cfg = small_config(judge_workers=workers, target_ratio=1.15, max_failed_steps_per_section=6)
+    summary = GenerationScheduler(backend, cfg, sink, target_tokenizer).run([make_section(f"s{i}") for i in range(4)])
+    assert len(summary.sections) == 4
+    return sink
+
+
+def _comparable(sink: MemorySink) -> list[tuple]:
+    return sorted(
+        (
+            r.section_id,
+            r.step,
+            r.status,
+            r.failure_reason,
+            r.attempts,
+            r.pair,
+            r.evidence,
+            r.kind,
+            tuple((a.attempt, a.reason) for a in r.rejected),
+            r.section_tokens,
+        )  # fmt: skip
+        for r in sink.records
+    )
+
+
+def test_worker_verdicts_equal_the_loops(target_tokenizer):
+    inline = _comparable(_run(target_tokenizer, 0))
+    pooled = _comparable(_run(target_tokenizer, 2))
+    assert pooled == inline
+    statuses = {row[2] for row in inline}
+    reasons = {(row[3] or "").split(":")[0] for row in inline} | {a[1].split(":")[0] for row in inline for a in row[8]}
+    # the comparison covers accepted pairs and each kind of refusal, not only the easy path
+    assert statuses == {"ok", "failed"}
+    assert {"invalid_json", "duplicate_question", "evidence_missing", "backend_error"} <= reasons
+
+
+def test_judge_workers_are_not_part_of_the_generation_hash():
+    assert small_config(judge_workers=0).config_hash() == small_config(judge_workers=3).config_hash()
+
+
+_TEXT = "The parser reads the header line first. It stops at the first blank line of the file."
+_PARAGRAPHS = (Paragraph(0, "p00000-x", 0, len(_TEXT), _TEXT, 20),)
+
+
+def _context(section_id: str = "s") -> StepContext:
+    window = MaskWindow(_PARAGRAPHS)
+    return StepContext(section_id, 0, (window,), (), QuestionIndex(), False, "und", small_config())
+
+
+def test_a_worker_exception_comes_back_with_its_traceback():
+    with JudgePool(small_config(), 1) as pool:
+        # a result whose text is not a string makes validation raise inside the worker
+        pool.submit("k1", _context(), GenerationResult("k1", None, 1, 1, "stop", 0.0), [], _PARAGRAPHS)  # type: ignore[arg-type]
+        pool.send()
+        with pytest.raises(JudgeWorkerError, match="judging k1 failed in a judge worker") as info:
+            for _ in range(200):
+                pool.ready(timeout=0.1)
+        assert "Traceback" in str(info.value)
+
+
+def test_a_dead_worker_stops_the_run_loudly():
+    with JudgePool(small_config(), 1) as pool:
+        ok = json.dumps({"evidence": ["The parser reads the header line first."], "question": "q?", "answer": "a"})
+        pool.submit("k1", _context(), GenerationResult("k1", ok, 1, 1, "stop", 0.0), [], _PARAGRAPHS)
+        pool.send()
+        got = []
+        for _ in range(200):
+            got += pool.ready(timeout=0.1)
+            if got:
+                break
+        assert [k for k, _ in got] == ["k1"] and got[0][1].reason is not None  # judged (refused: 1-word question)
+        os.kill(pool._procs[0].pid, signal.SIGKILL)
+        pool._procs[0].join(5)
+        pool.submit("k2", _context(), GenerationResult("k2", ok, 1, 1, "stop", 0.0), [], _PARAGRAPHS)
+        pool.send()
+        with pytest.raises(JudgeWorkerError, match=r"lc-judge-0 died \(exit code -9\)"):
+            for _ in range(50):
+                pool.ready(timeout=0.1)
+
+
+def test_a_pool_needs_a_worker():
+    with pytest.raises(ValueError, match="at least one worker"):
+        JudgePool(small_config(), 0)
