@@ -41,6 +41,12 @@ def _template(cache_dir: Path) -> Path:
     return path
 
 
+def template_chunks(cache_dir: Path) -> int:
+    """How many chunks the embedded entries give (the template, before any copies)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return int(LineageStore(_template(cache_dir)).scalar("SELECT count(*) FROM chunks"))
+
+
 def seeded_catalog(path: Path, n_chunks: int, cache_dir: Path) -> LineageStore:
     """A fresh catalog at `path` holding exactly `n_chunks` chunks of shard `bench` (real texts, repeated)."""
     cache_dir.mkdir(parents=True, exist_ok=True)

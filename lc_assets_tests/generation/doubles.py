@@ -78,9 +78,11 @@ def _question(request: GenerationRequest, tag: str) -> str:
     return _QUESTIONS[kind].format(d=tag)
 
 
-def grounded_text(request: GenerationRequest, question: str | None = None) -> str:
+def grounded_text(request: GenerationRequest, question: str | None = None, first: bool = False) -> str:
     """A valid output for this request: a quote from the shown text (one per window on a long-range
-    step), an answer made of the quotes' words and a question unique per prompt and attempt."""
+    step), an answer made of the quotes' words and a question unique per prompt and attempt.
+
+    ``first``: always quote the first allowed choice (a model that prefers the first excerpt), not a random one."""
     # depends on the prompt and attempt only (not the run nonce), so reruns answer identically
     key = "/".join(request.request_id.split("/")[:3])
     digest = hashlib.sha1(json.dumps(request.messages).encode() + key.encode()).hexdigest()
@@ -91,7 +93,7 @@ def grounded_text(request: GenerationRequest, question: str | None = None) -> st
     for options in evidence_options(request):
         # a quote with some content (a model quotes what it asks about), answered by a slice of it with at
         # least two content words (a long-range answer must use both quotes)
-        order = rng.sample(options, len(options))
+        order = options[:1] if first else rng.sample(options, len(options))
         quote, part = order[0], _cut(order[0], budget)
         for candidate in order[:40]:
             found = _content_slice(candidate, budget, rng)
@@ -107,6 +109,11 @@ def grounded_text(request: GenerationRequest, question: str | None = None) -> st
 def unique_reply(request: GenerationRequest) -> Reply:
     """A valid, grounded pair whose question is unique per prompt and attempt."""
     return Reply(grounded_text(request))
+
+
+def first_choice_reply(request: GenerationRequest) -> Reply:
+    """A valid, grounded pair quoting the first allowed choice (the first shown sentence it may quote)."""
+    return Reply(grounded_text(request, first=True))
 
 
 @dataclass

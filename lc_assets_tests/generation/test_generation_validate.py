@@ -236,10 +236,58 @@ def test_every_reason_is_documented_and_tested():
         "evidence_missing",
         "evidence_not_found",
         "long_range_evidence",
+        "evidence_off_focus",
         "unsupported_answer",
         "subject_not_in_evidence",
     }
     assert set(REJECTION_REASONS) == tested
+
+
+def test_a_quote_outside_the_focus_window_is_refused():
+    """A backend that ignores the schema's evidence choices (free text) may quote another excerpt than the one
+    the step asked about: refused, naming both. A quote from the focus window passes, and a sentence the
+    validator adds from another window to support the answer is still allowed."""
+    code_pair = out(
+        "What does the asyncio method `drain` wait for?",
+        "It waits until the write buffer is below the low-water mark.",
+        ["# wait until the write buffer is below the low-water mark"],
+    )
+    refused = check(code_pair, focus_window=0)
+    assert refused.reason == "evidence_off_focus"
+    assert refused.failure == "evidence_off_focus: quote 0 is from excerpt 2, the step asked about excerpt 1"
+    assert check(code_pair, focus_window=1).ok
+    assert check(code_pair).ok  # no focus (the old behaviour): any shown window
+    # a long-range step has no focus: one quote per window is its rule
+    assert check(code_pair, focus_window=0, long_range=True).reason == "long_range_evidence"
+    # completion may still add shown sentences of other windows (the model quoted window 0 only)
+    completed = check(
+        out(
+            "When was the lighthouse at Carrow Point built, and what does the asyncio method `drain` wait for?",
+            "It was built in 1851. `drain` waits until the write buffer is below the low-water mark.",
+            ["The lighthouse at Carrow Point was built in 1851 by the engineer Margaret Hale."],
+        ),
+        focus_window=0,
+    )
+    assert completed.ok, completed.failure
+    assert {s.window_index for s in completed.spans if s.origin == "completed"} == {1}
+
+
+def test_a_line_shown_in_two_windows_is_the_focus_windows():
+    """Code repeats lines: a quote the schema offered from the focus window that also occurs in an earlier window
+    is located in the focus window (not refused as off-focus)."""
+    line = "# wait until the write buffer is below the low-water mark"
+    text = f"def flush(self):\n    {line}\n    pass\n\n" + "\n\n".join(FILLER[:3]) + "\n\n" + CODE[1]
+    paras = split_paragraphs(text, _count, 512)
+    first, last = windows_of(paras[:1])[0], windows_of(paras[-1:])[0]
+    pair = out(
+        "What does the asyncio method `drain` wait for?",
+        "It waits until the write buffer is below the low-water mark.",
+        [line],
+    )
+    res = validate_output(pair, (first, last), focus_window=1)
+    assert res.ok, res.failure
+    assert res.spans[0].window_index == 1 and res.spans[0].char_start >= last.char_start
+    assert validate_output(pair, (first, last)).spans[0].window_index == 0  # without focus: the first window
 
 
 EARLIER = (

@@ -13,10 +13,12 @@ import pytest
 from lc_assets.cli import main
 from lc_assets.defs.resources import TokenizerResource
 from lc_assets.lib.corpus.lineage import latest_chunk_config
+from lc_assets.lib.generation.admission import SectionPreparer
+from lc_assets.lib.generation.focus import EvidenceDepth
 from lc_assets.lib.generation.run import grow_sections
 from lc_assets.lib.lineage import LineageStore
 from lc_assets.lib.lineage.catalog import merge_pending, merge_run_file, pending_run_files
-from lc_assets.lib.lineage.generation import rebuild_prompt, sections_to_grow
+from lc_assets.lib.lineage.generation import iter_section_tasks, rebuild_prompt, sections_to_grow
 from lc_assets.lib.lineage.writer import LineageWriter
 from lc_assets_tests.generation.doubles import ScriptedBackend
 from lc_assets_tests.lineage.run_worker import STEPS, config, grow_shard, seed_shard
@@ -143,11 +145,32 @@ def test_rebuilt_prompts_equal_what_the_backend_received(tmp_path, capsys):
     ]
     assert kinds >= 4 and long_range >= 1
     assert all("The excerpts come from the document titled" in m[1]["content"] for m in sent.values())
+    # ... and the focus window a step asked about (masked_prompts.record), rebuilt from the record
+    assert any("Quote your evidence from Excerpt" in m[1]["content"] for m in sent.values())
     section_id, step = next(iter(sent)).split("/")
     assert main(["lineage", "prompt", f"{section_id}:{step}", "--json", "--db", str(catalog.path)]) == 0
     assert tuple(json.loads(capsys.readouterr().out)) == sent[f"{section_id}/{step}"]
     with pytest.raises(SystemExit, match="no prompt"):
         main(["lineage", "prompt", "nope:0", "--db", str(catalog.path)])
+
+
+def test_resume_from_lineage_rebuilds_each_sections_evidence_depth(tmp_path):
+    """`committed_steps` carries every pair's qa_evidence spans, so a resumed section's histogram (which window
+    its next steps focus on) is the one its live run had."""
+    catalog, todo, _ = _grown(tmp_path, books=1)
+    cfg = config().model_copy(update={"long_range_share": 0.5})
+    tok = TokenizerResource().load()
+    preparer = SectionPreparer(cfg, tok.count_batch, tok)
+    checked = 0
+    for task in iter_section_tasks(catalog, todo):
+        spans = catalog.query(
+            "SELECT char_start, char_end FROM qa_evidence WHERE section_id = ?", [task.section.section_id]
+        )
+        expected = EvidenceDepth(len(task.section.text))
+        expected.add(spans)
+        assert preparer(task).evidence_depth.counts == expected.counts
+        checked += sum(expected.counts)
+    assert checked > 0
 
 
 def test_a_changed_prompt_template_is_refused_not_rebuilt_wrong(tmp_path, monkeypatch):

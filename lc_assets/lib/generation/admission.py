@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lc_assets.lib.generation.config import GenerationConfig
+from lc_assets.lib.generation.focus import EvidenceDepth
 from lc_assets.lib.generation.masking import Paragraph, SectionMasker, TokenCounter, split_paragraphs
 from lc_assets.lib.generation.prompts import title_line
 from lc_assets.lib.generation.records import CommittedStep, FinishReason, SectionResult, StepRecord
@@ -62,6 +63,11 @@ class SectionState:
     # pair id -> generator tokens of (question, answer), for the prompt guard's bound
     generator_pair_tokens: dict[str, tuple[int, int]] = field(default_factory=dict)
     title_tokens: int | None = None  # generator tokens of the prompt's title line (counted on first use)
+    # accepted evidence quotes per chunk decile so far (resumed steps too): which window a step focuses on
+    evidence_depth: EvidenceDepth = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.evidence_depth = EvidenceDepth(len(self.task.section.text))
 
     @property
     def title(self) -> str:
@@ -92,10 +98,12 @@ class SectionState:
             finish_reason=self.finish_reason,
         )
 
-    def apply(self, step: int, pair: QAPair | None, pair_tokens: int) -> None:
-        """Advance by one finished step (the same path for resumed and live steps)."""
+    def apply(self, step: int, pair: QAPair | None, pair_tokens: int, evidence: Iterable[tuple[int, int]] = ()) -> None:
+        """Advance by one finished step (the same path for resumed and live steps); ``evidence``: the accepted
+        pair's quotes as chunk spans."""
         if pair is not None:
             self.pairs.append(pair)
+            self.evidence_depth.add(evidence)
             self.question_index.add(pair.question)
             self.section_tokens += pair_tokens
         else:
@@ -205,7 +213,7 @@ class SectionPreparer:
         tokens = dict(zip((p.pair_id for p in ok_pairs), self.pair_tokens(ok_pairs), strict=True))
         for rec in records:
             pair = rec.pair if rec.status == "ok" else None
-            st.apply(rec.step, pair, tokens[pair.pair_id] if pair is not None else 0)
+            st.apply(rec.step, pair, tokens[pair.pair_id] if pair is not None else 0, rec.evidence_spans)
         for pair in section.pairs:  # pairs given on the Section itself (not through records)
             if pair.step >= st.next_step:
                 raise ValueError(f"section {section.section_id!r} has pair at step {pair.step} but no record of it")

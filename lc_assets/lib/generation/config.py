@@ -39,6 +39,7 @@ def prompt_version() -> str:
         build_messages(paras, 5, pairs, DEFAULT_SKIP_MARKER, kind=kind, title="A title") for kind in KIND_HINTS
     ]
     messages.append(build_messages(paras, 5, pairs, DEFAULT_SKIP_MARKER, long_range=True, title="A title"))
+    messages.append(build_messages(paras, 5, pairs, DEFAULT_SKIP_MARKER, kind="what", title="A title", focus=1))
     schemas = [
         qa_json_schema(100, 200),
         qa_json_schema(100, 200, quote_choices=["A quote."]),
@@ -107,6 +108,12 @@ class GenerationConfig(ValidationConfig):
         True,
         description="Evidence items are constrained to the shown sentences/lines (a JSON-schema enum), so grammar-"
         "constrained decoding can only copy real text; off: free quotes, found fuzzily.",
+    )
+    focus_window: bool = Field(
+        True,
+        description="Each ordinary step asks about one shown window, the one in the chunk deciles with the fewest "
+        "accepted evidence quotes of the section so far (its sentences are the evidence choices; the other windows "
+        "are context), so evidence covers the chunk evenly by construction; off: the model picks the window.",
     )
     question_kinds: list[str] = Field(
         list(KIND_HINTS),

@@ -33,6 +33,7 @@ class StepContext:
     config: GenerationConfig
     memo: ShownTextMemo | None = None  # the section's quotable pieces (speed only)
     title: str = ""  # the document's title the prompt named (its words may name the answer's subject)
+    focus_window: int | None = None  # the window the prompt asked about: model quotes must come from it
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ def judge_output(context: StepContext, result: GenerationResult) -> Verdict:
         config=cfg,
         memo=context.memo,
         title=context.title,
+        focus_window=context.focus_window,
     )
     if not checked.ok:
         reason = checked.failure

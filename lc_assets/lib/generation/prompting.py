@@ -20,7 +20,8 @@ from typing import Any
 from lc_assets.lib.generation.admission import SectionState
 from lc_assets.lib.generation.backend import GenerationBackend, GenerationRequest
 from lc_assets.lib.generation.config import GenerationConfig
-from lc_assets.lib.generation.masking import Mask, Paragraph, derive_rng, sample_earlier_pairs
+from lc_assets.lib.generation.focus import choose_focus
+from lc_assets.lib.generation.masking import Mask, MaskWindow, Paragraph, derive_rng, sample_earlier_pairs
 from lc_assets.lib.generation.prompts import (
     FittedPrompt,
     build_messages,
@@ -109,8 +110,9 @@ class PromptBuilder:
             t1, t2 = "The first calibration paragraph has a few words.", "A second one follows it here."
             n1, n2 = self.count_text([t1, t2])
             p1, p2, p9 = (Paragraph(i, "", 0, 0, t, n) for i, t, n in ((5, t1, n1), (6, t2, n2), (9, t2, n2)))
-            # the task text differs per step (suggested kind, long-range): the bound takes the longest
-            tasks = [{"kind": k} for k in cfg.question_kinds] or [{}]
+            # the task text differs per step (suggested kind, focus excerpt, long-range): the bound takes the longest
+            focus = {"focus": 9} if cfg.focus_window else {}  # the widest excerpt number a step can name (1 digit)
+            tasks = [{"kind": k, **focus} for k in cfg.question_kinds] or [focus]
             base = max(count([], [], **t) for t in [*tasks, {"long_range": True}])
             base_plain = count([], [])
             one = count([p1], [])
@@ -182,6 +184,17 @@ class PromptBuilder:
         return total + math.ceil(total * BOUND_SLACK_RATIO) + BOUND_SLACK_TOKENS
 
     # -- one step ---------------------------------------------------------------------------------
+    def focus(self, state: SectionState, step: int, windows: tuple[MaskWindow, ...]) -> int | None:
+        """The step's focus window: the shown window whose deciles hold the fewest of the section's accepted
+        quotes so far (generation.focus); only windows with something to quote when quotes are choices."""
+        cfg = self.config
+        eligible = None
+        if cfg.evidence_choices:
+            args = (cfg.max_quote_chars, cfg.min_quote_words, cfg.min_quote_chars)
+            eligible = [bool(evidence_choices([w], *args, memo=state.memo)) for w in windows]
+        rng = derive_rng(cfg.seed, state.section_id, step, "focus")
+        return choose_focus(windows, state.evidence_depth, rng, eligible)
+
     def fit(self, state: SectionState, step: int) -> tuple[Mask, tuple[QAPair, ...], FittedPrompt]:
         """The step's mask, earlier pairs and fitted prompt (raises PromptOverflowError if nothing fits)."""
         cfg = self.config
@@ -197,6 +210,8 @@ class PromptBuilder:
             # near the limit: the pairs' byte bounds are ~4x their tokens, count them before the whole prompt
             bound = self.upper_bound(state, mask.selected, earlier, exact_pairs=True)
         count = (lambda _messages: bound) if bound <= self.limit else self.count_exact
+        # cross sections (a masker of their own) are long-range steps over two chunks: no focus
+        steer = cfg.focus_window and state.task.masker is None
         fitted = fit_prompt(
             mask,
             len(state.paragraphs),
@@ -208,12 +223,14 @@ class PromptBuilder:
             kind=kind,
             title=state.task.title,
             max_quotes=cfg.max_quotes,
+            choose_focus=(lambda windows: self.focus(state, step, windows)) if steer else None,
         )
         return mask, earlier, fitted
 
     def schema(self, state: SectionState, fitted: FittedPrompt) -> dict[str, Any]:
         """The step's output schema: evidence first, its items the shown sentences/lines when configured
-        (item i from window i on a long-range step), then question and answer, each bounded."""
+        (item i from window i on a long-range step; the focus window's only on a focused step), then
+        question and answer, each bounded."""
         cfg = self.config
         long_range = fitted.long_range
         choices: list[str] | None = None
@@ -223,7 +240,8 @@ class PromptBuilder:
             if long_range:
                 per_window = [evidence_choices([w], *args, memo=state.memo) for w in fitted.windows]
             if not per_window or not all(per_window):
-                choices = evidence_choices(fitted.windows, *args, memo=state.memo)
+                shown = fitted.windows if fitted.focus is None else fitted.windows[fitted.focus : fitted.focus + 1]
+                choices = evidence_choices(shown, *args, memo=state.memo)
         return qa_json_schema(
             cfg.max_question_chars,
             cfg.max_answer_chars,
@@ -265,10 +283,12 @@ def rebuild_messages(
     long_range: bool = False,
     title: str | None = None,
     max_quotes: int = 2,
+    focus: int | None = None,
 ) -> tuple[dict[str, str], ...]:
     """The exact messages of a step from what lineage stores (ids, spans, the suggested kind, whether it
-    was long-range, the document's title), through the same builder."""
+    was long-range, the document's title, the focus window), through the same builder."""
     shown = [Paragraph(i, "", s, e, chunk_text[s:e], 0) for i, s, e in spans]
     return build_messages(
-        shown, n_paragraphs, earlier_pairs, marker, kind=kind, long_range=long_range, title=title, max_quotes=max_quotes
-    )
+        shown, n_paragraphs, earlier_pairs, marker, kind=kind, long_range=long_range, title=title,
+        max_quotes=max_quotes, focus=focus,
+    )  # fmt: skip

@@ -61,6 +61,8 @@ USER_TEMPLATE = """{title}Document excerpts:
 
 TASK = "Write one new question of this kind: {kind}. If the excerpts cannot support that kind, ask another kind."
 TASK_ANY = "Write one new question about a specific fact of these excerpts."
+#: Focus steering (generation.focus): the step names the excerpt its evidence must come from
+FOCUS_TASK = "Quote your evidence from Excerpt {n} and ask about it; the other excerpts are context."
 LONG_RANGE_TASK = (
     "Excerpt 1 and Excerpt 2 are far apart in the document. Quote evidence from BOTH excerpts and ask a "
     "question whose answer needs the facts of both."
@@ -85,6 +87,7 @@ INSTRUCTION_TEXTS: tuple[str, ...] = (
     SYSTEM_PROMPT,
     TASK,
     TASK_ANY,
+    FOCUS_TASK,
     LONG_RANGE_TASK,
     EARLIER_HEADER,
     *KIND_HINTS.values(),
@@ -190,12 +193,14 @@ def build_messages(
     long_range: bool = False,
     title: str | None = None,
     max_quotes: int = 2,
+    focus: int | None = None,
 ) -> tuple[dict[str, str], ...]:
     """The chat messages (system + user) of one step.
 
     ``kind``: a key of :data:`KIND_HINTS` to suggest (None: any). ``long_range``: the two windows are
     far apart and the question must need both. ``title``: the document's title, so questions can
-    name their subject ("In PostgreSQL, ...").
+    name their subject ("In PostgreSQL, ..."). ``focus``: the window (0-based, document order) the
+    evidence must come from (not on a long-range step).
     """
     context = render_mask(paragraphs, n_paragraphs_total, marker, numbered=True)
     if long_range:
@@ -206,6 +211,8 @@ def build_messages(
         task = TASK.format(kind=KIND_HINTS[kind])
     else:
         task = TASK_ANY
+    if focus is not None and not long_range:
+        task = f"{FOCUS_TASK.format(n=focus + 1)} {task}"
     user = USER_TEMPLATE.format(
         title=title_line(title),
         context=context,
@@ -246,6 +253,7 @@ class FittedPrompt:
     prompt_tokens: int
     long_range: bool = False  # the step still shows both far-apart windows (the guard may have dropped one)
     kind: str | None = None  # the question kind the prompt suggested
+    focus: int | None = None  # the window (index into `windows`) the prompt asked about; None: any
 
     @functools.cached_property
     def windows(self) -> tuple[MaskWindow, ...]:
@@ -265,12 +273,14 @@ def fit_prompt(
     kind: str | None = None,
     title: str | None = None,
     max_quotes: int = 2,
+    choose_focus: Callable[[tuple[MaskWindow, ...]], int | None] | None = None,
 ) -> FittedPrompt:
     """Build the step's prompt and make sure prompt + ``max_tokens`` fits ``context_window``.
 
     The prompt is counted exactly (the generator's own chat template). If it is too long, whole
     sampled paragraphs are dropped, last-selected first (never a cut inside text), then earlier
     pairs; if one paragraph alone still does not fit, :class:`PromptOverflowError` names the sizes.
+    ``choose_focus``: the focus window of the windows still shown (chosen again after a drop), or None.
     """
     limit = context_window - max_tokens
     if limit <= 0:
@@ -280,7 +290,9 @@ def fit_prompt(
     dropped: list[Paragraph] = []
     dropped_pairs: list[QAPair] = []
     while True:
-        long_range = mask.long_range and len(windows_of(selected)) >= 2
+        windows = windows_of(selected)
+        long_range = mask.long_range and len(windows) >= 2
+        focus = choose_focus(windows) if choose_focus is not None and not long_range else None
         messages = build_messages(
             selected,
             n_paragraphs_total,
@@ -290,12 +302,14 @@ def fit_prompt(
             long_range=long_range,
             title=title,
             max_quotes=max_quotes,
+            focus=focus,
         )
         n = count_prompt_tokens(messages)
         if n <= limit:
             return FittedPrompt(
-                messages, tuple(selected), tuple(dropped), tuple(pairs), tuple(dropped_pairs), n, long_range, kind
-            )
+                messages, tuple(selected), tuple(dropped), tuple(pairs), tuple(dropped_pairs), n, long_range, kind,
+                focus,
+            )  # fmt: skip
         excess = n - limit
         if len(selected) > 1:
             # drop enough paragraphs to cover the excess in one go (then recount exactly)

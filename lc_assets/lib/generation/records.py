@@ -69,6 +69,12 @@ class StepRecord:
     long_range: bool = False  # the prompt showed two far-apart windows and asked for evidence from both
     evidence: tuple[EvidenceSpan, ...] = ()  # the accepted pair's quotes as exact chunk spans
     rejected: tuple[RejectedAttempt, ...] = ()  # every refused attempt of the step, in order
+    focus_window: int | None = None  # the shown window (document order) the prompt asked about (focus steering)
+
+    @property
+    def evidence_spans(self) -> tuple[tuple[int, int], ...]:
+        """The accepted pair's quotes as (char_start, char_end) in the chunk."""
+        return tuple((e.char_start, e.char_end) for e in self.evidence)
 
     def to_row(self) -> dict[str, Any]:
         """A flat, JSON-serialisable dict."""
@@ -102,6 +108,7 @@ class CommittedStep:
     section_id: str
     step: int
     pair: QAPair | None
+    evidence_spans: tuple[tuple[int, int], ...] = ()  # the pair's quotes (qa_evidence) as (char_start, char_end)
 
     @property
     def status(self) -> Literal["ok", "failed"]:

@@ -219,12 +219,13 @@ class _Run:
             long_range=fitted.long_range,
             evidence=checked.spans if pair is not None and checked is not None else (),
             rejected=tuple(att.rejected),
+            focus_window=fitted.focus,
         )
 
     def _commit(self, record: StepRecord, state: SectionState) -> None:
         self.s.sink.commit(record)
         pair_tokens = record.section_tokens - state.section_tokens
-        state.apply(record.step, record.pair, pair_tokens)
+        state.apply(record.step, record.pair, pair_tokens, record.evidence_spans)
         if record.pair is not None:
             self.pairs += 1
             self.counters["ok"] += 1
@@ -273,7 +274,7 @@ class _Run:
         fitted = att.fitted
         context = StepContext(
             st.section_id, att.step, fitted.windows, fitted.earlier_pairs, st.question_index, fitted.long_range,
-            st.source_language, self.cfg, st.memo, title=st.title,
+            st.source_language, self.cfg, st.memo, title=st.title, focus_window=fitted.focus,
         )  # fmt: skip
         if self.cfg.judge_workers:
             if self.judges is None:  # started with the first output: nothing to judge holds up the first request

@@ -50,6 +50,8 @@ REJECTION_REASONS: dict[str, str] = {
     "evidence_missing": "no evidence quote",
     "evidence_not_found": "a quote is not in the shown text (or too short to ground anything)",
     "long_range_evidence": "a long-range step whose quotes do not come from both far-apart windows",
+    "evidence_off_focus": "a quote from another window than the one the step asked about (a backend that did not "
+    "enforce the evidence choices)",
     "unsupported_answer": "an answer sentence whose content words or numbers are not in the evidence",
     "subject_not_in_evidence": "an identifier the question or answer names (`name`, snake_case) is not in or just "
     "before the evidence: the facts are pinned on another function",
@@ -1025,6 +1027,7 @@ def validate_output(
     config: ValidationConfig | None = None,
     memo: ShownTextMemo | None = None,
     title: str | None = None,
+    focus_window: int | None = None,
 ) -> ValidatedQA:
     """Parse one raw model output and run every check against the windows the prompt showed.
 
@@ -1033,6 +1036,8 @@ def validate_output(
     texts (echo check). ``source_language`` defaults to :func:`detect_language` of the windows
     (:data:`UNDETERMINED_LANGUAGE` skips the check). ``memo``: the section's :class:`ShownTextMemo`.
     ``title``: the document's title the prompt named; its words support an answer that names the subject.
+    ``focus_window``: the window (index into ``windows``) the prompt asked about: every model quote must lie in it
+    (a grammar-constrained backend cannot quote elsewhere; completed sentences may come from any shown window).
     """
     cfg = config or ValidationConfig()
     memo = ShownTextMemo() if memo is None else memo
@@ -1115,6 +1120,12 @@ def validate_output(
         return _reject("evidence_missing", "no evidence quote", **kw)
     prepared: list[_Window] | None = None  # normalised windows: only for quotes not found verbatim
     spans: list[EvidenceSpan] = []
+    # the focus window is searched first: a line that also occurs in another shown window (code repeats lines)
+    # is the focus window's, where the schema offered it
+    order = list(range(len(windows)))
+    if focus_window is not None and not long_range and 0 <= focus_window < len(windows):
+        order.insert(0, order.pop(focus_window))
+    search_texts = [texts[j] for j in order]
     for i, quote in enumerate(quotes):
         # a long identifier ("pg_create_physical_replication_slot") grounds as much as a phrase does
         if len(words(quote)) < cfg.min_quote_words and len(quote) < cfg.min_quote_chars:
@@ -1123,13 +1134,13 @@ def validate_output(
                 f"quote {i} {quote!r} has < {cfg.min_quote_words} words and < {cfg.min_quote_chars} chars",
                 **kw,
             )
-        exact = _locate_verbatim(quote, texts)
+        exact = _locate_verbatim(quote, search_texts)
         if exact is not None:
-            win_i, start, end = exact
-            sc = 100.0
+            pos, start, end = exact
+            win_i, sc = order[pos], 100.0
         else:
             prepared = prepared if prepared is not None else _prepare_windows(windows)
-            found = _locate_quote(quote, prepared, cfg.fuzzy_threshold)
+            found = _locate_quote(quote, [prepared[j] for j in order], cfg.fuzzy_threshold)
             if found is None:
                 return _reject("evidence_not_found", f"quote {i} {quote[:80]!r} is not in the shown text", **kw)
             win_i, ns, ne, sc = found
@@ -1141,6 +1152,14 @@ def validate_output(
     cited = {s.window_index for s in spans}
     if long_range and len(cited) < min(2, len(windows)):
         return _reject("long_range_evidence", f"quotes cite {len(cited)} of the 2 far-apart windows", **kw)
+    off_focus = [s.quote_index for s in spans if focus_window is not None and s.window_index != focus_window]
+    if off_focus and not long_range:
+        return _reject(
+            "evidence_off_focus",
+            f"quote {off_focus[0]} is from excerpt {spans[off_focus[0]].window_index + 1}, "
+            f"the step asked about excerpt {focus_window + 1}",
+            **{**kw, "spans": tuple(spans)},
+        )
 
     pool = {w for s in spans for w in content_words(s.source_text, identifier_parts=True)}
     # the prompt names the document ("... titled 'PostgreSQL Functions and Operators'") and asks for questions that

@@ -87,12 +87,20 @@ def committed_steps(store: LineageStore, section_ids: Sequence[str]) -> dict[str
            WHERE m.section_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY m.section_id, m.step""",
         [list(section_ids)],
     )
+    # the pairs' evidence spans: a resumed section rebuilds its evidence depth (which window each step focuses on)
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for pair_id, start, end in store.query(
+        """SELECT pair_id, char_start, char_end FROM qa_evidence
+           WHERE section_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY pair_id, quote_index""",
+        [list(section_ids)],
+    ):
+        spans.setdefault(pair_id, []).append((int(start), int(end)))
     out: dict[str, list[CommittedStep]] = {}
     for sid, step, status, prompt_id, pair_id, question, answer in rows:
         if status == "ok" and pair_id is None:
             raise ValueError(f"lineage is inconsistent: prompt {prompt_id!r} is 'ok' but has no qa_pairs row")
         pair = QAPair(pair_id, step, question, answer) if pair_id is not None else None
-        out.setdefault(sid, []).append(CommittedStep(sid, step, pair))
+        out.setdefault(sid, []).append(CommittedStep(sid, step, pair, tuple(spans.get(pair_id, ()))))
     return out
 
 
@@ -253,6 +261,7 @@ def rebuild_prompt(store: LineageStore, prompt_id: str) -> RebuiltPrompt:
         long_range=bool(long_range),
         title=title,
         max_quotes=settings.get("max_quotes", 2),
+        focus=json.loads(record).get("focus_window") if record else None,
     )
     if prompt_hash(messages) != recorded_hash:
         raise ValueError(
