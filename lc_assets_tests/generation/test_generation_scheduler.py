@@ -231,8 +231,11 @@ def test_graceful_stop_keeps_results(target_tokenizer, judge_workers):
     backend = ScriptedBackend(tokenizer=target_tokenizer, script=lambda r: Reply(unique_reply(r).text, delay_s=0.02))
     sink = MemorySink()
 
+    stopped_at: list[int] = []
+
     def progress(event):
-        if event.pairs >= 3:
+        if event.pairs >= 3 and not stop.is_set():
+            stopped_at.append(event.pairs)
             stop.set()
 
     summary = GenerationScheduler(
@@ -244,7 +247,9 @@ def test_graceful_stop_keeps_results(target_tokenizer, judge_workers):
         progress_every_s=0,
     ).run([make_section("a"), make_section("b")], stop=stop)
     assert summary.stopped and all(r.finish_reason == "stopped" for r in summary.sections)
-    assert 3 <= len(sink.records) <= 5
+    # after the stop, at most the one step each of the 2 sections had under way is recorded (a verdict can
+    # settle both sections' steps in one loop pass, so the count the stop saw may already be past 3)
+    assert 3 <= len(sink.records) <= stopped_at[0] + 2
     assert not backend._pending or all(t > 0 for t, _ in backend._pending)
 
 
