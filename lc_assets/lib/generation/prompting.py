@@ -191,7 +191,8 @@ class PromptBuilder:
         eligible = None
         if cfg.evidence_choices:
             args = (cfg.max_quote_chars, cfg.min_quote_words, cfg.min_quote_chars)
-            eligible = [bool(evidence_choices([w], *args, memo=state.memo)) for w in windows]
+            # has a quotable piece (the first paragraph with one decides; building the choices costs ~20x more)
+            eligible = [any(state.memo.pieces(p, *args) for p in w.paragraphs) for w in windows]
         rng = derive_rng(cfg.seed, state.section_id, step, "focus")
         return choose_focus(windows, state.evidence_depth, rng, eligible)
 
