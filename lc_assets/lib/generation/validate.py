@@ -21,7 +21,7 @@ import functools
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -942,19 +942,37 @@ def window_pieces(
     return out
 
 
-def window_piece_words(
-    window: MaskWindow, max_chars: int, min_words: int, min_chars: int, memo: ShownTextMemo
-) -> list[tuple[int, int, str, frozenset[str]]]:
-    """:func:`window_pieces` with each piece's :meth:`ShownTextMemo.piece_words`."""
-    out = []
-    for para in window.paragraphs:
-        offset = para.char_start - window.char_start
-        args = (para, max_chars, min_words, min_chars)
-        out += [
-            (offset + a, offset + b, t, w)
-            for (a, b, t), w in zip(memo.pieces(*args), memo.piece_words(*args), strict=True)
-        ]
-    return out
+def completion_candidates(
+    windows: Sequence[MaskWindow],
+    wanted: set[str],
+    cfg: ValidationConfig,
+    memo: ShownTextMemo,
+    folded: dict[str, tuple[str, str]],
+) -> Iterator[tuple[int, int, int, str, frozenset[str]]]:
+    """The shown pieces that may hold a ``wanted`` word, as (window, start, end, piece, its content words and
+    numbers) with offsets relative to the window; every piece holding one is among them.
+
+    A piece's words are stemmed only for paragraphs whose folded text contains a wanted stem's probe (the
+    stem less its last letter, as in :func:`_stems_in_texts`; numbers also without thousands commas): a word
+    stems to ``stem`` only if it contains that probe, so a skipped paragraph holds no wanted word. Stemming
+    every shown sentence on first sight was ~40% of judging; most paragraphs hold none of a sentence's
+    missing words. ``folded``: the caller's per-call cache of folded paragraph texts.
+    """
+    probes = [w[:-1] if len(w) > 2 else w for w in wanted]
+    args = (cfg.max_quote_chars, cfg.min_quote_words, cfg.min_quote_chars)
+    for win_i, window in enumerate(windows):
+        for para in window.paragraphs:
+            texts = folded.get(para.paragraph_id) if para.paragraph_id else None
+            if texts is None:
+                text = _fold(para.text)
+                texts = (text, text.replace(",", "") if "," in text else text)
+                if para.paragraph_id:
+                    folded[para.paragraph_id] = texts
+            if not any(p in texts[0] or p in texts[1] for p in probes):
+                continue
+            offset = para.char_start - window.char_start
+            for (a, b, t), words in zip(memo.pieces(para, *args), memo.piece_words(para, *args), strict=True):
+                yield win_i, offset + a, offset + b, t, words
 
 
 def _locate_verbatim(quote: str, texts: Sequence[str]) -> tuple[int, int, int] | None:
@@ -1176,7 +1194,7 @@ def validate_output(
         return _reject("degenerate", "the answer only restates the question", **{**kw, "spans": tuple(spans)})
     support = 1.0
     completed = 0
-    pieces: list[tuple[int, int, int, str, frozenset[str]]] | None = None
+    folded: dict[str, tuple[str, str]] = {}  # paragraph id -> folded text, and without commas (completion)
     for sentence in answer_claims(answer):
         share, misses = sentence_support(sentence, pool, pool_numbers, given)
         # small models quote one sentence and answer from its neighbour: add the shown sentence that
@@ -1184,18 +1202,11 @@ def validate_output(
         # a piece qualifies only if it alone holds at least half of what is missing (scattered words from
         # unrelated lines must not add up to support)
         while share < cfg.min_sentence_support and completed < cfg.max_completed_quotes and misses:
-            if pieces is None:
-                args = (cfg.max_quote_chars, cfg.min_quote_words, cfg.min_quote_chars, memo)
-                pieces = [
-                    (win_i, a, b, t, extra)
-                    for win_i, w in enumerate(windows)
-                    for a, b, t, extra in window_piece_words(w, *args)
-                ]
             wanted = set(misses)
             claim = claim_words(sentence)
             scored = [
                 (len(wanted & extra) / len(wanted), len(claim & extra), -a, win_i, a, b, t)
-                for win_i, a, b, t, extra in pieces
+                for win_i, a, b, t, extra in completion_candidates(windows, wanted, cfg, memo, folded)
                 if len(claim & extra) >= MIN_COMPLETION_OVERLAP
             ]
             cover, _, _, win_i, a, b, piece = max(scored, default=(0.0, 0, 0, 0, 0, 0, ""))
