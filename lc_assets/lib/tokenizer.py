@@ -46,6 +46,13 @@ class TextTokenizer:
     source_dir: Path | None = None
     _special: dict[str, Any] = field(default_factory=dict, repr=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # without the cached `transformers` wrapper: unpickling it imports transformers (seconds of CPU in a
+        # judge worker that only counts); it is rebuilt on first use
+        state = dict(self.__dict__)
+        state.pop("hf", None)
+        return state
+
     # -- encoding -------------------------------------------------------------
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
