@@ -6,6 +6,7 @@ python -m lc_assets_tests.lineage.run_worker CATALOG SHARD RUN_ID MARKER   # a c
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -56,6 +57,8 @@ def config(commit_every: int = 3) -> GenerationConfig:
         commit_every_steps=commit_every,
         commit_every_ms=50.0,
         stop_grace_s=10.0,
+        # the kill test runs with and without a judge worker process (not part of the config hash)
+        judge_workers=int(os.environ.get("LC_ASSETS_TEST_JUDGE_WORKERS", "0")),
         generator=GeneratorIdentity(backend="scripted", model="scripted-double"),
     )
 

@@ -12,6 +12,7 @@ import time
 
 import dagster as dg
 import duckdb
+import pytest
 
 from lc_assets.defs.generation.assets import generate_qa
 from lc_assets.defs.partitions import CORPUS_SHARDS
@@ -37,7 +38,10 @@ def _assert_complete(catalog: LineageStore, n_sections: int, before: list[tuple]
     assert pending_run_files(catalog) == []
 
 
-def test_sigkill_mid_generation_then_rerun_loses_and_duplicates_nothing(tmp_path):
+@pytest.mark.parametrize("judge_workers", ["0", "1"])
+def test_sigkill_mid_generation_then_rerun_loses_and_duplicates_nothing(tmp_path, monkeypatch, judge_workers):
+    # with a judge worker, SIGKILL leaves it orphaned: it holds no lineage file and exits when its queue closes
+    monkeypatch.setenv("LC_ASSETS_TEST_JUDGE_WORKERS", judge_workers)
     catalog = LineageStore(tmp_path / "lineage.duckdb")
     n_sections = seed_shard(catalog, "books", tmp_path / "books", 3, 11)
     marker = tmp_path / "marker"
