@@ -28,6 +28,7 @@ import traceback
 import types
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from lc_assets.lib.generation.backend import GenerationResult
@@ -38,8 +39,9 @@ from lc_assets.lib.generation.validate import QuestionIndex, ShownTextMemo
 from lc_assets.lib.sections import QAPair
 from lc_assets.lib.tokenizer import TextTokenizer
 
-#: a worker sends its verdicts back after this many tasks, or when its queue is empty
-_REPLY_EVERY = 8
+#: a worker sends its verdicts back after this many tasks, or when its queue is empty (one at a time: the
+#: loop waits for verdicts, and a batch of 8 left both the loop and the worker idle ~40% of the time)
+_REPLY_EVERY = 1
 
 
 #: a shown window as the worker rebuilds it from the section's paragraphs: (first paragraph index, count)
@@ -79,11 +81,12 @@ class JudgeWorkerError(RuntimeError):
     """A judge worker raised or died; the message carries the worker's traceback or exit code."""
 
 
-def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Any) -> None:
+def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Connection) -> None:
     """A judge process: tasks in order, per-section memo and question index, verdicts in batches (each with
     the worker's CPU seconds so far, for the run's accounting). The first message is the target tokenizer
     (or None): ~7 MB pickled, it comes through the queue's feeder thread, so starting a worker does not
-    hold up the loop."""
+    hold up the loop. Verdicts are written to a pipe from this thread, not through a queue's feeder thread,
+    which would wait for the judging thread to hand over the interpreter lock (up to 5 ms per batch)."""
     tokenizer: TextTokenizer | None = tasks.get()
     sections: dict[str, tuple[ShownTextMemo, QuestionIndex, tuple[Paragraph, ...]]] = {}
     out: list[tuple[str, Verdict | None, str | None]] = []
@@ -91,11 +94,11 @@ def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Any) ->
         try:
             item = tasks.get(block=not out)
         except queue.Empty:  # nothing more queued: send what is judged rather than sit on it
-            verdicts.put((worker, time.process_time(), out))
+            verdicts.send((worker, time.process_time(), out))
             out = []
             continue
         if item is None:
-            verdicts.put((worker, time.process_time(), out))
+            verdicts.send((worker, time.process_time(), out))
             return
         for entry in item:
             if isinstance(entry, str):  # the section closed
@@ -121,7 +124,7 @@ def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Any) ->
             except Exception:  # noqa: BLE001 - the loop re-raises it with this traceback
                 out.append((task.key, None, traceback.format_exc()))
             if len(out) >= _REPLY_EVERY:
-                verdicts.put((worker, time.process_time(), out))
+                verdicts.send((worker, time.process_time(), out))
                 out = []
 
 
@@ -146,15 +149,19 @@ class JudgePool:
         if workers < 1:
             raise ValueError(f"a judge pool needs at least one worker, got {workers}")
         ctx = multiprocessing.get_context("spawn")
-        self._verdicts = ctx.Queue()
         self._queues = [ctx.Queue() for _ in range(workers)]
+        pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]
+        self._readers: list[Connection] = [r for r, _ in pipes]
         self._procs = [
-            ctx.Process(target=_worker, args=(i, config, q, self._verdicts), name=f"lc-judge-{i}", daemon=True)
-            for i, q in enumerate(self._queues)
+            ctx.Process(target=_worker, args=(i, config, q, w), name=f"lc-judge-{i}", daemon=True)
+            for i, (q, (_, w)) in enumerate(zip(self._queues, pipes, strict=True))
         ]
         with _without_main_module():
             for proc in self._procs:
                 proc.start()
+        for _, w in pipes:
+            w.close()  # the worker holds the write end: its exit is an end-of-file here
+        self._alive = [True] * workers
         for q in self._queues:
             q.put(target_tokenizer)
         self._owner: dict[str, int] = {}  # section id -> worker
@@ -209,25 +216,38 @@ class JudgePool:
         self._batches.clear()
 
     def ready(self, timeout: float = 0.0) -> list[tuple[str, Verdict]]:
-        """Verdicts back so far (waiting up to ``timeout`` for the first batch when none are)."""
+        """Verdicts back so far (waiting up to ``timeout`` for the first when none are)."""
         out: list[tuple[str, Verdict]] = []
-        block = timeout > 0
-        while self.pending:
-            try:
-                batch = self._verdicts.get(block=block, timeout=timeout if block else None)
-            except queue.Empty:
-                if block:
-                    self._check_alive()
-                break
-            block = False
-            worker, cpu, batch = batch
-            self._cpu[worker] = cpu
-            for key, verdict, error in batch:
-                self.pending -= 1
-                if error is not None:
-                    raise JudgeWorkerError(f"judging {key} failed in a judge worker:\n{error}")
-                assert verdict is not None
-                out.append((key, verdict))
+        if not self.pending:
+            return out
+        for conn in wait(self._live_readers(), timeout):
+            worker = self._readers.index(conn)
+            while self._alive[worker] and conn.poll():
+                out += self._receive(worker)
+        if not out and timeout > 0:
+            self._check_alive()
+        return out
+
+    def _live_readers(self) -> list[Connection]:
+        return [r for r, alive in zip(self._readers, self._alive, strict=True) if alive]
+
+    def _receive(self, worker: int) -> list[tuple[str, Verdict]]:
+        """One message of a worker: its CPU time so far and a batch of verdicts (an end-of-file: it died)."""
+        try:
+            _, cpu, batch = self._readers[worker].recv()
+        except EOFError:
+            self._alive[worker] = False
+            proc = self._procs[worker]
+            proc.join(timeout=1)
+            raise JudgeWorkerError(f"judge worker {proc.name} died (exit code {proc.exitcode})") from None
+        self._cpu[worker] = cpu
+        out = []
+        for key, verdict, error in batch:
+            self.pending -= 1
+            if error is not None:
+                raise JudgeWorkerError(f"judging {key} failed in a judge worker:\n{error}")
+            assert verdict is not None
+            out.append((key, verdict))
         return out
 
     def _check_alive(self) -> None:
@@ -236,33 +256,29 @@ class JudgePool:
                 raise JudgeWorkerError(f"judge worker {proc.name} died (exit code {proc.exitcode})")
 
     def close(self) -> None:
-        """Stop the workers; their last reports (CPU time) are read while they exit, so none blocks on a
-        full pipe."""
+        """Stop the workers, reading their last reports (CPU time) until each pipe ends."""
         for q in self._queues:
             try:
                 q.put(None)
             except (OSError, ValueError):
                 pass
         deadline = time.monotonic() + 5
-        while any(p.is_alive() for p in self._procs) and time.monotonic() < deadline:
-            self._drain_reports(0.05)
+        while any(self._alive) and time.monotonic() < deadline:
+            for conn in wait(self._live_readers(), 0.05):
+                worker = self._readers.index(conn)
+                try:
+                    _, self._cpu[worker], _ = conn.recv()
+                except EOFError:  # exited after its last report
+                    self._alive[worker] = False
         for proc in self._procs:
-            proc.join(timeout=0.1)
+            proc.join(timeout=0.5)
             if proc.is_alive():
                 proc.terminate()
-        while self._drain_reports(0.0):
-            pass
-        for q in [*self._queues, self._verdicts]:
+        for conn in self._readers:
+            conn.close()
+        for q in self._queues:
             q.close()
-            q.cancel_join_thread()  # verdicts nobody will read must not hold up the exit
-
-    def _drain_reports(self, timeout: float) -> bool:
-        try:
-            worker, cpu, _ = self._verdicts.get(timeout=timeout) if timeout else self._verdicts.get_nowait()
-        except (queue.Empty, OSError, ValueError, EOFError):
-            return False
-        self._cpu[worker] = cpu
-        return True
+            q.cancel_join_thread()  # tasks nobody will read must not hold up the exit
 
     def __enter__(self) -> JudgePool:
         return self

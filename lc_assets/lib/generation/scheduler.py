@@ -289,9 +289,10 @@ class _Run:
     def _collect_verdicts(self, timeout: float) -> None:
         """Settle the verdicts the judge workers sent back (waiting up to ``timeout`` for the first)."""
         assert self.judges is not None
-        t = _cpu()
+        t, wall = _cpu(), time.monotonic()
         self.judges.send()
         verdicts = self.judges.ready(timeout)
+        self.phase["judge_wait_wall"] += time.monotonic() - wall  # the loop idle for want of verdicts, mostly
         t = self._timed("judge", t)
         for key, verdict in verdicts:
             found = self.judging.pop(key, None)
