@@ -4,7 +4,7 @@ Judging (evidence lookup, completion, support, duplicate and subject checks) is 
 largest part of a step's CPU; in the loop thread it shares one core with prompt building, recording,
 section admission and the lineage writer (one GIL), which capped one process at ~200 steps/s. With
 ``judge_workers: N`` the loop sends each output to one of N processes and goes on building and
-submitting other sections' prompts; verdicts come back in batches and are recorded as before.
+submitting other sections' prompts; verdicts come back as they are made and are recorded as before.
 
 Each section is pinned to one worker for its life, so the worker keeps what judging a section
 accumulates — its memo of quotable pieces and the index of its questions — and a step's task carries
@@ -82,7 +82,7 @@ class JudgeWorkerError(RuntimeError):
 
 
 def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Connection) -> None:
-    """A judge process: tasks in order, per-section memo and question index, verdicts in batches (each with
+    """A judge process: tasks in order, per-section memo and question index, verdicts as they are made (each with
     the worker's CPU seconds so far, for the run's accounting). The first message is the target tokenizer
     (or None): ~7 MB pickled, it comes through the queue's feeder thread, so starting a worker does not
     hold up the loop. Verdicts are written to a pipe from this thread, not through a queue's feeder thread,
