@@ -130,3 +130,36 @@ def test_windows_travel_as_references_into_the_sections_paragraphs():
     # a window over paragraphs that are not the section's own objects (another chunk's) is sent whole
     foreign = tuple(Paragraph(i, f"q{i}", 0, 9, "other text", 3) for i in range(2))
     assert _window_ref(MaskWindow(foreign), paras) == MaskWindow(foreign)
+
+
+def test_workers_of_a_killed_parent_exit(tmp_path):
+    # SIGKILL gives the parent no chance to stop its workers; they notice it is gone and exit within seconds
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import os, sys, time\n"
+        "from lc_assets.lib.generation.judge_pool import JudgePool\n"
+        "from lc_assets_tests.generation.conftest import small_config\n"
+        "pool = JudgePool(small_config(), 2)\n"
+        "print(' '.join(str(p.pid) for p in pool._procs), flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2
+        time.sleep(1.0)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in pids):
+            time.sleep(0.2)
+        alive = [p for p in pids if os.path.exists(f"/proc/{p}")]
+        for p in alive:
+            os.kill(p, signal.SIGKILL)
+        assert alive == []
+    finally:
+        if parent.poll() is None:
+            parent.kill()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import queue
 import sys
 import time
@@ -81,24 +82,44 @@ class JudgeWorkerError(RuntimeError):
     """A judge worker raised or died; the message carries the worker's traceback or exit code."""
 
 
-def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Connection) -> None:
+def _orphaned(parent_pid: int) -> bool:
+    """The parent is gone (killed: it never sent the stop), so this process was handed to init."""
+    return os.getppid() != parent_pid
+
+
+def _next(tasks: Any, parent_pid: int) -> Any:
+    """The next message, waiting in slices so that a killed parent is noticed within a second: the queue's
+    pipe never ends, since this process holds its write end too."""
+    while True:
+        try:
+            return tasks.get(timeout=1.0)
+        except queue.Empty:
+            if _orphaned(parent_pid):
+                return None
+
+
+def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Connection, parent_pid: int) -> None:
     """A judge process: tasks in order, per-section memo and question index, verdicts as they are made (each with
     the worker's CPU seconds so far, for the run's accounting). The first message is the target tokenizer
     (or None): ~7 MB pickled, it comes through the queue's feeder thread, so starting a worker does not
     hold up the loop. Verdicts are written to a pipe from this thread, not through a queue's feeder thread,
     which would wait for the judging thread to hand over the interpreter lock (up to 5 ms per batch)."""
-    tokenizer: TextTokenizer | None = tasks.get()
+    tokenizer: TextTokenizer | None = _next(tasks, parent_pid)
     sections: dict[str, tuple[ShownTextMemo, QuestionIndex, tuple[Paragraph, ...]]] = {}
     out: list[tuple[str, Verdict | None, str | None]] = []
     while True:
-        try:
-            item = tasks.get(block=not out)
-        except queue.Empty:  # nothing more queued: send what is judged rather than sit on it
-            verdicts.send((worker, time.process_time(), out))
-            out = []
-            continue
+        if out:
+            try:
+                item = tasks.get(block=False)
+            except queue.Empty:  # nothing more queued: send what is judged rather than sit on it
+                verdicts.send((worker, time.process_time(), out))
+                out = []
+                continue
+        else:
+            item = _next(tasks, parent_pid)
         if item is None:
-            verdicts.send((worker, time.process_time(), out))
+            if not _orphaned(parent_pid):
+                verdicts.send((worker, time.process_time(), out))
             return
         for entry in item:
             if isinstance(entry, str):  # the section closed
@@ -153,7 +174,7 @@ class JudgePool:
         pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]
         self._readers: list[Connection] = [r for r, _ in pipes]
         self._procs = [
-            ctx.Process(target=_worker, args=(i, config, q, w), name=f"lc-judge-{i}", daemon=True)
+            ctx.Process(target=_worker, args=(i, config, q, w, os.getpid()), name=f"lc-judge-{i}", daemon=True)
             for i, (q, (_, w)) in enumerate(zip(self._queues, pipes, strict=True))
         ]
         with _without_main_module():
