@@ -40,11 +40,6 @@ from lc_assets.lib.generation.validate import QuestionIndex, ShownTextMemo
 from lc_assets.lib.sections import QAPair
 from lc_assets.lib.tokenizer import TextTokenizer
 
-#: a worker sends its verdicts back after this many tasks, or when its queue is empty (one at a time: the
-#: loop waits for verdicts, and a batch of 8 left both the loop and the worker idle ~40% of the time)
-_REPLY_EVERY = 1
-
-
 #: a shown window as the worker rebuilds it from the section's paragraphs: (first paragraph index, count)
 WindowRef = tuple[int, int]
 
@@ -103,23 +98,14 @@ def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Connect
     the worker's CPU seconds so far, for the run's accounting). The first message is the target tokenizer
     (or None): ~7 MB pickled, it comes through the queue's feeder thread, so starting a worker does not
     hold up the loop. Verdicts are written to a pipe from this thread, not through a queue's feeder thread,
-    which would wait for the judging thread to hand over the interpreter lock (up to 5 ms per batch)."""
+    which would wait for the judging thread to hand over the interpreter lock (up to 5 ms per verdict)."""
     tokenizer: TextTokenizer | None = _next(tasks, parent_pid)
     sections: dict[str, tuple[ShownTextMemo, QuestionIndex, tuple[Paragraph, ...]]] = {}
-    out: list[tuple[str, Verdict | None, str | None]] = []
     while True:
-        if out:
-            try:
-                item = tasks.get(block=False)
-            except queue.Empty:  # nothing more queued: send what is judged rather than sit on it
-                verdicts.send((worker, time.process_time(), out))
-                out = []
-                continue
-        else:
-            item = _next(tasks, parent_pid)
-        if item is None:
+        item = _next(tasks, parent_pid)
+        if item is None:  # the stop (or an orphan's end)
             if not _orphaned(parent_pid):
-                verdicts.send((worker, time.process_time(), out))
+                verdicts.send((worker, time.process_time(), None, None, None))
             return
         for entry in item:
             if isinstance(entry, str):  # the section closed
@@ -132,6 +118,7 @@ def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Connect
             memo, index, paragraphs = sections[task.context.section_id]
             for question in task.new_questions:
                 index.add(question)
+            verdict, error = None, None
             try:
                 windows = tuple(
                     MaskWindow(paragraphs[w[0] : w[0] + w[1]]) if isinstance(w, tuple) else w for w in task.windows
@@ -141,12 +128,11 @@ def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Connect
                 if tokenizer is not None and verdict.pair is not None:
                     q, a = tokenizer.count_batch([verdict.pair.question, verdict.pair.answer])
                     verdict = replace(verdict, pair_counts=(q, a))
-                out.append((task.key, verdict, None))
             except Exception:  # noqa: BLE001 - the loop re-raises it with this traceback
-                out.append((task.key, None, traceback.format_exc()))
-            if len(out) >= _REPLY_EVERY:
-                verdicts.send((worker, time.process_time(), out))
-                out = []
+                error = traceback.format_exc()
+            # one verdict per message, at once: the loop waits for verdicts (batches of 8 left both it and the
+            # worker idle ~40% of the time)
+            verdicts.send((worker, time.process_time(), task.key, verdict, error))
 
 
 @contextlib.contextmanager
@@ -253,23 +239,21 @@ class JudgePool:
         return [r for r, alive in zip(self._readers, self._alive, strict=True) if alive]
 
     def _receive(self, worker: int) -> list[tuple[str, Verdict]]:
-        """One message of a worker: its CPU time so far and a batch of verdicts (an end-of-file: it died)."""
+        """One message of a worker: its CPU time so far and a verdict (an end-of-file: it died)."""
         try:
-            _, cpu, batch = self._readers[worker].recv()
+            _, cpu, key, verdict, error = self._readers[worker].recv()
         except EOFError:
             self._alive[worker] = False
             proc = self._procs[worker]
             proc.join(timeout=1)
             raise JudgeWorkerError(f"judge worker {proc.name} died (exit code {proc.exitcode})") from None
         self._cpu[worker] = cpu
-        out = []
-        for key, verdict, error in batch:
-            self.pending -= 1
-            if error is not None:
-                raise JudgeWorkerError(f"judging {key} failed in a judge worker:\n{error}")
-            assert verdict is not None
-            out.append((key, verdict))
-        return out
+        if key is None:  # its last report, on the stop
+            return []
+        self.pending -= 1
+        if error is not None:
+            raise JudgeWorkerError(f"judging {key} failed in a judge worker:\n{error}")
+        return [(key, verdict)]
 
     def _check_alive(self) -> None:
         for proc in self._procs:
@@ -288,7 +272,7 @@ class JudgePool:
             for conn in wait(self._live_readers(), 0.05):
                 worker = self._readers.index(conn)
                 try:
-                    _, self._cpu[worker], _ = conn.recv()
+                    _, self._cpu[worker], *_ = conn.recv()
                 except EOFError:  # exited after its last report
                     self._alive[worker] = False
         for proc in self._procs:

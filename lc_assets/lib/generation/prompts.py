@@ -33,7 +33,6 @@ from lc_assets.lib.generation.validate import (  # noqa: F401 - re-exported: the
     parse_qa_output,
     quotable_pieces,
     repeated_ngram_share,
-    window_pieces,
 )
 from lc_assets.lib.sections import QAPair
 
@@ -119,7 +118,7 @@ def evidence_choices(
     paragraph (:func:`validate.quotable_pieces`); ``memo`` (the section's) cuts each paragraph once.
     """
     memo = ShownTextMemo() if memo is None else memo
-    # window_pieces' order without its offsets (only the text is asked), each piece once
+    # the shown paragraphs' pieces in window order (only the text is asked), each piece once
     return list(
         dict.fromkeys(
             piece

@@ -930,18 +930,6 @@ class ShownTextMemo:
         return found
 
 
-def window_pieces(
-    window: MaskWindow, max_chars: int, min_words: int, min_chars: int, memo: ShownTextMemo | None = None
-) -> list[tuple[int, int, str]]:
-    """The quotable pieces of a window, paragraph by paragraph, as (start, end, piece) relative to the window."""
-    memo = ShownTextMemo() if memo is None else memo
-    out = []
-    for para in window.paragraphs:
-        offset = para.char_start - window.char_start
-        out += [(offset + a, offset + b, t) for a, b, t in memo.pieces(para, max_chars, min_words, min_chars)]
-    return out
-
-
 def completion_candidates(
     windows: Sequence[MaskWindow],
     wanted: set[str],
