@@ -257,6 +257,17 @@ def test_a_quote_outside_the_focus_window_is_refused():
     assert refused.failure == "evidence_off_focus: quote 0 is from excerpt 2, the step asked about excerpt 1"
     assert check(code_pair, focus_window=1).ok
     assert check(code_pair).ok  # no focus (the old behaviour): any shown window
+    # a quote found only by the fuzzy match (the model altered its punctuation) keeps its own window's index
+    fuzzy = check(
+        out(
+            "What does the asyncio method `drain` wait for?",
+            "It waits until the write buffer is below the low-water mark.",
+            ["# wait until the write buffer is below the low water mark!"],
+        ),
+        focus_window=1,
+    )
+    assert fuzzy.ok, fuzzy.failure
+    assert [(s.window_index, s.score < 100) for s in fuzzy.spans] == [(1, True)]
     # a long-range step has no focus: one quote per window is its rule
     assert check(code_pair, focus_window=0, long_range=True).reason == "long_range_evidence"
     # completion may still add shown sentences of other windows (the model quoted window 0 only)
