@@ -121,6 +121,12 @@ class SectionState:
             self.finish_reason = "max_failures"
 
 
+def title_line_tokens(count_text: TokenCounter, title: str) -> int:
+    """Generator tokens of the prompt's title line, +2 for its join (0 without a title)."""
+    line = title_line(title)
+    return count_text([line])[0] + 2 if line else 0
+
+
 def pair_token_overhead(tokenizer: TextTokenizer) -> int:
     """Tokens the target chat template adds around one user/assistant pair (headers, end-of-turn)."""
     if not tokenizer.chat_template:
@@ -198,8 +204,7 @@ class SectionPreparer:
         )
         st = SectionState(task, paragraphs, masker, chunk_tokens, cfg.target_for(chunk_tokens))
         # counted here, beside the loop: a backend that counts over HTTP would stall the loop once per section
-        line = title_line(task.title)
-        st.title_tokens = self.count_text([line])[0] + 2 if line else 0
+        st.title_tokens = title_line_tokens(self.count_text, task.title)
         st.source_language = source_language(section.text) or UNDETERMINED_LANGUAGE
         st.section_tokens = chunk_tokens
         records = sorted(task.committed, key=lambda r: r.step)

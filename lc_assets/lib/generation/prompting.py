@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lc_assets.lib.generation.admission import SectionState
+from lc_assets.lib.generation.admission import SectionState, title_line_tokens
 from lc_assets.lib.generation.backend import GenerationBackend, GenerationRequest
 from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.generation.focus import choose_focus
@@ -29,7 +29,6 @@ from lc_assets.lib.generation.prompts import (
     fit_prompt,
     qa_json_schema,
     suggest_kind,
-    title_line,
 )
 from lc_assets.lib.generation.records import RejectedAttempt, Span
 from lc_assets.lib.sections import QAPair
@@ -159,9 +158,8 @@ class PromptBuilder:
 
     def title_tokens(self, state: SectionState) -> int:
         """Generator tokens of the section's title line (counted once per section, +2 for the join)."""
-        if state.title_tokens is None:
-            line = title_line(state.task.title)
-            state.title_tokens = self.count_text([line])[0] + 2 if line else 0
+        if state.title_tokens is None:  # a state not built by admission (which counts it there)
+            state.title_tokens = title_line_tokens(self.count_text, state.task.title)
         return state.title_tokens
 
     def upper_bound(
