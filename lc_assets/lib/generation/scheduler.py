@@ -393,20 +393,19 @@ class _Run:
                     # nothing at the engine: wait for verdicts; else look, and give the engine a moment below
                     self._collect_verdicts(0.0 if self.in_flight else min(self.s.poll_s, 0.05))
                     t = _cpu()
-                    if not self.in_flight:
-                        continue
-                room = not self.stopping and not admission.exhausted and self._busy() < self.cap
-                wait_s = min(self.s.poll_s, 0.02) if room else self.s.poll_s
-                results = self.backend.wait(timeout=min(wait_s, 0.002) if self.judging else wait_s)
-                t = self._timed("wait", t)
-                for res in results:
-                    att = self.in_flight.pop(res.request_id, None)
-                    if att is None:
-                        continue  # a late answer to a request already given up on
-                    self.counters["prompt_tokens"] += res.prompt_tokens
-                    self.counters["completion_tokens"] += res.completion_tokens
-                    att.total_completion_tokens += res.completion_tokens
-                    self._settle(att, res)
+                if self.in_flight:  # (only verdicts pending: no engine to wait for; progress still goes out)
+                    room = not self.stopping and not admission.exhausted and self._busy() < self.cap
+                    wait_s = min(self.s.poll_s, 0.02) if room else self.s.poll_s
+                    results = self.backend.wait(timeout=min(wait_s, 0.002) if self.judging else wait_s)
+                    t = self._timed("wait", t)
+                    for res in results:
+                        att = self.in_flight.pop(res.request_id, None)
+                        if att is None:
+                            continue  # a late answer to a request already given up on
+                        self.counters["prompt_tokens"] += res.prompt_tokens
+                        self.counters["completion_tokens"] += res.completion_tokens
+                        att.total_completion_tokens += res.completion_tokens
+                        self._settle(att, res)
                 self._check_timeouts(time.monotonic())
                 self._emit()
         finally:
