@@ -212,12 +212,28 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else store.path.parent / "reports" / name
     path = write_quality_report(store, gen, out, run_id=args.run, sample_pairs=args.sample, seed=args.seed)
     print(f"quality report of generation config {gen}{f' run {args.run}' if args.run else ''}: {path}")
+    print(judge_line(store, gen, args.run))
     return 0
+
+
+def judge_line(store, gen: str, run: str | None) -> str:
+    """The model judge's verdict counts of a generation config, in one line."""
+    from lc_assets.lib.lineage.judge import generation_judge_counts
+
+    c = generation_judge_counts(store, gen, run)
+    if not c.judged:
+        return "model judge: no verdicts yet (materialize judged_qa_pairs)"
+    verdicts = ", ".join(f"{v} {n}" for v, n in c.by_verdict.items())
+    return (
+        f"model judge: {c.judged} pair(s) judged ({verdicts}); kept {c.kept}, rejected {c.rejected} "
+        f"({c.rejected_share:.1%}), not standalone {c.not_standalone}"
+    )
 
 
 def _cmd_review(args: argparse.Namespace) -> int:
     from datetime import datetime
 
+    from lc_assets.lib.lineage.judge import judge_vs_human
     from lc_assets.lib.lineage.review import review_judgements
     from lc_assets.lib.review import (
         ReviewConfig,
@@ -236,6 +252,11 @@ def _cmd_review(args: argparse.Namespace) -> int:
     if args.stats:
         print(f"generation config {gen}{f', run {args.run}' if args.run else ''}")
         print(format_agreement(agreement(review_judgements(store, gen, args.run))))
+        print(judge_line(store, gen, args.run))
+        both = judge_vs_human(store, gen, args.run)
+        if both:
+            print("human verdicts against the model judge (accepted = the judge kept the pair):")
+            print(format_agreement(agreement(both)))
         return 0
     rejected = {None: 0, -1: args.sample}.get(args.include_rejected, args.include_rejected)
     try:

@@ -26,6 +26,13 @@ from lc_assets.lib.generation.quality import (
 )
 from lc_assets.lib.generation.validate import REJECTION_REASONS
 from lc_assets.lib.lineage import LineageStore
+from lc_assets.lib.lineage.judge import (
+    JudgeCounts,
+    StoredJudgement,
+    generation_judge_counts,
+    judge_vs_human,
+    judgements_by_pair,
+)
 from lc_assets.lib.lineage.quality import load_quality
 from lc_assets.lib.lineage.review import (
     PairReview,
@@ -75,6 +82,9 @@ def render_quality_report(
     ids = sample_candidate_ids(store, "pair", generation_config_hash, sample_pairs, seed, run_id)
     items = load_pairs(store, ids)
     reviews = reviews_by_item(store, ids)
+    judge_counts = generation_judge_counts(store, generation_config_hash, run_id)
+    judge_agree = agreement(judge_vs_human(store, generation_config_hash, run_id))
+    judgements = judgements_by_pair(store, ids)
     generator = config.get("generator") or {}
     scope = f"run {run_id}" if run_id else "all runs"
     title = f"QA quality — generation config {generation_config_hash} ({scope})"
@@ -96,11 +106,16 @@ def render_quality_report(
         _plots_html(report),
         "<h2>Human review against the automatic checks</h2>",
         _agreement_html(agree),
+        "<h2>Model judge</h2>",
+        _judge_html(judge_counts, judge_agree),
         f"<h2>Sampled pairs ({len(items)} of {report.accepted}, seed {seed})</h2>",
         "<p class='help'>Each pair with the text its prompt showed; the evidence quotes are highlighted where "
         "they lie (numbered as listed). <span class='skip'>[...]</span> marks chunk text the model did not see."
         "</p>",
-        *(_pair_html(k, it, reviews.get(it.item_id, [])) for k, it in enumerate(items, start=1)),
+        *(
+            _pair_html(k, it, reviews.get(it.item_id, []), judgements.get(it.item_id))
+            for k, it in enumerate(items, start=1)
+        ),
     ]
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -244,7 +259,8 @@ def _plots_html(r: QualityReport) -> str:
     return f"<div class='plots'><img alt='{_e(alt)}' src='data:image/png;base64,{data}'></div>"
 
 
-def _agreement_html(a: Agreement) -> str:
+def _agreement_html(a: Agreement, judge: bool = False) -> str:
+    """Human verdicts against the automatic checks, or (`judge`) against the model judge's kept/rejected."""
     if not a.n:
         return (
             "<p class='help'>No reviews yet: <code>lc-assets review --include-rejected</code> records verdicts on a "
@@ -254,29 +270,56 @@ def _agreement_html(a: Agreement) -> str:
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{x:.1%}"
 
+    who = "model judge" if judge else "automatic checks"
+    kept, dropped = (
+        ("pairs the judge kept", "pairs the judge rejected") if judge else ("accepted pairs", "rejected attempts")
+    )
     table = _table(
-        ["automatic checks", "human: accept", "human: fix", "human: reject"],
+        [who, "human: accept", "human: fix", "human: reject"],
         [[f"{auto} ({acc + fix + rej})", acc, fix, rej] for auto, acc, fix, rej in a.rows()],
     )
     facts = _table(
         ["", ""],
         [
             ["reviews", a.n],
-            ["accepted pairs the reviewer accepted as is", pct(a.accepted_confirmed)],
-            ["rejected attempts the reviewer rejected too", pct(a.rejected_confirmed)],
+            [f"{kept} the reviewer accepted as is", pct(a.accepted_confirmed)],
+            [f"{dropped} the reviewer rejected too", pct(a.rejected_confirmed)],
             [f"agreement (a fix counts as {a.fix_counts_as})", pct(a.agreement)],
             ["Cohen's kappa", "-" if a.kappa is None else f"{a.kappa:.3f}"],
         ],
         cls="kv",
     )
-    return (
-        table
-        + facts
-        + (
-            "<p class='help'>Accepted pairs and rejected attempts are sampled separately: read the two per-row rates; "
-            "agreement and kappa describe the reviewed mix.</p>"
-        )
+    note = (
+        "Only reviewed pairs the judge also judged count; the judge sees every accepted pair, so this mix is the "
+        "reviewed sample's."
+        if judge
+        else "Accepted pairs and rejected attempts are sampled separately: read the two per-row rates; agreement and "
+        "kappa describe the reviewed mix."
     )
+    return table + facts + f"<p class='help'>{note}</p>"
+
+
+def _judge_html(counts: JudgeCounts, agree: Agreement) -> str:
+    """The model judge's newest verdict per pair (`judged_qa_pairs`) and its agreement with human reviews."""
+    if not counts.judged:
+        return (
+            "<p class='help'>No model verdicts yet: materialize <code>judged_qa_pairs</code> (a second model call per "
+            "accepted pair; packing leaves the pairs it rejects out).</p>"
+        )
+    rows = [[v, n, counts.rejected_by_verdict.get(v, 0)] for v, n in counts.by_verdict.items()]
+    out = _table(["verdict", "pairs", "rejected (not kept)"], rows)
+    facts = [
+        ["pairs judged", counts.judged],
+        ["kept", counts.kept],
+        ["rejected", f"{counts.rejected} ({counts.rejected_share:.1%})"],
+        ["questions the judge found not standalone", counts.not_standalone],
+        ["judge errors by code", ", ".join(f"{k} {v}" for k, v in counts.errors_by_code.items()) or "none"],
+    ]
+    out += _table(["", ""], facts, cls="kv")
+    out += "<h3>Model judge against human review</h3>"
+    if not agree.n:
+        return out + "<p class='help'>No pair has both a model verdict and a human review yet.</p>"
+    return out + _agreement_html(agree, judge=True)
 
 
 def _excerpt_html(excerpt: Excerpt, completed: set[int]) -> str:
@@ -296,7 +339,9 @@ def _excerpt_html(excerpt: Excerpt, completed: set[int]) -> str:
     return f"<div class='excerpt'>{''.join(out)}</div>"
 
 
-def _pair_html(k: int, item: ReviewItem, reviews: Sequence[PairReview]) -> str:
+def _pair_html(
+    k: int, item: ReviewItem, reviews: Sequence[PairReview], judgement: StoredJudgement | None = None
+) -> str:
     where = f"{item.document}, chunk {item.chunk_index}" if item.chunk_index is not None else item.document
     meta = f"{where} · section {item.section_id} · kind {item.question_kind or '?'} · run {item.generation_run_id}"
     quotes = []
@@ -319,6 +364,14 @@ def _pair_html(k: int, item: ReviewItem, reviews: Sequence[PairReview]) -> str:
         + "</div>"
         for r in reviews
     )
+    if judgement is not None:
+        standalone = ", not standalone" if judgement.standalone is False else ""
+        decision = "kept" if judgement.kept else "rejected"
+        review += (
+            f"<div class='review'>model judge ({_e(judgement.judge_model)}): <b class='verdict-"
+            f"{'accept' if judgement.kept else 'reject'}'>{_e(judgement.verdict)}{_e(standalone)}, {decision}</b>"
+            f" — {_e(judgement.check_text or judgement.error_code or '')}</div>"
+        )
     completed = {q.number for q in item.quotes if q.origin == "completed"}
     return (
         f"<section class='pair' id='pair-{_e(item.item_id)}'><h3>{k}. {_e(item.item_id)}</h3>"

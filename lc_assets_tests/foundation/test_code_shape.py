@@ -14,6 +14,7 @@ from lc_assets.lib.chunking import ChunkingConfig
 from lc_assets.lib.corpus.quality import FilterConfig
 from lc_assets.lib.corpus.sources import SourceSpec
 from lc_assets.lib.generation.config import GenerationConfig
+from lc_assets.lib.judge import PairJudgeConfig
 from lc_assets.lib.packing.config import PackingConfig
 from lc_assets.lib.ruler import RulerScoresConfig, RulerTasksConfig
 
@@ -99,6 +100,12 @@ STEPS = {
         {},
     ),
     "packed_documents": (PackingConfig, set(), {"min_mean_fill", "lock_timeout_s"}, {}),
+    "judged_qa_pairs": (
+        PairJudgeConfig,
+        {"judge", "prompt_version"},
+        {"enabled", "generation_config_hash", "max_rejected_share", "max_judge_error_share", "rejected_examples"},
+        {},
+    ),
     "ruler_tasks": (RulerTasksConfig, {"essay_source"}, {"essay_max_words"}, {}),
     "ruler_scores": (RulerScoresConfig, set(), {"tasks_config_hash"}, {"model": ""}),
 }

@@ -20,7 +20,7 @@ def test_asset_keys_checks_and_automation_names_are_stable():
     """Renaming modules must not rename what runs, schedules and the lineage refer to."""
     d = defs()
     assert {k.to_user_string() for k in d.resolve_all_asset_keys()} == {
-        "raw_corpus", "filtered_corpus", "chunks", "masked_prompts", "qa_pairs", "packed_documents",
+        "raw_corpus", "filtered_corpus", "chunks", "masked_prompts", "qa_pairs", "judged_qa_pairs", "packed_documents",
         "ruler_tasks", "ruler_scores",
     }  # fmt: skip
     assert {(k.asset_key.to_user_string(), k.name) for k in d.resolve_asset_graph().asset_check_keys} >= {
@@ -28,6 +28,7 @@ def test_asset_keys_checks_and_automation_names_are_stable():
         ("chunks", "chunks_reconstruct_documents"), ("chunks", "chunk_counts_match_lineage"),
         ("chunks", "chunk_token_counts_exact"), ("chunks", "shards_have_usable_chunks"),
         ("packed_documents", "packed_exact_length"), ("packed_documents", "packed_fill_ratio"),
+        ("judged_qa_pairs", "judge_rejected_share"), ("judged_qa_pairs", "judge_errors"),
     }  # fmt: skip
     assert {j.name for j in d.jobs or []} >= {"corpus_ingest_job", "generation_job", "ruler_eval_job"}
     assert {s.name for s in d.sensors or []} == {

@@ -157,7 +157,8 @@ def test_helm_values_match_the_instance_config(loaded_defs):
     assert queue["tagConcurrencyLimits"] == local["concurrency"]["runs"]["tag_concurrency_limits"]
     assert queue["maxConcurrentRuns"] == local["concurrency"]["runs"]["max_concurrent_runs"]
     # the GPU routing the values rely on is on the generation op itself
-    op_tags = loaded_defs.resolve_job_def("generation_job").graph.node_defs[0].tags
+    nodes = loaded_defs.resolve_job_def("generation_job").graph.node_defs
+    op_tags = next(n for n in nodes if n.name == "generate_qa").tags
     k8s = op_tags["dagster-k8s/config"]
     k8s = json.loads(k8s) if isinstance(k8s, str) else k8s
     assert k8s["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "1"

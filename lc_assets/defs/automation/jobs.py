@@ -9,7 +9,7 @@ import dagster as dg
 from lc_assets.defs.generation.assets import GPU_RUN_TAG
 
 CORPUS_INGEST_ASSETS = ("raw_corpus", "filtered_corpus", "chunks")
-GENERATION_ASSETS = ("masked_prompts", "qa_pairs")
+GENERATION_ASSETS = ("masked_prompts", "qa_pairs", "judged_qa_pairs")
 RULER_EVAL_ASSETS = ("ruler_tasks", "ruler_scores")
 
 corpus_ingest_job = dg.define_asset_job(
@@ -22,7 +22,8 @@ corpus_ingest_job = dg.define_asset_job(
 generation_job = dg.define_asset_job(
     "generation_job",
     selection=dg.AssetSelection.assets(*GENERATION_ASSETS),
-    description="masked_prompts + qa_pairs for one corpus shard on the generator (GPU on production hosts). "
+    description="masked_prompts + qa_pairs, then the model judge (judged_qa_pairs), for one corpus shard on the "
+    "generator (GPU on production hosts). "
     "Never automated: launch it per shard or as a backfill.",
     tags={**GPU_RUN_TAG, "lc_assets/stage": "generation"},
 )

@@ -30,7 +30,7 @@ CHECKS = {
 
 
 @dg.asset(
-    deps=["qa_pairs"],
+    deps=["judged_qa_pairs"],
     group_name="packing",
     kinds={"parquet", "duckdb"},
     owners=["team:data-pipeline"],
@@ -99,6 +99,8 @@ def _metadata(run: PackingRun) -> dict:
         "human_reviews": run.config.human_reviews,
         "pairs_rejected_by_reviewers": sum(r["pairs_rejected_by_reviewers"] for r in rows),
         "pairs_fixed_by_reviewers": sum(r["pairs_fixed_by_reviewers"] for r in rows),
+        "model_judgements": run.config.model_judgements,
+        "pairs_rejected_by_judge": sum(r["pairs_rejected_by_judge"] for r in rows),
     }
     published = [s for s in run.stages if s.output_dir is not None]
     if published:

@@ -455,6 +455,39 @@ CREATE TABLE IF NOT EXISTS pair_reviews (
     config_hash VARCHAR NOT NULL,          -- the review config (sample, seed, what was sampled)
     PRIMARY KEY (pair_id, reviewer)
 );
+
+-- the model judge (`judged_qa_pairs`, lib.judge): one verdict per (accepted pair, judge config); packing honours
+-- the newest verdict per pair (`model_judgements: exclude_rejected`) unless a person reviewed the pair
+CREATE TABLE IF NOT EXISTS pair_judgements (
+    pair_id VARCHAR NOT NULL,
+    section_id VARCHAR NOT NULL,
+    verdict VARCHAR NOT NULL,              -- supported | partly | unsupported | judge_error
+    standalone BOOLEAN,                    -- the judge's reading of the question; NULL on judge_error
+    kept BOOLEAN NOT NULL,                 -- under keep_policy: false = rejected, left out of packing
+    keep_policy VARCHAR NOT NULL,          -- the verdicts that kept a pair when `kept` was set
+    check_text VARCHAR,                    -- the judge's short comparison, written before its verdict
+    error_code VARCHAR,                    -- judge_error: parse.JUDGE_ERROR_CODES
+    error_detail VARCHAR,
+    raw_text VARCHAR NOT NULL,             -- the judge's output as it came
+    judge_model VARCHAR NOT NULL,
+    backend VARCHAR NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    seconds DOUBLE NOT NULL,
+    config_hash VARCHAR NOT NULL,          -- the judge config (model, prompt version, context, decoding)
+    generation_config_hash VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (pair_id, config_hash)
+);
+
+-- the judge configs pair_judgements rows are keyed by (knobs + judge model identity + prompt version)
+CREATE TABLE IF NOT EXISTS judge_configs (
+    config_hash VARCHAR PRIMARY KEY,
+    config JSON NOT NULL,
+    run_id VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
 """
 
 

@@ -72,6 +72,11 @@ class PackingConfig(StepConfig):
         description="exclude_rejected: pairs whose newest human verdict (`lc-assets review`) is reject are left out "
         "of the pool and pairs a reviewer fixed are packed with the fixed text; ignore: pack pairs as generated.",
     )
+    model_judgements: Literal["ignore", "exclude_rejected"] = Field(
+        "exclude_rejected",
+        description="exclude_rejected: pairs whose newest model verdict (`judged_qa_pairs`, `pair_judgements`) rejected "
+        "them are left out of the pool, unless a person reviewed the pair (a human verdict wins); ignore: pack them.",
+    )
     length_bucket_ratio: float = Field(
         0.02,
         ge=0.0,

@@ -59,6 +59,7 @@ class StageOutcome:
     note: str = ""
     reviewed_out: int = 0  # pairs left out of the pool: a reviewer rejected them
     reviewed_fixed: int = 0  # pairs of the pool packed with a reviewer's fixed text
+    judged_out: int = 0  # pairs left out of the pool: the model judge rejected them (no human verdict)
 
     @property
     def sample_tokens(self) -> int:
@@ -144,10 +145,16 @@ def _pack_stage(
     log: Log,
 ) -> StageOutcome:
     assert config.generation_config_hash is not None
-    reviewed = load_reviewed_pool(store, key, config.generation_config_hash, config.human_reviews)
+    reviewed = load_reviewed_pool(
+        store, key, config.generation_config_hash, config.human_reviews, config.model_judgements
+    )
     pool = reviewed.sections
     outcome = StageOutcome(config, limit, len(pool), reviewed_out=reviewed.excluded_pairs,
-                           reviewed_fixed=reviewed.fixed_pairs)  # fmt: skip
+                           reviewed_fixed=reviewed.fixed_pairs, judged_out=reviewed.judge_excluded_pairs)  # fmt: skip
+    if reviewed.judge_excluded_pairs:
+        log(
+            f"stage {config.sample_tokens:,}: the model judge left out {reviewed.judge_excluded_pairs} rejected pair(s)"
+        )
     if reviewed.excluded_pairs or reviewed.fixed_pairs:
         log(
             f"stage {config.sample_tokens:,}: human reviews left out {reviewed.excluded_pairs} rejected pair(s), "
@@ -222,6 +229,7 @@ def stage_summary(stage: StageOutcome) -> dict[str, Any]:
         "rejected_by_reason": m.rejected_by_reason if m else {},
         "pairs_rejected_by_reviewers": stage.reviewed_out,
         "pairs_fixed_by_reviewers": stage.reviewed_fixed,
+        "pairs_rejected_by_judge": stage.judged_out,
         "pairs": m.n_pairs if m else 0,
         "dependency_median": dep.get("median"),
         "dependency_p90": dep.get("p90"),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from lc_assets.lib.lineage import LineageStore, insert_rows
+from lc_assets.lib.lineage.judge import effective_judgements
 from lc_assets.lib.lineage.review import effective_reviews
 from lc_assets.lib.packing.packer import PackedSample, base_section_id
 from lc_assets.lib.sections import QAPair, Section
@@ -53,11 +54,12 @@ def newest_generation_config(store: LineageStore) -> str | None:
 
 @dataclass(frozen=True)
 class ReviewedPool:
-    """The pool after human verdicts: its sections, and which of their pairs reviews changed."""
+    """The pool after human and model verdicts: its sections, and which of their pairs the verdicts changed."""
 
     sections: list[Section]
     excluded_pairs: int = 0  # rejected by a reviewer: not in the pool
     fixed_pairs: int = 0  # packed with a reviewer's fixed question/answer
+    judge_excluded_pairs: int = 0  # rejected by the model judge (and not reviewed by a person): not in the pool
 
 
 def load_pool(store: LineageStore, key: str, generation_config_hash: str) -> list[Section]:
@@ -66,15 +68,21 @@ def load_pool(store: LineageStore, key: str, generation_config_hash: str) -> lis
     A section with no usage row comes whole; one whose used or dropped pairs do not cover all its
     pairs comes back as a remainder `<id>#pairs-<k>` (chunk + the pairs not yet used); the rest is done.
     """
-    return load_reviewed_pool(store, key, generation_config_hash, "ignore").sections
+    return load_reviewed_pool(store, key, generation_config_hash, "ignore", "ignore").sections
 
 
 def load_reviewed_pool(
-    store: LineageStore, key: str, generation_config_hash: str, human_reviews: Literal["ignore", "exclude_rejected"]
+    store: LineageStore,
+    key: str,
+    generation_config_hash: str,
+    human_reviews: Literal["ignore", "exclude_rejected"],
+    model_judgements: Literal["ignore", "exclude_rejected"] = "ignore",
 ) -> ReviewedPool:
     """`load_pool` honouring human verdicts (`exclude_rejected`: the newest verdict per pair decides —
-    reject leaves the pair out, fix packs the fixed text). A rejected pair is never claimed, so a section
-    whose other pairs are all placed is done."""
+    reject leaves the pair out, fix packs the fixed text) and the model judge's (`exclude_rejected`: a pair
+    whose newest model verdict rejected it is left out — unless a person reviewed it: a human verdict wins,
+    whichever `human_reviews` says). A rejected pair is never claimed, so a section whose other pairs are all
+    placed is done."""
     rows = store.query(
         """SELECT s.section_id, s.chunk_id, s.document_id, d.source, d.license, c.text, c.chunk_index
            FROM sections s JOIN chunks c USING (chunk_id) JOIN documents d ON d.document_id = s.document_id
@@ -91,13 +99,19 @@ def load_reviewed_pool(
     ):
         pairs.setdefault(sid, []).append(QAPair(pid, step, q, a))
     claimed = _claims(store, key, ids)
-    reviews = effective_reviews(store, generation_config_hash) if human_reviews == "exclude_rejected" else {}
+    all_reviews = effective_reviews(store, generation_config_hash)
+    reviews = all_reviews if human_reviews == "exclude_rejected" else {}
+    judged = effective_judgements(store, generation_config_hash) if model_judgements == "exclude_rejected" else {}
     out = []
-    excluded = fixed = 0
+    excluded = fixed = judge_excluded = 0
     for sid, cid, did, src, lic, text, index in rows:
         kept: list[tuple[int, QAPair]] = []
         for i, p in enumerate(pairs.get(sid, ())):
             if p.pair_id in claimed.get(sid, ()):
+                continue
+            judgement = judged.get(p.pair_id)
+            if judgement is not None and not judgement.kept and p.pair_id not in all_reviews:
+                judge_excluded += 1
                 continue
             verdict = reviews.get(p.pair_id)
             if verdict is not None and verdict.verdict == "reject":
@@ -114,7 +128,7 @@ def load_reviewed_pool(
             out.append(
                 Section(f"{sid}#pairs-{first + 1}", cid, did, src, lic, text, tuple(p for _, p in kept), int(index))
             )
-    return ReviewedPool(out, excluded, fixed)
+    return ReviewedPool(out, excluded, fixed, judge_excluded)
 
 
 def _claims(store: LineageStore, key: str, base_ids: Sequence[str]) -> dict[str, set[str]]:
