@@ -42,6 +42,22 @@ from lc_assets.lib.lineage.quality import record_quality
 
 GPU_RUN_TAG = {"lc_assets/gpu": "true"}
 
+
+def gpu_op_tags(cpu_request: str) -> dict[str, Any]:
+    """Op tags of a step that holds one GPU: the run tag (one GPU run at a time) and the Kubernetes pod's GPU limit,
+    toleration and node selector."""
+    return {
+        "dagster-k8s/config": {
+            "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"cpu": cpu_request}}},
+            "pod_spec_config": {
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                "node_selector": {"nvidia.com/gpu.present": "true"},
+            },
+        },
+        **GPU_RUN_TAG,
+    }
+
+
 #: GenerationConfig fields the code sets, not the user
 _SET_BY_CODE = frozenset({"generator", "prompt_version"})
 _KNOBS = [name for name in GenerationConfig.model_fields if name not in _SET_BY_CODE]
@@ -116,17 +132,8 @@ class QAGenerationConfig(_GenerationKnobs):
     ],
     check_specs=quality_check_specs(),
     pool="gpu",
-    op_tags={
-        "dagster-k8s/config": {
-            # 4 CPUs: the generation loop, vLLM's engine process and the production profile's 2 judge workers
-            "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"cpu": "4"}}},
-            "pod_spec_config": {
-                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                "node_selector": {"nvidia.com/gpu.present": "true"},
-            },
-        },
-        **GPU_RUN_TAG,
-    },
+    # 4 CPUs: the generation loop, vLLM's engine process and the production profile's 2 judge workers
+    op_tags=gpu_op_tags(cpu_request="4"),
     backfill_policy=dg.BackfillPolicy.single_run(),
     retry_policy=dg.RetryPolicy(max_retries=1, delay=30),
 )

@@ -12,7 +12,7 @@ from collections import defaultdict
 import dagster as dg
 from pydantic import Field, ValidationError
 
-from lc_assets.defs.generation.assets import GPU_RUN_TAG
+from lc_assets.defs.generation.assets import gpu_op_tags
 from lc_assets.defs.generation.resources import GeneratorResource
 from lc_assets.defs.judge.resources import JudgeModelResource
 from lc_assets.defs.partitions import corpus_shards
@@ -94,16 +94,7 @@ JudgedQAPairsConfig = dagster_config(
         ),
     ],  # fmt: skip
     pool="gpu",
-    op_tags={
-        "dagster-k8s/config": {
-            "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"cpu": "2"}}},
-            "pod_spec_config": {
-                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                "node_selector": {"nvidia.com/gpu.present": "true"},
-            },
-        },
-        **GPU_RUN_TAG,
-    },
+    op_tags=gpu_op_tags(cpu_request="2"),  # the loop and the engine (vLLM's process, or llama.cpp in-process)
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def judged_qa_pairs(
