@@ -185,6 +185,23 @@ def test_quote_over_a_paragraph_break_and_altered_punctuation_maps_to_the_chunk(
             "not_standalone",
         ),
         (
+            # Qwen on a Debian manual (demo run 2026-12-02): accepted before; which text?
+            out(
+                "What does the text say about who kept the light at Carrow Point?",
+                "Thomas Reed kept the light.",
+                ["The keeper, Thomas Reed, kept the light"],
+            ),
+            "not_standalone",
+        ),
+        (
+            out(
+                "Who kept the light at Carrow Point?",
+                "The text states that Thomas Reed kept the light.",
+                ["The keeper, Thomas Reed, kept the light"],
+            ),
+            "not_standalone",
+        ),
+        (
             out("Who built the lighthouse at Carrow Point?", "Margaret Hale.", ["Carrow Point was built by Hale"]),
             "evidence_not_found",
         ),

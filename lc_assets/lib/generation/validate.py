@@ -335,6 +335,9 @@ _POINTS_AT_PROMPT = re.compile(
     # "in the context of PL/pgSQL" names its subject (a demo question refused for it): "... of" is not the prompt
     r"|\b(?:in|from|according to|based on)\s+the\s+(?:code\s+)?(?:snippet|excerpt|passage|text|document|context)s?\b"
     r"(?!\s+of\b)"
+    # "What does the text say about ...?" / "The text states that ..." (Qwen, demo run of 2026-12-02, accepted)
+    r"|\b(?:does|do|did)\s+the\s+(?:text|document|author|source)\s+(?:say|state|describe|mention|suggest|explain|claim)\b"
+    r"|\bthe\s+(?:text|document|author|source)\s+(?:says|said|states|stated|describes|mentions|suggests|explains|claims)\b"
     r"|\bthe\s+(?:code\s+)?(?:snippet|excerpt|passage)s?\b"
     r"(?!\s*(?:column|field|type|file|mode|format|value|string|search|editor|encoding|node|object|widget|box|area|"
     r"attribute|property|of)\b)",
