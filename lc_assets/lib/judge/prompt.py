@@ -21,24 +21,24 @@ if TYPE_CHECKING:
     from lc_assets.lib.lineage.review import ReviewItem
 
 #: bump when the wording below changes meaning (the fingerprint changes with any edit of the text anyway)
-JUDGE_PROMPT_VERSION = 1
+JUDGE_PROMPT_VERSION = 2
 
 SYSTEM = (
     "You check question-answer pairs written from a document for a training set. You are strict: an answer is "
     "supported only when the quoted text states it."
 )
 
-TASK = """Judge the answer against the quotes, read in their context:
-- "supported": every claim of the answer is stated by the quotes, about the thing the question asks about.
-- "partly": the answer is about the right thing but adds a claim the quotes do not state, or drops a condition.
-- "unsupported": the quotes say something else: they are about another thing (another field, option, function \
-or person), the answer joins two things the text names in a relation it does not state, a "not" was dropped \
-or added, satire or a joke is taken as fact, or the answer does not answer the question.
-"standalone": true when the question names what it asks about, so a reader who has not seen the document knows \
-what is meant; false when it relies on "the excerpt", "the code", "the release" or a person or thing it does \
-not introduce.
-Write "check" first: one or two short sentences comparing the answer with what the quotes say. Then the verdict \
-and standalone."""
+TASK = """Find what is wrong with this pair, if anything. Compare the answer with the quotes:
+- Is each fact of the answer written in the quotes themselves? A fact found only in the question, only near \
+the quotes, or nowhere, is a problem.
+- Are the quotes about the thing the question names, or about a neighbouring field, option, function, example \
+or person?
+- Does a "not", "never", "only" or a condition in the quotes get lost or added in the answer?
+- Is the text a joke or satire that the pair presents as fact? Does the answer answer the question asked?
+In "check", name the first problem you find in a few words, or write "no problem". Then "verdict": \
+"supported" only when there is no problem, "partly" when the answer is right but adds or drops something, \
+"unsupported" otherwise. "standalone": false when the question relies on "the excerpt", "the code", "the \
+release" or a person or thing it does not introduce, else true."""
 
 #: marks a stretch of shown text left out of the judge prompt (far from every quote, or not shown to the generator)
 GAP = "[…]"
