@@ -30,7 +30,7 @@ CHECKS = {
 
 
 @dg.asset(
-    deps=["judged_qa_pairs"],
+    deps=["qa_pairs", "judged_qa_pairs"],  # qa_pairs too: a run that does not select the judge still packs after it
     group_name="packing",
     kinds={"parquet", "duckdb"},
     owners=["team:data-pipeline"],
