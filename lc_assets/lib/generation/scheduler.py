@@ -272,11 +272,13 @@ class _Run:
         t = _cpu()
         st = att.state
         fitted = att.fitted
+        workers = self.cfg.judge_workers
         context = StepContext(
-            st.section_id, att.step, fitted.windows, fitted.earlier_pairs, st.question_index, fitted.long_range,
-            st.source_language, self.cfg, st.memo, title=st.title, focus_window=fitted.focus,
+            st.section_id, att.step, fitted.windows, fitted.earlier_pairs,
+            None if workers else st.question_index,  # type: ignore[arg-type] - a judge worker keeps its own index
+            fitted.long_range, st.source_language, self.cfg, st.memo, title=st.title, focus_window=fitted.focus,
         )  # fmt: skip
-        if self.cfg.judge_workers:
+        if workers:
             if self.judges is None:  # started with the first output: nothing to judge holds up the first request
                 self.judges = JudgePool(self.cfg, self.cfg.judge_workers, self.s.preparer.target_tokenizer)
             self.judging[res.request_id] = (att, res)
