@@ -46,6 +46,8 @@ _TIMEOUT_CHECK_S = 1.0
 _cpu = time.thread_time
 _index = operator.attrgetter("index")
 _n_tokens = operator.attrgetter("n_tokens")
+_paragraph_id = operator.attrgetter("paragraph_id")
+_span = operator.attrgetter("index", "char_start", "char_end")  # a shown paragraph as a chunk span
 
 
 class GenerationScheduler:
@@ -194,8 +196,8 @@ class _Run:
             attempts=att.attempt + 1,
             attempt_errors=tuple(att.errors),
             prompt_hash=prompt_hash(fitted.messages) if fitted.messages else "",
-            paragraph_ids=tuple(p.paragraph_id for p in shown),
-            shown_spans=tuple((p.index, p.char_start, p.char_end) for p in shown),
+            paragraph_ids=tuple(map(_paragraph_id, shown)),
+            shown_spans=tuple(map(_span, shown)),
             dropped_paragraph_ids=tuple(p.paragraph_id for p in fitted.dropped),
             earlier_pair_ids=tuple(p.pair_id for p in fitted.earlier_pairs),
             budget_tokens=att.budget_tokens,
