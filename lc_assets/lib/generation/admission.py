@@ -262,6 +262,9 @@ class Admission:
         self.exhausted = False
         self.prepared = 0
         self.prepare_seconds = 0.0  # on the admission thread, beside the loop
+        # its CPU time: the Python work (paragraph split, ids, replay), under the interpreter lock the loop needs;
+        # a backend's batched counts run on the tokenizer's own threads and are not in it
+        self.prepare_cpu_seconds = 0.0
         self._thread = threading.Thread(target=self._run, args=(tasks, prepare), name="section-admission", daemon=True)
         self._thread.start()
 
@@ -279,9 +282,10 @@ class Admission:
             for task in tasks:
                 if self._closed.is_set():
                     return
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.thread_time()
                 state = prepare(task)
                 self.prepare_seconds += time.perf_counter() - start
+                self.prepare_cpu_seconds += time.thread_time() - cpu
                 self.prepared += 1
                 if not self._put(state):
                     return

@@ -371,6 +371,7 @@ class _Run:
 
     def loop(self) -> GenerationSummary:
         admission = Admission(self.tasks, self.s.preparer, self.s.prepare_ahead)
+        loop_cpu = _cpu()
         try:
             while True:
                 if self.stop is not None and self.stop.is_set() and not self.stopping:
@@ -418,6 +419,8 @@ class _Run:
                 self.judges.close()
                 self.phase["judge_workers_cpu"] += self.judges.cpu_seconds
             self.phase["prepare_sections_wall (admission thread)"] += admission.prepare_seconds
+            self.phase["prepare_sections_cpu (admission thread)"] += admission.prepare_cpu_seconds
+            self.phase["loop_thread_cpu"] += _cpu() - loop_cpu  # all of it: the phases above and the loop's own
         for st in list(self.active.values()):  # stopped while growing: left open for a resume
             st.finish_reason = "stopped"
             self._close(st)
