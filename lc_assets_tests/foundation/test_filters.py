@@ -31,7 +31,7 @@ GERMAN = " ".join(" ".join(_RNG.choices(_GERMAN_VOCAB, k=12)).capitalize() + "."
             " ".join(f"This is filler sentence number {i}." for i in range(20_000)),
             "top_2gram_char_frac",
         ),
-        ("the same line", "Buy cheap watches online today, best prices!\n" * 3000, "dup_line_frac"),
+        ("the same line", "Buy cheap watches online today, best prices!\n" * 3000, "dup_line_char_frac"),
         ("the same paragraph", ("A paragraph of legal boilerplate text. " * 12 + "\n\n") * 400, "dup_para_frac"),
         ("german", GERMAN, "language"),
         # fewer words than min_words, yet 100k tokens: one run of letters (a dump with no word breaks)

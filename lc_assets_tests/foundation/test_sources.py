@@ -66,6 +66,31 @@ def test_local_folder_reads_every_kind_and_records_every_skip(corpus_dir: Path):
     }
 
 
+def test_local_html_pages_are_read_as_their_text(tmp_path: Path):
+    # an mdbook/rustdoc-like page: navigation and scripts around the text, inline code, entities
+    page = (
+        "<!DOCTYPE html><html><head><title>Book</title><style>p {color: red}</style></head><body>"
+        "<nav><a href='#a'>1. Getting Started</a></nav><main><h1>Ownership</h1>"
+        "<p>Each value in Rust has an <em>owner</em>. The <code>String</code> type\nmanages heap data &amp; "
+        "frees it.</p><pre><code>let s = String::from(&quot;hi&quot;);\nlet t = s;</code></pre>"
+        "<script>window.playground = true;</script></main></body></html>"
+    )
+    (tmp_path / "book.html").write_text(page, encoding="utf-8")
+    # old DocBook pages: ISO-8859-1 declared in a meta tag
+    latin = "<html><head><meta charset='iso-8859-1'></head><body><p>Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e.</p></body></html>"
+    (tmp_path / "old.htm").write_bytes(latin.encode("latin-1"))
+    (tmp_path / "undeclared.html").write_bytes("<p>na\u00efve</p>".encode("latin-1"))
+    (tmp_path / "markup.xhtml").write_text("<html><body><div><img src='x.png'/></div></body></html>")
+    docs, skips = _split(list(iter_source(SourceSpec(kind="local", path=str(tmp_path)))))
+    text = {d.source: d.text for d in docs}
+    assert text["book.html"] == (
+        "Ownership\n\nEach value in Rust has an owner. The String type manages heap data & frees it.\n\n"
+        'let s = String::from("hi");\nlet t = s;\n'
+    )
+    assert text["old.htm"] == "Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e.\n"
+    assert skips == {"undeclared.html": "undecodable", "markup.xhtml": "empty"}
+
+
 def test_unreadable_file_is_skipped_with_reason(corpus_dir: Path, monkeypatch):
     real = Path.read_bytes
 

@@ -10,7 +10,8 @@ second path to something already read is `already_read`, naming the first path.
 
 Text files may be UTF-8 (with or without a BOM), UTF-16 or UTF-32 with a BOM, and gzip
 compressed (`name.txt.gz`, `name.jsonl.gz`); line ends are normalized to "\\n" (CRLF and CR),
-so the same text stored with other line ends or encodings is one document.
+so the same text stored with other line ends or encodings is one document. HTML pages
+(`.html`, `.htm`, `.xhtml`) are read as their text, in the charset they declare when not UTF-8.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from lc_assets.lib.corpus.clean import decode_html, html_to_text
 from lc_assets.lib.corpus.documents import SkippedInput
 
 _BINARY_SNIFF_BYTES = 8192
@@ -89,6 +91,24 @@ def read_bytes(path: Path, label: str) -> bytes | SkippedInput:
 def read_text_file(path: Path, label: str) -> str | SkippedInput:
     data = read_bytes(path, label)
     return data if isinstance(data, SkippedInput) else decode_text(data, label)
+
+
+def read_html_file(path: Path, label: str) -> str | SkippedInput:
+    """An HTML page as plain text (tags, scripts, styles and navigation dropped, paragraphs kept): UTF-8 or a
+    BOM, else the charset the page declares. Markup left in would be what the model is shown."""
+    data = read_bytes(path, label)
+    if isinstance(data, SkippedInput):
+        return data
+    text = decode_text(data, label)
+    if isinstance(text, SkippedInput) and text.reason == "undecodable":
+        try:
+            text = decode_html(data)
+        except (UnicodeDecodeError, LookupError):  # no declared charset, an unknown one, or not that one either
+            return text
+    if isinstance(text, SkippedInput):
+        return text
+    plain = html_to_text(text)
+    return plain if plain.strip() else SkippedInput(label, "empty", f"{len(data)} bytes of HTML, no text outside tags")
 
 
 def content_suffix(path: Path) -> str:

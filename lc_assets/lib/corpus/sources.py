@@ -16,6 +16,7 @@ from lc_assets.lib.corpus.files import (
     LocalFile,
     content_suffix,
     normalize_newlines,
+    read_html_file,
     read_text_file,
     records_json,
     records_parquet,
@@ -27,6 +28,7 @@ TEXT_SUFFIXES = frozenset(
     {".txt", ".md", ".rst", ".tex", ".html", ".htm", ".py", ".c", ".h", ".cc", ".cpp", ".hpp", ".rs", ".go",
      ".java", ".js", ".ts", ".rb", ".sh", ".pl", ".sql", ".toml", ".yaml", ".yml", ".cfg", ".ini", ".org"}
 )  # fmt: skip
+HTML_SUFFIXES = frozenset({".html", ".htm", ".xhtml"})
 RECORD_SUFFIXES = frozenset({".json", ".jsonl", ".parquet"})
 # `datasets` builders whose local files the record readers read the same way, by file suffix
 _RECORD_BUILDERS = {"json": {".json", ".jsonl"}, "parquet": {".parquet"}}
@@ -97,6 +99,9 @@ def iter_local(spec: SourceSpec) -> Iterator[RawDocument | SkippedInput]:
             yield SkippedInput(label, "suffix_not_selected", f"suffix {suffix or '(none)'!r} not in {sorted(suffixes)}")
         elif suffix in RECORD_SUFFIXES:
             yield from _records(path, label, spec.text_field, spec.license)
+        elif suffix in HTML_SUFFIXES:
+            result = read_html_file(path, label)
+            yield result if isinstance(result, SkippedInput) else _from_text(label, result, spec.license)
         elif suffix in TEXT_SUFFIXES or root.is_file() or suffixes is not None:
             result = read_text_file(path, label)
             yield result if isinstance(result, SkippedInput) else _from_text(label, result, spec.license)

@@ -96,23 +96,33 @@ def grow_sections(
 
 def run_until_stopped(fn: Callable[[threading.Event], T], stop: threading.Event, grace_s: float) -> T:
     """`fn(stop)` on a worker thread; an interrupt of this thread sets `stop`, waits for `fn` (at most
-    `grace_s` + 120 s for the commit and merge), then is raised again."""
+    `grace_s` + 120 s for the commit and merge), then is raised again — or `fn`'s own error, when the stopped
+    run failed, chained to the interrupt (a failed merge must not pass for a clean stop)."""
     box: dict[str, T | BaseException] = {}
+    # Waited for through an Event, never Thread.join: on Python 3.11 a join interrupted by a signal marks a thread
+    # that is still running as stopped (threading's bpo-45274 handling releases the *running* thread's lock), so the
+    # next join returned at once: the step left while the run was still stopping, the backend was shut under it
+    # and the process exited before the merge (seen on a terminated `dagster asset materialize`).
+    finished = threading.Event()
 
     def work() -> None:
         try:
             box["value"] = fn(stop)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
             box["error"] = exc
+        finally:
+            finished.set()
 
     worker = threading.Thread(target=work, name="generation-run", daemon=True)
     worker.start()
     try:
-        while worker.is_alive():
-            worker.join(0.5)
-    except BaseException:
+        while not finished.wait(0.5):
+            pass
+    except BaseException as interrupt:
         stop.set()
-        worker.join(grace_s + 120.0)
+        finished.wait(grace_s + 120.0)
+        if "error" in box:  # the stopped run failed (its commit or merge): that, not the interrupt, is the news
+            raise box["error"] from interrupt  # type: ignore[misc]
         raise
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
