@@ -20,7 +20,12 @@ prepared while the loop already runs) and the final commit + merge are inside it
     duckdb_steps_per_s=<x> memory_steps_per_s=<y> ratio=<x/y> first_request_s=<t> sections=<n>
     [baseline_steps_per_s=<b> validated_vs_baseline=<x/b>]
 
-(medians over --repeats; first_request_s is the DuckDB runs' median).
+(medians over --repeats; first_request_s is the DuckDB runs' median). Per run, CPU per step: ``cpu_ms_per_step``
+(the process and its judge workers), ``parent_cpu_ms_per_step`` (the process: the loop, lineage writer and
+admission threads share one interpreter lock), its threads (``phase_ms_per_step.loop_thread_cpu``,
+``writer_commit_cpu_ms_per_step``, ``phase_ms_per_step.prepare_sections_cpu (admission thread)``) and
+``parent_other_threads_cpu_ms_per_step`` (the tokenizer's threads counting paragraphs at admission, DuckDB's own
+threads, the judge queue's feeder thread, the merge).
 """
 
 from __future__ import annotations
@@ -248,6 +253,22 @@ def one_run(variant: str, args: argparse.Namespace, tok: TextTokenizer, cache: P
     }
     for phase, seconds in sorted(summary.phase_seconds.items()):
         out[f"phase_ms_per_step.{phase}"] = 1000 * seconds / steps
+    # the generation process without its judge workers, and what of it is not the loop, writer or admission
+    # thread: the backend's batched counts on the tokenizer's threads (at admission), the judge queue's feeder
+    # thread, DuckDB's own threads, the merge
+    phases = summary.phase_seconds
+    parent = cpu - phases.get("judge_workers_cpu", 0.0)
+    out["parent_cpu_ms_per_step"] = 1000 * parent / steps
+    out["parent_other_threads_cpu_ms_per_step"] = (
+        1000
+        * (
+            parent
+            - phases.get("loop_thread_cpu", 0.0)
+            - commit_cpu
+            - phases.get("prepare_sections_cpu (admission thread)", 0.0)
+        )
+        / steps
+    )
     catalog.path.unlink(missing_ok=True)
     return out
 

@@ -226,6 +226,13 @@ def test_quote_over_a_paragraph_break_and_altered_punctuation_maps_to_the_chunk(
             "unsupported_answer",
         ),
         (out("Who built the lighthouse at Carrow Point?", "x" * 700), "too_long"),
+        (
+            # exactly max_answer_chars (600): the grammar closed the string mid-word (Qwen on the Rust book)
+            out(
+                "Who built the lighthouse at Carrow Point?", ("Margaret Hale built the lighthouse in 1851. " * 14)[:600]
+            ),
+            "too_long",
+        ),
     ],
 )
 def test_each_rejection_reason(text, reason):

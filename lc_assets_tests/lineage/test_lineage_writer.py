@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
-from lc_assets.lib.lineage.writer import LineageWriteError, LineageWriter
+from lc_assets.lib.lineage.writer import LineageWriteError, LineageWriter, RowLayout
 from lc_assets_tests.lineage.run_worker import wait_for
 
 
@@ -76,6 +77,47 @@ def test_a_failed_write_is_raised_to_the_producer_naming_the_file(tmp_path):
             time.sleep(0.01)
     with pytest.raises(LineageWriteError):
         writer.close()
+
+
+SPANS = pa.list_(pa.struct([("paragraph_index", pa.int32()), ("char_start", pa.int32()), ("char_end", pa.int32())]))
+PROMPT_LAYOUT = RowLayout((*prompt_row("s", 0), "shown_spans"), {"shown_spans": SPANS})
+
+
+def test_tuple_rows_store_the_same_values_as_dict_rows(tmp_path):
+    spans = ((3, 10, 40), (4, 42, 90))
+    with LineageWriter(tmp_path / "dicts.duckdb") as writer:
+        writer.put({"masked_prompts": [dict(prompt_row("s", 0), shown_spans=[
+            dict(paragraph_index=i, char_start=s, char_end=e) for i, s, e in spans])]})  # fmt: skip
+    layouts = {"masked_prompts": PROMPT_LAYOUT}
+    with LineageWriter(tmp_path / "tuples.duckdb", layouts=layouts) as writer:
+        writer.put({"masked_prompts": [(*prompt_row("s", 0).values(), spans)]})
+    query = "SELECT * EXCLUDE (created_at) FROM masked_prompts"
+    stored = _rows(tmp_path / "tuples.duckdb", query)
+    assert stored == _rows(tmp_path / "dicts.duckdb", query)
+    assert stored[0][-3] == [
+        {"paragraph_index": 3, "char_start": 10, "char_end": 40},
+        {"paragraph_index": 4, "char_start": 42, "char_end": 90},
+    ]
+
+
+def test_rows_already_in_the_file_are_kept_and_new_ones_added(tmp_path):
+    # a killed run's file written to again (resume into the same file): its rows win, nothing is duplicated
+    db = tmp_path / "run.duckdb"
+    with LineageWriter(db) as writer:
+        writer.put({"masked_prompts": [prompt_row("s", 0), prompt_row("s", 1)]})
+    with LineageWriter(db) as writer:
+        writer.put({"masked_prompts": [dict(prompt_row("s", 1), prompt_hash="again"), prompt_row("s", 2)]})
+    assert _rows(db, "SELECT step, prompt_hash FROM masked_prompts ORDER BY step") == [(0, "h"), (1, "h"), (2, "h")]
+
+
+def test_a_key_put_twice_through_one_writer_fails_it_loudly(tmp_path):
+    # keys new to a writer are inserted plainly (cheaper): a duplicate is a bug in the producer, never dropped silently
+    writer = LineageWriter(tmp_path / "run.duckdb", commit_every=1)
+    writer.put({"masked_prompts": [prompt_row("s", 0)]})
+    writer.put({"masked_prompts": [prompt_row("s", 0)]})
+    with pytest.raises(LineageWriteError, match="run.duckdb"):
+        writer.close()
+    assert _rows(tmp_path / "run.duckdb", "SELECT step FROM masked_prompts") == [(0,)]
 
 
 CHILD = textwrap.dedent(

@@ -50,8 +50,6 @@ class SectionState:
     chunk_tokens: int
     target_tokens: int
     pairs: list[QAPair] = field(default_factory=list)
-    # every question of the section so far (resumed ones too): the near-duplicate check's index
-    question_index: QuestionIndex = field(default_factory=QuestionIndex)
     # the chunk's language for the language check (UNDETERMINED_LANGUAGE: no check), detected once
     source_language: str = UNDETERMINED_LANGUAGE
     # quotable pieces of the shown paragraphs, cut once per paragraph (evidence choices, completion)
@@ -66,8 +64,23 @@ class SectionState:
     # accepted evidence quotes per chunk decile so far (resumed steps too): which window a step focuses on
     evidence_depth: EvidenceDepth = field(init=False)
 
+    # the near-duplicate check's index of `pairs`' questions, built on first use (see question_index)
+    _question_index: QuestionIndex | None = field(default=None, init=False, repr=False)
+
     def __post_init__(self) -> None:
         self.evidence_depth = EvidenceDepth(len(self.task.section.text))
+
+    @property
+    def question_index(self) -> QuestionIndex:
+        """Every question of the section so far (resumed ones too): the near-duplicate check's index. Built on
+        first use and brought up to date on each: a section judged in a judge worker (which keeps its own) never
+        builds it in the loop's process."""
+        index = self._question_index
+        if index is None:
+            index = self._question_index = QuestionIndex()
+        for pair in self.pairs[len(index) :]:
+            index.add(pair.question)
+        return index
 
     @property
     def title(self) -> str:
@@ -104,7 +117,6 @@ class SectionState:
         if pair is not None:
             self.pairs.append(pair)
             self.evidence_depth.add(evidence)
-            self.question_index.add(pair.question)
             self.section_tokens += pair_tokens
         else:
             self.failed_steps += 1
@@ -250,6 +262,9 @@ class Admission:
         self.exhausted = False
         self.prepared = 0
         self.prepare_seconds = 0.0  # on the admission thread, beside the loop
+        # its CPU time: the Python work (paragraph split, ids, replay), under the interpreter lock the loop needs;
+        # a backend's batched counts run on the tokenizer's own threads and are not in it
+        self.prepare_cpu_seconds = 0.0
         self._thread = threading.Thread(target=self._run, args=(tasks, prepare), name="section-admission", daemon=True)
         self._thread.start()
 
@@ -267,9 +282,10 @@ class Admission:
             for task in tasks:
                 if self._closed.is_set():
                     return
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.thread_time()
                 state = prepare(task)
                 self.prepare_seconds += time.perf_counter() - start
+                self.prepare_cpu_seconds += time.thread_time() - cpu
                 self.prepared += 1
                 if not self._put(state):
                     return

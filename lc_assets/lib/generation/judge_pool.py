@@ -66,10 +66,10 @@ class _OpenSection:
 
 def _window_ref(window: MaskWindow, paragraphs: Sequence[Paragraph]) -> WindowRef | MaskWindow:
     """The window as a reference when it is a run of the section's own paragraphs (else sent whole)."""
-    first = window.paragraphs[0].index
-    if all(p.index < len(paragraphs) and paragraphs[p.index] is p for p in window.paragraphs):
-        if window.paragraphs[-1].index - first + 1 == len(window.paragraphs):
-            return (first, len(window.paragraphs))
+    first, n = window.paragraphs[0].index, len(window.paragraphs)
+    # one C-level comparison (identical objects compare equal at once), not a check per paragraph
+    if tuple(paragraphs[first : first + n]) == window.paragraphs:
+        return (first, n)
     return window
 
 

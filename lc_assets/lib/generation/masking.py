@@ -428,14 +428,21 @@ class SectionMasker:
         # (always widening the last window would over-show the end of the chunk)
         order = list(range(len(windows)))
         derive_rng(self.seed, self.section_id, step, "widen").shuffle(order)
+        paragraphs = self.paragraphs
         for window in (windows[i] for i in order):
-            grown = self._grow(
-                window[0], remaining + sum(self.paragraphs[j].n_tokens for j in window), taken - set(window)
-            )
-            extra = [j for j in grown if j not in taken]
-            window[:] = sorted(set(window) | set(extra))
+            # what `_grow` from the window's first paragraph within its own tokens + the leftover adds: the
+            # neighbours after its end, then before its start, while the leftover lasts (without regrowing it)
+            after = window[-1] + 1
+            while after < len(paragraphs) and after not in taken and paragraphs[after].n_tokens <= remaining:
+                remaining -= paragraphs[after].n_tokens
+                after += 1
+            before = window[0] - 1
+            while before >= 0 and before not in taken and paragraphs[before].n_tokens <= remaining:
+                remaining -= paragraphs[before].n_tokens
+                before -= 1
+            extra = [*range(before + 1, window[0]), *range(window[-1] + 1, after)]
+            window[:] = range(before + 1, after)
             taken.update(extra)
-            remaining -= sum(self.paragraphs[j].n_tokens for j in extra)
         chosen = [j for window in sorted(windows) for j in window]  # selection order = document order
         if not chosen:  # guarantee progress even if a paragraph exceeds the budget
             chosen = [self.regions[regions[0]].first if regions else 0]

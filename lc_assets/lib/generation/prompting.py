@@ -12,6 +12,7 @@ through the chat template and counted exactly (25–70 ms for 3k tokens), and tr
 from __future__ import annotations
 
 import math
+import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from lc_assets.lib.generation.prompts import (
 )
 from lc_assets.lib.generation.records import RejectedAttempt, Span
 from lc_assets.lib.sections import QAPair
+
+_n_tokens = operator.attrgetter("n_tokens")
+_index = operator.attrgetter("index")
 
 #: relative slack of the bound (BPE merges across joins; measured well below 1% on the embedded corpus)
 BOUND_SLACK_RATIO = 0.01
@@ -168,9 +172,9 @@ class PromptBuilder:
         """Tokens the prompt of these paragraphs and pairs can have at most (never below the exact count);
         ``exact_pairs`` counts the earlier pairs exactly instead of bounding them by their bytes."""
         cal = self._calibrate()
-        total = cal.base + self.title_tokens(state) + sum(p.n_tokens for p in selected)
+        total = cal.base + self.title_tokens(state) + sum(map(_n_tokens, selected))
         if selected:
-            indices = sorted(p.index for p in selected)
+            indices = sorted(map(_index, selected))
             windows = 1 + sum(1 for a, b in zip(indices, indices[1:], strict=False) if b != a + 1)
             # +2 per window and per paragraph: longer window labels, merges at the joins
             total += cal.first_window + (windows - 1) * cal.new_window + (len(selected) - windows) * cal.join

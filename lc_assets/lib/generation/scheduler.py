@@ -46,6 +46,8 @@ _TIMEOUT_CHECK_S = 1.0
 _cpu = time.thread_time
 _index = operator.attrgetter("index")
 _n_tokens = operator.attrgetter("n_tokens")
+_paragraph_id = operator.attrgetter("paragraph_id")
+_span = operator.attrgetter("index", "char_start", "char_end")  # a shown paragraph as a chunk span
 
 
 class GenerationScheduler:
@@ -194,8 +196,8 @@ class _Run:
             attempts=att.attempt + 1,
             attempt_errors=tuple(att.errors),
             prompt_hash=prompt_hash(fitted.messages) if fitted.messages else "",
-            paragraph_ids=tuple(p.paragraph_id for p in shown),
-            shown_spans=tuple((p.index, p.char_start, p.char_end) for p in shown),
+            paragraph_ids=tuple(map(_paragraph_id, shown)),
+            shown_spans=tuple(map(_span, shown)),
             dropped_paragraph_ids=tuple(p.paragraph_id for p in fitted.dropped),
             earlier_pair_ids=tuple(p.pair_id for p in fitted.earlier_pairs),
             budget_tokens=att.budget_tokens,
@@ -272,11 +274,13 @@ class _Run:
         t = _cpu()
         st = att.state
         fitted = att.fitted
+        workers = self.cfg.judge_workers
         context = StepContext(
-            st.section_id, att.step, fitted.windows, fitted.earlier_pairs, st.question_index, fitted.long_range,
-            st.source_language, self.cfg, st.memo, title=st.title, focus_window=fitted.focus,
+            st.section_id, att.step, fitted.windows, fitted.earlier_pairs,
+            None if workers else st.question_index,  # type: ignore[arg-type] - a judge worker keeps its own index
+            fitted.long_range, st.source_language, self.cfg, st.memo, title=st.title, focus_window=fitted.focus,
         )  # fmt: skip
-        if self.cfg.judge_workers:
+        if workers:
             if self.judges is None:  # started with the first output: nothing to judge holds up the first request
                 self.judges = JudgePool(self.cfg, self.cfg.judge_workers, self.s.preparer.target_tokenizer)
             self.judging[res.request_id] = (att, res)
@@ -367,6 +371,7 @@ class _Run:
 
     def loop(self) -> GenerationSummary:
         admission = Admission(self.tasks, self.s.preparer, self.s.prepare_ahead)
+        loop_cpu = _cpu()
         try:
             while True:
                 if self.stop is not None and self.stop.is_set() and not self.stopping:
@@ -414,6 +419,8 @@ class _Run:
                 self.judges.close()
                 self.phase["judge_workers_cpu"] += self.judges.cpu_seconds
             self.phase["prepare_sections_wall (admission thread)"] += admission.prepare_seconds
+            self.phase["prepare_sections_cpu (admission thread)"] += admission.prepare_cpu_seconds
+            self.phase["loop_thread_cpu"] += _cpu() - loop_cpu  # all of it: the phases above and the loop's own
         for st in list(self.active.values()):  # stopped while growing: left open for a resume
             st.finish_reason = "stopped"
             self._close(st)

@@ -37,7 +37,7 @@ from lc_assets.lib.stepconfig import StepConfig
 REJECTION_REASONS: dict[str, str] = {
     "invalid_json": "output is not a JSON object",
     "missing_field": "question, answer or evidence missing or of the wrong type",
-    "too_long": "question, answer or a quote longer than its bound",
+    "too_long": "question, answer or a quote longer than its bound, or as long (cut there by the output grammar)",
     "qa_artefact": 'a "Q:"/"A:"/"Question:"/"Answer:" prefix copied from the prompt format',
     "empty_answer": "the answer has no content (empty, lone punctuation, a refusal such as 'not mentioned')",
     "placeholder": "a template placeholder such as '[insert detail]' or the skip marker in the answer",
@@ -1060,12 +1060,18 @@ def validate_output(
         evidence = [evidence]
     if evidence is not None and (not isinstance(evidence, list) or not all(isinstance(e, str) for e in evidence)):
         return _reject("missing_field", "evidence must be a list of strings")
+    # a string as long as the schema's maxLength was cut there by the output grammar, not ended by the model
+    # (Qwen on the Rust book: an answer ending "... to call the `l", 2026-12-02)
+    bounds = (("question", question, cfg.max_question_chars), ("answer", answer, cfg.max_answer_chars))
+    cut = next(((name, bound) for name, value, bound in bounds if len(value) >= bound), None)
     question, answer = question.strip(), answer.strip()
     # the same shown sentence quoted twice (Qwen does, choosing from the enum) is one piece of evidence
     quotes = tuple(dict.fromkeys(e.strip() for e in (evidence or []) if e.strip()))
     model_kind = obj.get("kind") if isinstance(obj.get("kind"), str) else None
     kw: dict[str, Any] = {"question": question, "answer": answer, "evidence": quotes, "model_kind": model_kind}
 
+    if cut is not None:
+        return _reject("too_long", f"{cut[0]} reached its bound of {cut[1]} chars (cut by the output grammar)", **kw)
     if len(question) > cfg.max_question_chars:
         return _reject("too_long", f"question has {len(question)} chars > {cfg.max_question_chars}", **kw)
     if len(answer) > cfg.max_answer_chars:

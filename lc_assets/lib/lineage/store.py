@@ -14,7 +14,7 @@ import contextlib
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -605,23 +605,39 @@ def chunk_lengths(store: LineageStore, chunk_ids: Sequence[str]) -> dict[str, in
 
 
 def insert_rows(
-    con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[str, Any]], replace: bool = False
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: Sequence[Mapping[str, Any]] | Sequence[tuple[Any, ...]],
+    replace: bool = False,
+    *,
+    columns: Sequence[str] | None = None,
+    types: Mapping[str, pa.DataType] | None = None,
+    new_keys: bool = False,
 ) -> int:
-    """Insert dict rows (same keys) as one Arrow batch; rows whose primary key exists are skipped
-    (``replace=True``: replace them with the new row instead).
+    """Insert rows (dicts with the same keys, or tuples in the order of ``columns``) as one Arrow batch; rows
+    whose primary key exists are skipped (``replace=True``: replace them with the new row instead).
 
+    ``types``: Arrow types of some columns (needed for a list of structs given as tuples; others are inferred).
+    ``new_keys``: the caller knows no row's key is stored yet (nor twice among ``rows``): a plain INSERT, which
+    DuckDB runs in a third to a half of the time of ``INSERT OR IGNORE``; a key that is stored raises.
     Returns the number of rows actually written: fewer than len(rows) when another run stored some first.
     """
     if not rows:
         return 0
-    cols = list(rows[0])
-    batch = pa.table({c: [row[c] for row in rows] for c in cols})
+    if columns is None:
+        cols = list(rows[0])  # type: ignore[arg-type]
+        values: Sequence[Sequence[Any]] = [[row[c] for row in rows] for c in cols]  # type: ignore[call-overload]
+    else:
+        cols = list(columns)
+        values = list(zip(*rows, strict=True))  # type: ignore[arg-type]
+    types = types or {}
+    batch = pa.Table.from_arrays([pa.array(v, type=types.get(c)) for c, v in zip(cols, values, strict=True)], cols)
     view = f"_insert_{table}"
     con.register(view, batch)
+    verb = "INSERT OR REPLACE" if replace else "INSERT" if new_keys else "INSERT OR IGNORE"
     try:
         written = con.execute(
-            f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO {table} ({', '.join(cols)}) "
-            f"SELECT {', '.join(cols)} FROM {view}"
+            f"{verb} INTO {table} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM {view}"
         ).fetchone()
     finally:
         con.unregister(view)

@@ -9,6 +9,12 @@ transaction: a killed process loses at most the last uncommitted group, never ha
 An *item* is the set of rows that belong together (one generation step: its prompt row, its pair or
 failure row, its section's new state); items are never split across groups, and groups commit in
 the order items were put, so the committed steps of any section are always a prefix.
+
+Rows are dicts, or tuples for a table given a :class:`RowLayout` (its columns in order): a step's rows are
+made hundreds of times a second, and tuples cost the producer (which holds the interpreter lock the loop
+needs) a fraction of dicts. A table that holds no rows when the writer opens the file gets plain
+``INSERT``s: every key put through one writer is new (rows already in the file — a killed run's — are
+skipped as before), and DuckDB inserts plainly in a third to a half of the time of ``INSERT OR IGNORE``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from lc_assets.lib.lineage.store import ensure_schema, insert_rows, is_lock_error
 
@@ -30,10 +37,23 @@ class LineageWriteError(RuntimeError):
     """The writer thread failed; nothing after its last committed group is stored."""
 
 
+#: a row: a dict, or a tuple in its table's layout order
+Row = dict[str, Any] | tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """The columns of a table's tuple rows, in order, and the Arrow types of those not inferred from values
+    (a list of structs given as tuples)."""
+
+    columns: tuple[str, ...]
+    types: Mapping[str, pa.DataType] = field(default_factory=dict)
+
+
 @dataclass
 class _Item:
-    inserts: Mapping[str, Sequence[dict[str, Any]]]
-    upserts: Mapping[str, Mapping[str, dict[str, Any]]]
+    inserts: Mapping[str, Sequence[Row]]
+    upserts: Mapping[str, Mapping[str, Row]]
 
 
 @dataclass
@@ -63,7 +83,9 @@ class LineageWriter:
         commit_every: int = 256,
         commit_every_ms: float = 500.0,
         max_queued: int | None = None,
+        layouts: Mapping[str, RowLayout] | None = None,
     ) -> None:
+        """``layouts``: tables whose rows are put as tuples (see :class:`RowLayout`)."""
         if commit_every < 1 or commit_every_ms <= 0:
             raise ValueError(f"need commit_every >= 1 and commit_every_ms > 0, got {commit_every}, {commit_every_ms}")
         self.path = Path(path)
@@ -75,6 +97,8 @@ class LineageWriter:
         self._queue: queue.Queue[_Item | _Flush | _Stop] = queue.Queue(maxsize=max_queued or 16 * commit_every)
         self._error: BaseException | None = None
         self._closed = False
+        self.layouts: dict[str, RowLayout] = dict(layouts or {})
+        self._fresh: dict[str, bool] = {}  # table -> it held no rows when the file was opened (writer thread)
         self.stats = WriterStats()
         self._thread = threading.Thread(target=self._run, name=f"lineage-writer:{self.path.name}", daemon=True)
         self._thread.start()
@@ -88,11 +112,13 @@ class LineageWriter:
 
     def put(
         self,
-        inserts: Mapping[str, Sequence[dict[str, Any]]],
-        upserts: Mapping[str, Mapping[str, dict[str, Any]]] | None = None,
+        inserts: Mapping[str, Sequence[Row]],
+        upserts: Mapping[str, Mapping[str, Row]] | None = None,
     ) -> None:
-        """Queue one item: `inserts` (table -> rows, existing keys ignored) and `upserts` (table -> key -> row,
-        the last row per key wins). Returns at once; the rows commit with the item's group."""
+        """Queue one item: `inserts` (table -> rows) and `upserts` (table -> key -> row, the last row per key
+        wins). Returns at once; the rows commit with the item's group. An inserted row's key must be new to
+        this writer (a key put twice fails the writer); rows the file held before the writer opened it are
+        kept, the new row with their key skipped."""
         self._check()
         self._queue.put(_Item(inserts, upserts or {}))
 
@@ -139,8 +165,8 @@ class LineageWriter:
         return con
 
     def _run(self) -> None:
-        inserts: dict[str, list[dict[str, Any]]] = {}
-        upserts: dict[str, dict[str, dict[str, Any]]] = {}
+        inserts: dict[str, list[Row]] = {}
+        upserts: dict[str, dict[str, Row]] = {}
         pending = 0
         first_at = 0.0
         waiting: list[_Flush] = []
@@ -187,10 +213,22 @@ class LineageWriter:
             if isinstance(item, _Flush):
                 item.done.set()
 
+    def _layout(self, table: str) -> dict[str, Any]:
+        layout = self.layouts.get(table)
+        return {} if layout is None else {"columns": layout.columns, "types": layout.types}
+
+    def _is_fresh(self, con: duckdb.DuckDBPyConnection, table: str) -> bool:
+        """Whether the table held no rows when this writer first inserted into it (then every key is new)."""
+        fresh = self._fresh.get(table)
+        if fresh is None:
+            rows = con.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {table})").fetchall()
+            fresh = self._fresh[table] = bool(rows[0][0])
+        return fresh
+
     def _commit(
         self,
-        inserts: Mapping[str, list[dict[str, Any]]],
-        upserts: Mapping[str, dict[str, dict[str, Any]]],
+        inserts: Mapping[str, list[Row]],
+        upserts: Mapping[str, dict[str, Row]],
         items: int,
     ) -> None:
         start, cpu = time.perf_counter(), time.thread_time()
@@ -199,9 +237,9 @@ class LineageWriter:
         con.execute("BEGIN TRANSACTION")
         try:
             for table, rows in inserts.items():
-                insert_rows(con, table, rows)
+                insert_rows(con, table, rows, new_keys=self._is_fresh(con, table), **self._layout(table))
             for table, by_key in upserts.items():
-                insert_rows(con, table, list(by_key.values()), replace=True)
+                insert_rows(con, table, list(by_key.values()), replace=True, **self._layout(table))
         except BaseException:
             con.execute("ROLLBACK")
             raise
