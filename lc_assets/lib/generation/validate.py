@@ -246,7 +246,13 @@ def _reject(reason: str, detail: str, **kw: Any) -> ValidatedQA:
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
-def _load_object(text: str) -> dict[str, Any] | str:
+#: how :func:`load_json_object` says the output was JSON, but not an object
+NOT_AN_OBJECT = "expected an object"
+
+
+def load_json_object(text: str) -> dict[str, Any] | str:
+    """A model's JSON object output (a ```json fence around it allowed), or why it is not one: the decoder's
+    message, or one starting with :data:`NOT_AN_OBJECT`."""
     raw = text.strip()
     fenced = _FENCE.match(raw)
     if fenced:
@@ -256,7 +262,7 @@ def _load_object(text: str) -> dict[str, Any] | str:
     except json.JSONDecodeError as exc:
         return f"{exc.msg} at char {exc.pos}"
     if not isinstance(obj, dict):
-        return f"expected an object, got {type(obj).__name__}"
+        return f"{NOT_AN_OBJECT}, got {type(obj).__name__}"
     return obj
 
 
@@ -288,7 +294,7 @@ def repeated_ngram_share(text: str, n: int = 4) -> float:
 
 def parse_qa_output(text: str, max_question_chars: int, max_answer_chars: int) -> ParsedQA:
     """Schema-level checks only (JSON, fields, lengths, loops); evidence is read by :func:`validate_output`."""
-    obj = _load_object(text)
+    obj = load_json_object(text)
     if isinstance(obj, str):
         return ParsedQA(None, None, f"invalid_json: {obj}")
     question, answer = obj.get("question"), obj.get("answer")
@@ -1050,7 +1056,7 @@ def validate_output(
     """
     cfg = config or ValidationConfig()
     memo = ShownTextMemo() if memo is None else memo
-    obj = _load_object(text)
+    obj = load_json_object(text)
     if isinstance(obj, str):
         return _reject("invalid_json", obj)
     question, answer, evidence = obj.get("question"), obj.get("answer"), obj.get("evidence")

@@ -6,11 +6,11 @@ An output that cannot be read is neither kept nor dropped silently: it is stored
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
 from lc_assets.lib.generation.backend import GenerationResult
+from lc_assets.lib.generation.validate import NOT_AN_OBJECT, load_json_object
 from lc_assets.lib.judge.config import JUDGE_ERROR, MODEL_VERDICTS
 
 #: why a judge output is a judge_error (stable codes, stored in pair_judgements.error_code)
@@ -28,7 +28,6 @@ JUDGE_ERROR_CODES: dict[str, str] = {
 #: errors of the serving side, not of the model's answer: a later run asks again
 RETRYABLE_CODES = frozenset({"backend_error", "timeout"})
 
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 _REFUSAL = re.compile(
     r"\b(I'?m sorry|I am sorry|I cannot|I can't|I can not|I am unable|I'm unable|as an AI|I won't)\b", re.IGNORECASE
 )
@@ -57,16 +56,12 @@ def judge_error(code: str, detail: str) -> Judgement:
 
 def parse_output(text: str) -> Judgement:
     """The judgement in one raw output text (see JUDGE_ERROR_CODES for what is refused)."""
-    raw = text.strip()
-    fenced = _FENCE.match(raw)
-    try:
-        obj = json.loads(fenced.group(1) if fenced else raw)
-    except json.JSONDecodeError as exc:
-        if _REFUSAL.search(raw) and "{" not in raw:
+    obj = load_json_object(text)
+    if isinstance(obj, str):
+        raw = text.strip()
+        if not obj.startswith(NOT_AN_OBJECT) and _REFUSAL.search(raw) and "{" not in raw:
             return judge_error("refusal", raw[:200])
-        return judge_error("invalid_json", f"{exc.msg} at char {exc.pos}: {raw[:120]!r}")
-    if not isinstance(obj, dict):
-        return judge_error("invalid_json", f"a JSON {type(obj).__name__}, not an object: {raw[:120]!r}")
+        return judge_error("invalid_json", f"{obj}: {raw[:120]!r}")
     missing = [k for k in ("check", "verdict", "standalone") if k not in obj]
     if missing:
         return judge_error("missing_field", f"no {', '.join(missing)} in {sorted(obj)}")

@@ -11,7 +11,6 @@ text for rejected attempts. Verdicts go to `pair_reviews`, one per (item, review
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ from typing import Any, Literal
 from lc_assets.lib.excerpts import Excerpt, Quote, build_excerpt, locate_quote, shown_ranges
 from lc_assets.lib.generation.masking import DEFAULT_SKIP_MARKER
 from lc_assets.lib.generation.quality import reason_code
+from lc_assets.lib.generation.validate import load_json_object
 from lc_assets.lib.lineage.store import LineageStore, chunk_texts, insert_rows
 
 ItemKind = Literal["pair", "rejected_attempt"]
@@ -206,18 +206,10 @@ def load_pairs(store: LineageStore, ids: Sequence[str]) -> list[ReviewItem]:
     return [by_id[i] for i in ids if i in by_id]
 
 
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
-
-
 def _raw_fields(raw_text: str) -> tuple[str | None, str | None, list[str]]:
     """Question, answer and evidence of a raw output, when it is a JSON object at all (no judging)."""
-    raw = raw_text.strip()
-    fenced = _FENCE.match(raw)
-    try:
-        obj = json.loads(fenced.group(1) if fenced else raw)
-    except json.JSONDecodeError:
-        return None, None, []
-    if not isinstance(obj, dict):
+    obj = load_json_object(raw_text)
+    if isinstance(obj, str):
         return None, None, []
     evidence = obj.get("evidence")
     if isinstance(evidence, str):
