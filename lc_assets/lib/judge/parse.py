@@ -25,8 +25,6 @@ JUDGE_ERROR_CODES: dict[str, str] = {
     "bad_value": "a field has a value the schema does not allow (verdict not one of the three, standalone not a "
     "boolean, check not a string)",
 }
-#: errors of the serving side, not of the model's answer: a later run asks again
-RETRYABLE_CODES = frozenset({"backend_error", "timeout"})
 
 _REFUSAL = re.compile(
     r"\b(I'?m sorry|I am sorry|I cannot|I can't|I can not|I am unable|I'm unable|as an AI|I won't)\b", re.IGNORECASE

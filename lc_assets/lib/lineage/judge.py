@@ -18,8 +18,8 @@ import pyarrow as pa
 
 from lc_assets.lib.lineage.store import LineageStore, insert_rows
 
-#: judge errors of the serving side: a later run of the same judge config asks again (see judge.parse)
-_RETRYABLE = ("backend_error", "timeout")
+#: judge errors of the serving side, not of the model's answer: a later run of the same judge config asks again
+RETRYABLE_ERROR_CODES = ("backend_error", "timeout")
 
 
 def shard_pair_ids(store: LineageStore, shard: str, generation_config_hash: str) -> list[str]:
@@ -50,8 +50,8 @@ def pairs_to_judge(store: LineageStore, config_hash: str, pair_ids: Sequence[str
         r[0]
         for r in store.query(
             """SELECT pair_id FROM pair_judgements WHERE config_hash = ?
-               AND pair_id IN (SELECT unnest(?::VARCHAR[])) AND coalesce(error_code, '') NOT IN (?, ?)""",
-            [config_hash, list(pair_ids), *_RETRYABLE],
+               AND pair_id IN (SELECT unnest(?::VARCHAR[])) AND coalesce(error_code, '') NOT IN (SELECT unnest(?::VARCHAR[]))""",
+            [config_hash, list(pair_ids), list(RETRYABLE_ERROR_CODES)],
         )
     }
     return [p for p in pair_ids if p not in done]
