@@ -99,9 +99,11 @@ def load_reviewed_pool(
     ):
         pairs.setdefault(sid, []).append(QAPair(pid, step, q, a))
     claimed = _claims(store, key, ids)
-    all_reviews = effective_reviews(store, generation_config_hash)
-    reviews = all_reviews if human_reviews == "exclude_rejected" else {}
     judged = effective_judgements(store, generation_config_hash) if model_judgements == "exclude_rejected" else {}
+    # every human verdict is read when it decides something: its own setting, or overruling the judge
+    wanted = human_reviews == "exclude_rejected" or bool(judged)
+    all_reviews = effective_reviews(store, generation_config_hash) if wanted else {}
+    reviews = all_reviews if human_reviews == "exclude_rejected" else {}
     out = []
     excluded = fixed = judge_excluded = 0
     for sid, cid, did, src, lic, text, index in rows:
