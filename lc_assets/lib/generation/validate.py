@@ -620,8 +620,10 @@ def _locate_quote(quote: str, windows: Sequence[_Window], threshold: float) -> t
     return best
 
 
-#: where quotable pieces end: whitespace after a sentence end (group 1), blank lines, line breaks
-_BREAK = re.compile(r"[.!?:;](\s+)|\n[ \t\r\f\v]*\n\s*|\n")
+#: where quotable pieces end: whitespace after a sentence end (group 1), blank lines, line breaks. A sentence end is
+#: punctuation attached to a word: a lone "." or ".." is a token of the text ("this affects . and bracket
+#: expressions", "With Rust's .. range syntax", both cut in two on the Rust book, 2026-12-02), not an end
+_BREAK = re.compile(r"(?<![\s.!?:;])[.!?:;]+(\s+)|\n[ \t\r\f\v]*\n\s*|\n")
 
 
 _COMMENT_MARKERS = ("#", "//", "--", "/*", "*", ";")
@@ -707,7 +709,8 @@ def _stem(word: str) -> str:
     if word.isdigit():
         return word
     for suffix in ("ies", "ing", "ed", "es", "ly", "s"):
-        if word.endswith(suffix) and not word.endswith("ss") and len(word) - len(suffix) >= 3:
+        # "focus", "status": a final "s" after "u" is the word's own ("focused" and "focus" must meet at "focus")
+        if word.endswith(suffix) and not word.endswith(("ss", "us")) and len(word) - len(suffix) >= 3:
             word = word[: -len(suffix)] + ("y" if suffix == "ies" else "")
             if suffix in ("ing", "ed") and len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeioulsz":
                 word = word[:-1]  # stripping -> strip, stopped -> stop
@@ -717,6 +720,30 @@ def _stem(word: str) -> str:
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _CAMEL_TOKEN = re.compile(r"\b\w*?[a-z0-9][A-Z]\w*")
+
+
+#: comparison operators of code, written between spaces, and the words an answer says them with: evidence
+#: ``self.width > other.width && self.height > other.height`` supports "width must be greater than ..." (a can_hold
+#: pair of the Rust book was refused for "greater", 2026-12-02). Not "->", "=>" or generics ("Vec<T>").
+_OPERATOR = re.compile(r"(?<=\s)(?:>=|<=|==|!=|>|<)(?=\s)")
+_OPERATOR_WORDS = {
+    ">": ("greater", "larger", "bigger"),
+    "<": ("less", "smaller", "fewer"),
+    ">=": ("greater", "larger", "least"),
+    "<=": ("less", "smaller", "most"),
+    "==": ("equal", "same"),
+    "!=": ("differ", "different", "equal"),
+}
+
+
+_OPERATOR_STEMS = frozenset(_stem(w) for ws in _OPERATOR_WORDS.values() for w in ws)
+
+
+def _operator_words(text: str) -> list[str]:
+    """The words the comparison operators of ``text`` are said with (none for prose, which has no operators)."""
+    if ">" not in text and "<" not in text and "=" not in text:
+        return []
+    return [w for op in _OPERATOR.findall(text) for w in _OPERATOR_WORDS[op]]
 
 
 def content_words(text: str, identifier_parts: bool = False) -> list[str]:
@@ -729,6 +756,8 @@ def content_words(text: str, identifier_parts: bool = False) -> list[str]:
     if identifier_parts and ("_" in text or _CAMEL.search(text)):  # prose has no identifiers to take apart
         split = words(_CAMEL.sub("_", text))
         tokens += [p for w in split if "_" in w.strip("_") for p in w.split("_") if p]
+    if identifier_parts:
+        tokens += _operator_words(text)
     return [_stem(w) for w in tokens if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())]
 
 
@@ -739,7 +768,7 @@ def content_word_set(text: str, identifier_parts: bool = False) -> set[str]:
         parts = {p for w in distinct if "_" in w.strip("_") for p in w.split("_") if p}
         for token in _CAMEL_TOKEN.findall(text):  # rare in prose: only camel-case identifiers are re-read
             parts |= {p for w in words(_CAMEL.sub("_", token)) if "_" in w.strip("_") for p in w.split("_") if p}
-        distinct |= parts
+        distinct |= parts | set(_operator_words(text))
     return {_stem(w) for w in distinct if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())}
 
 
@@ -803,9 +832,69 @@ def _derived(pool_numbers: set[str]) -> set[str]:
 MIN_COMPLETION_OVERLAP = 2
 
 
+#: a shown sentence holding this share of what an answer claim is missing may complete it together with a second one
+MIN_PAIR_COVER = 1 / 3
+
+
+@dataclass(frozen=True)
+class _Completion:
+    """A shown piece that may complete an answer claim's evidence (offsets relative to its window)."""
+
+    cover: float  # share of the claim's missing words it holds
+    claim_overlap: int  # content words it shares with the claim
+    neg_start: int  # earlier pieces win ties
+    window: int
+    start: int
+    end: int
+    text: str
+    words: frozenset[str]  # its content words (identifier parts) and numbers
+
+    def rank(self) -> tuple[float, int, int, int]:
+        return self.cover, self.claim_overlap, self.neg_start, self.window
+
+
+def completion_pair(
+    scored: Sequence[_Completion],
+    sentence: str,
+    pool: set[str],
+    pool_numbers: set[str],
+    given: set[str],
+    min_support: float,
+) -> tuple[_Completion, ...]:
+    """Two shown sentences that support an answer claim together when neither holds half of what it misses.
+
+    An answer sentence often joins two neighbouring sentences of the text: "The purpose of creating
+    `common/mod.rs` ... is to avoid having `common` appear in the test output by creating a separate file for
+    common code that can be shared with the other integration test files" rests on "To avoid having common
+    appear in the test output, ... we'll create tests/common/mod.rs." and "We just wanted to share some code
+    with the other integration test files.", each holding 4 of its 9 missing words (Rust book, 2026-12-02).
+    Each piece must hold at least :data:`MIN_PAIR_COVER` of the missing words (and share two content words
+    with the claim, as every completing piece must), and the two must bring the claim to ``min_support``.
+    """
+    partial = sorted((c for c in scored if c.cover >= MIN_PAIR_COVER), key=_Completion.rank, reverse=True)[:8]
+    best: tuple[float, tuple[_Completion, ...]] = (0.0, ())
+    for i, first in enumerate(partial):
+        for second in partial[i + 1 :]:
+            if second.words <= first.words:  # adds nothing the first does not hold
+                continue
+            share, _ = sentence_support(
+                sentence,
+                pool | first.words | second.words,
+                pool_numbers | numbers(first.text) | numbers(second.text),
+                given,
+            )
+            if share >= min_support and share > best[0]:
+                best = (share, (first, second))
+    return best[1]
+
+
 def claim_words(claim: str) -> set[str]:
-    """The content words and numbers of one answer claim (what a completing sentence must be about)."""
-    return set(content_words(claim)) | numbers(claim)
+    """The content words of one answer claim, numbers left out: what a completing sentence must be about.
+
+    A shared number is no shared subject: "three threads, Worker 0, Worker 2 and Worker 3" was completed with
+    ``let (x, y) = (1, 2, 3);`` from unrelated code on "2" and "3" alone (Rust book run, 2026-12-02).
+    """
+    return {w for w in content_words(claim) if not w.isdigit()}
 
 
 def sentence_support(
@@ -956,6 +1045,8 @@ def completion_candidates(
     missing words. ``folded``: the caller's per-call cache of folded paragraph texts.
     """
     probes = [w[:-1] if len(w) > 2 else w for w in wanted]
+    # "greater" is also held by a line of code that says ">" (operator words, see content_words)
+    operators = not wanted.isdisjoint(_OPERATOR_STEMS)
     args = (cfg.max_quote_chars, cfg.min_quote_words, cfg.min_quote_chars)
     for win_i, window in enumerate(windows):
         for para in window.paragraphs:
@@ -965,7 +1056,9 @@ def completion_candidates(
                 texts = (text, text.replace(",", "") if "," in text else text)
                 if para.paragraph_id:
                     folded[para.paragraph_id] = texts
-            if not any(p in texts[0] or p in texts[1] for p in probes):
+            if not any(p in texts[0] or p in texts[1] for p in probes) and not (
+                operators and _OPERATOR.search(para.text)
+            ):
                 continue
             offset = para.char_start - window.char_start
             for (a, b, t), words in zip(memo.pieces(para, *args), memo.piece_words(para, *args), strict=True):
@@ -1208,22 +1301,27 @@ def validate_output(
             wanted = set(misses)
             claim = claim_words(sentence)
             scored = [
-                (len(wanted & extra) / len(wanted), len(claim & extra), -a, win_i, a, b, t)
+                _Completion(len(wanted & extra) / len(wanted), len(claim & extra), -a, win_i, a, b, t, extra)
                 for win_i, a, b, t, extra in completion_candidates(windows, wanted, cfg, memo, folded)
                 if len(claim & extra) >= MIN_COMPLETION_OVERLAP
             ]
-            cover, _, _, win_i, a, b, piece = max(scored, default=(0.0, 0, 0, 0, 0, 0, ""))
-            if cover < 0.5:
+            best = max(scored, default=None, key=_Completion.rank)
+            chosen: tuple[_Completion, ...] = ()
+            if best is not None and best.cover >= 0.5:
+                chosen = (best,)
+            elif cfg.max_completed_quotes - completed >= 2:
+                chosen = completion_pair(scored, sentence, pool, pool_numbers, given, cfg.min_sentence_support)
+            if not chosen:
                 break
-            win = windows[win_i]
-            spans.append(
-                EvidenceSpan(
-                    len(spans), piece, piece, win.char_start + a, win.char_start + b, win_i, 100.0, "completed"
+            for pick in chosen:
+                win = windows[pick.window]
+                start, end = win.char_start + pick.start, win.char_start + pick.end
+                spans.append(
+                    EvidenceSpan(len(spans), pick.text, pick.text, start, end, pick.window, 100.0, "completed")
                 )
-            )
-            pool |= set(content_words(piece, identifier_parts=True))
-            pool_numbers |= numbers(piece)
-            completed += 1
+                pool |= set(content_words(pick.text, identifier_parts=True))
+                pool_numbers |= numbers(pick.text)
+                completed += 1
             share, misses = sentence_support(sentence, pool, pool_numbers, given)
         support = min(support, share)
         if share < cfg.min_sentence_support:
