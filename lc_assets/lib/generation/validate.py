@@ -892,12 +892,15 @@ def completion_pair(
 
 
 def claim_words(claim: str) -> set[str]:
-    """The content words of one answer claim, numbers left out: what a completing sentence must be about.
+    """What a completing sentence must share with one answer claim: its content words, numbers left out when it
+    has enough other words (a claim that is mostly a number, "1851." or "9.3.2.", keeps them).
 
     A shared number is no shared subject: "three threads, Worker 0, Worker 2 and Worker 3" was completed with
     ``let (x, y) = (1, 2, 3);`` from unrelated code on "2" and "3" alone (Rust book run, 2026-12-02).
     """
-    return {w for w in content_words(claim) if not w.isdigit()}
+    found = set(content_words(claim))
+    named = {w for w in found if not w.isdigit()}
+    return named if len(named) >= MIN_COMPLETION_OVERLAP else found | numbers(claim)
 
 
 def sentence_support(
