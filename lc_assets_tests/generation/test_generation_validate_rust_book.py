@@ -17,6 +17,7 @@ from lc_assets.lib.generation.prompts import INSTRUCTION_TEXTS
 from lc_assets.lib.generation.validate import (
     QuestionIndex,
     ValidationConfig,
+    claim_words,
     content_words,
     quotable_pieces,
     validate_output,
@@ -80,6 +81,13 @@ def test_a_shared_digit_does_not_make_a_sentence_complete_a_claim():
     verdict = judge(f"{C}:0")
     assert verdict.reason == "unsupported_answer"
     assert all("let (x, y)" not in s.source_text for s in verdict.spans)
+
+
+def test_numbers_count_for_completion_only_in_a_claim_that_is_mostly_a_number():
+    assert claim_words("The thread pool created three threads, Worker 0, Worker 2, and Worker 3.") == {
+        "thread", "pool", "creat", "thre", "worker"
+    }  # fmt: skip
+    assert claim_words("Section 9.3.2.") >= {"9.3.2", "9", "3", "2"}
 
 
 @pytest.mark.parametrize(
