@@ -26,17 +26,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from lc_assets.lib.generation.admission import source_language
 from lc_assets.lib.generation.masking import Paragraph, windows_of
 from lc_assets.lib.generation.prompts import INSTRUCTION_TEXTS
-from lc_assets.lib.generation.validate import (
-    UNDETERMINED_LANGUAGE,
-    QuestionIndex,
-    ShownTextMemo,
-    ValidationConfig,
-    validate_output,
-)
-from lc_assets.lib.lineage.replay import stored_steps
+from lc_assets.lib.generation.validate import QuestionIndex, ShownTextMemo, ValidationConfig, validate_output
+from lc_assets.lib.lineage.replay import rejudge, step_language, stored_steps
 from lc_assets.lib.lineage.store import LineageStore
 
 
@@ -46,24 +39,10 @@ def revalidate_lineage(path: Path, labels: dict[str, dict[str, Any]]) -> dict[st
     languages: dict[str, str] = {}
     rows = []
     for st in stored_steps(LineageStore(path)):
-        cfg = ValidationConfig(**{k: v for k, v in st.settings.items() if k in ValidationConfig.model_fields})
         index = indexes.setdefault(st.section_id, QuestionIndex())
-        if st.section_id not in languages:
-            languages[st.section_id] = source_language(st.chunk_text) or UNDETERMINED_LANGUAGE
+        language = languages.setdefault(st.section_id, step_language(st))
         for attempt in st.attempts:
-            verdict = validate_output(
-                attempt.raw_text,
-                st.windows,
-                earlier=st.earlier_pairs,
-                question_index=index,
-                long_range=st.long_range,
-                instructions=INSTRUCTION_TEXTS,
-                source_language=languages[st.section_id],
-                config=cfg,
-                memo=memos.setdefault(st.section_id, ShownTextMemo()),
-                title=st.title,
-                focus_window=st.focus_window,
-            )
+            verdict = rejudge(st, attempt.raw_text, index, language, memos.setdefault(st.section_id, ShownTextMemo()))
             if verdict.ok:
                 assert verdict.question is not None
                 index.add(verdict.question)

@@ -14,7 +14,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from lc_assets.lib.generation.admission import source_language
 from lc_assets.lib.generation.masking import MaskWindow, Paragraph, windows_of
+from lc_assets.lib.generation.prompts import INSTRUCTION_TEXTS
+from lc_assets.lib.generation.validate import (
+    UNDETERMINED_LANGUAGE,
+    QuestionIndex,
+    ShownTextMemo,
+    ValidatedQA,
+    ValidationConfig,
+    validate_output,
+)
 from lc_assets.lib.lineage.store import LineageStore
 from lc_assets.lib.sections import QAPair
 
@@ -105,3 +115,33 @@ def stored_steps(store: LineageStore, generation_hash: str | None = None) -> Ite
             pair_id,
             settings.setdefault(config or "", json.loads(config) if config else {}),
         )
+
+
+def step_language(step: StoredStep) -> str:
+    """The language the run checked the step's outputs against (detected from its chunk, as admission does)."""
+    return source_language(step.chunk_text) or UNDETERMINED_LANGUAGE
+
+
+def rejudge(
+    step: StoredStep,
+    raw_text: str,
+    question_index: QuestionIndex,
+    language: str,
+    memo: ShownTextMemo | None = None,
+) -> ValidatedQA:
+    """One stored output validated again as its step would be now: the shown windows, the listed earlier pairs,
+    the section's questions so far (``question_index``), the focus window and the run's own validation settings."""
+    cfg = ValidationConfig(**{k: v for k, v in step.settings.items() if k in ValidationConfig.model_fields})
+    return validate_output(
+        raw_text,
+        step.windows,
+        earlier=step.earlier_pairs,
+        question_index=question_index,
+        long_range=step.long_range,
+        instructions=INSTRUCTION_TEXTS,
+        source_language=language,
+        config=cfg,
+        memo=memo,
+        title=step.title,
+        focus_window=step.focus_window,
+    )
