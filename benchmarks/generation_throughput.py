@@ -85,7 +85,7 @@ def main() -> None:
         max_answer_chars=360,
         target_ratio=100.0,  # never reached: the run is bounded by steps
         max_steps_per_section=args.steps,
-        max_failed_steps_per_section=args.steps,
+        max_consecutive_failed_steps=args.steps,
         max_retries_per_step=0,  # every request counts once in both runs
         temperature=0.7,
         generator=GeneratorIdentity(backend=backend.name, model=backend.model),

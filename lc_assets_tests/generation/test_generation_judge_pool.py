@@ -38,7 +38,7 @@ def _mixed_script(req):
 def _run(target_tokenizer, workers: int) -> MemorySink:
     backend = ScriptedBackend(tokenizer=target_tokenizer, script=_mixed_script, in_flight_cap=3)
     sink = MemorySink()
-    cfg = small_config(judge_workers=workers, target_ratio=1.15, max_failed_steps_per_section=6)
+    cfg = small_config(judge_workers=workers, target_ratio=1.15, max_consecutive_failed_steps=6)
     summary = GenerationScheduler(backend, cfg, sink, target_tokenizer).run([make_section(f"s{i}") for i in range(4)])
     assert len(summary.sections) == 4
     return sink

@@ -107,7 +107,7 @@ def test_duplicate_questions_are_rejected(scripted, target_tokenizer):
     scripted.script = lambda req: Reply(grounded_text(req, question="What is the same thing?"))
     sink = MemorySink()
     summary = GenerationScheduler(
-        scripted, _cfg(max_failed_steps_per_section=3, max_retries_per_step=1), sink, target_tokenizer
+        scripted, _cfg(max_consecutive_failed_steps=3, max_retries_per_step=1), sink, target_tokenizer
     ).run([make_section("d")])
     assert [r.status for r in sink.records] == ["ok", "failed", "failed", "failed"]
     assert all(r.failure_reason.startswith("duplicate_question") for r in sink.records[1:])
@@ -116,6 +116,31 @@ def test_duplicate_questions_are_rejected(scripted, target_tokenizer):
     assert all(a.raw_text and a.reason.startswith("duplicate_question") for r in sink.records for a in r.rejected)
     assert summary.sections[0].finish_reason == "max_failures"
     assert summary.sections[0].n_pairs == 1
+
+
+def test_failures_between_pairs_do_not_end_a_section(scripted, target_tokenizer):
+    # a small model fails most steps (the Rust book: 57 of 79) yet keeps adding pairs: the section must go on
+    # to its target; only a run of failures in a row (the model stuck on its chunk) ends it
+    def script(req):
+        step = int(req.request_id.split("/")[1])
+        return unique_reply(req) if step % 3 == 2 else Reply("not json")
+
+    scripted.script = script
+    sink = MemorySink()
+    summary = GenerationScheduler(
+        scripted, _cfg(max_consecutive_failed_steps=3, max_retries_per_step=0), sink, target_tokenizer
+    ).run([make_section("mostly_failing")])
+    res = summary.sections[0]
+    assert res.finish_reason == "target_reached"
+    assert res.failed_steps > 3 and res.failed_steps == 2 * res.n_pairs
+    # and after the last pair, 3 failures in a row end it
+    scripted.script = lambda req: unique_reply(req) if int(req.request_id.split("/")[1]) < 2 else Reply("not json")
+    sink = MemorySink()
+    summary = GenerationScheduler(
+        scripted, _cfg(max_consecutive_failed_steps=3, max_retries_per_step=0), sink, target_tokenizer
+    ).run([make_section("stuck_after_two")])
+    assert [r.status for r in sink.records] == ["ok", "ok", "failed", "failed", "failed"]
+    assert summary.sections[0].finish_reason == "max_failures"
 
 
 def test_slow_and_failing_sections_do_not_stall_others(target_tokenizer):
@@ -136,7 +161,7 @@ def test_slow_and_failing_sections_do_not_stall_others(target_tokenizer):
 
     t0 = time.monotonic()
     summary = GenerationScheduler(
-        backend, _cfg(max_failed_steps_per_section=2, max_retries_per_step=1), Sink(), target_tokenizer, poll_s=0.05
+        backend, _cfg(max_consecutive_failed_steps=2, max_retries_per_step=1), Sink(), target_tokenizer, poll_s=0.05
     ).run([make_section(s) for s in ("slow", "bad", "f1", "f2", "f3")])
     results = {r.section_id: r for r in summary.sections}
     assert results["bad"].finish_reason == "max_failures"
@@ -159,7 +184,7 @@ def test_request_timeout_releases_a_stuck_section(target_tokenizer):
     sink = MemorySink()
     summary = GenerationScheduler(
         backend,
-        _cfg(request_timeout_s=0.2, max_retries_per_step=0, max_failed_steps_per_section=1),
+        _cfg(request_timeout_s=0.2, max_retries_per_step=0, max_consecutive_failed_steps=1),
         sink,
         target_tokenizer,
         poll_s=0.05,
@@ -218,7 +243,7 @@ def test_resume_rejects_gaps(scripted, target_tokenizer):
 def test_unfixable_overflow_is_a_failed_step(target_tokenizer):
     backend = ScriptedBackend(tokenizer=target_tokenizer, window=150)
     sink = MemorySink()
-    summary = GenerationScheduler(backend, _cfg(max_failed_steps_per_section=2), sink, target_tokenizer).run(
+    summary = GenerationScheduler(backend, _cfg(max_consecutive_failed_steps=2), sink, target_tokenizer).run(
         [make_section("o")]
     )
     assert [r.failure_reason.split(":")[0] for r in sink.records] == ["prompt_overflow"] * 2

@@ -67,6 +67,7 @@ class SectionState:
     section_tokens: int = 0
     next_step: int = 0
     failed_steps: int = 0
+    failed_in_a_row: int = 0  # failed steps since the last accepted pair (the stop rule's count)
     finish_reason: FinishReason | None = None
     # pair id -> generator tokens of (question, answer), for the prompt guard's bound
     generator_pair_tokens: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -128,8 +129,10 @@ class SectionState:
             self.pairs.append(pair)
             self.evidence_depth.add(evidence)
             self.section_tokens += pair_tokens
+            self.failed_in_a_row = 0
         else:
             self.failed_steps += 1
+            self.failed_in_a_row += 1
         self.next_step = step + 1
 
     def check_finished(self, config: GenerationConfig) -> None:
@@ -139,7 +142,7 @@ class SectionState:
             self.finish_reason = "target_reached"
         elif self.next_step >= config.max_steps_per_section:
             self.finish_reason = "max_steps"
-        elif self.failed_steps >= config.max_failed_steps_per_section:
+        elif self.failed_in_a_row >= config.max_consecutive_failed_steps:
             self.finish_reason = "max_failures"
 
 

@@ -134,7 +134,13 @@ class GenerationConfig(ValidationConfig):
     target_tokens: int | None = Field(None, ge=1, description="Absolute section target (chunk + pairs, target tokens).")
     max_steps_per_section: int = Field(2000, ge=1, description="Hard cap on steps (ok + failed) of one section.")
     max_retries_per_step: int = Field(2, ge=0, le=10, description="Extra attempts for invalid or duplicate output.")
-    max_failed_steps_per_section: int = Field(20, ge=1, description="A section stops after this many failed steps.")
+    max_consecutive_failed_steps: int = Field(
+        20,
+        ge=1,
+        description="A section stops after this many failed steps in a row (the model has nothing more to ask of "
+        "its chunk); failures between accepted pairs do not add up: a small model failing 70% of its steps "
+        "would otherwise end every section after a few pairs.",
+    )
     skip_marker: str = Field(
         DEFAULT_SKIP_MARKER, min_length=1, max_length=16, description="Stands where text was skipped."
     )
