@@ -27,7 +27,7 @@ CHUNKING = ChunkingConfig(min_tokens=50_000, max_tokens=150_000)
 
 
 def _template(cache_dir: Path) -> Path:
-    path = cache_dir / f"template-v2-{CHUNKING.config_hash()}.duckdb"
+    path = cache_dir / f"template-v3-{CHUNKING.config_hash()}.duckdb"
     if path.is_file():
         return path
     tmp = path.with_suffix(".building")
@@ -68,6 +68,13 @@ def seeded_catalog(path: Path, n_chunks: int, cache_dir: Path) -> LineageStore:
                    SELECT chunk_id FROM chunks ORDER BY chunk_id LIMIT ?)""",
             [n_chunks],
         )
+        con.execute(  # the copies' paragraph counts (stored at chunking), as their chunk's
+            """INSERT INTO chunk_paragraph_counts
+               SELECT p.* REPLACE (c.chunk_id AS chunk_id) FROM chunks c
+               JOIN chunk_paragraph_counts p ON p.chunk_id = split_part(c.chunk_id, '-copy', 1)
+               WHERE c.chunk_id LIKE '%-copy%'"""
+        )
+        con.execute("DELETE FROM chunk_paragraph_counts WHERE chunk_id NOT IN (SELECT chunk_id FROM chunks)")
         con.execute("DELETE FROM shard_chunks")  # the shard uses exactly these chunks
         con.execute(
             """INSERT INTO shard_chunks (shard, config_hash, chunk_id, document_id, run_id)

@@ -117,8 +117,16 @@ class InstantBackend(GenerationBackend):
     name = "instant"
     model = "instant-double"
 
-    def __init__(self, tokenizer: TextTokenizer, in_flight: int, stop_after: int, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        tokenizer: TextTokenizer,
+        in_flight: int,
+        stop_after: int,
+        stop: threading.Event,
+        count_paragraphs: bool = False,
+    ) -> None:
         self.tokenizer = tokenizer
+        self.count_paragraphs = count_paragraphs
         self.in_flight = in_flight
         self.stop_after = stop_after
         self.stop = stop
@@ -139,6 +147,11 @@ class InstantBackend(GenerationBackend):
 
     def count_text_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.tokenizer.count_batch(list(texts))
+
+    @property
+    def counting_fingerprint(self) -> str | None:
+        # as vLLM serving a Llama-3 model reports it; None with --count-paragraphs (the generator counts them)
+        return None if self.count_paragraphs else self.tokenizer.counting_fingerprint
 
     def submit(self, request: GenerationRequest) -> None:
         if self.first_submit is None:
@@ -202,7 +215,7 @@ def one_run(variant: str, args: argparse.Namespace, tok: TextTokenizer, cache: P
         generator=GeneratorIdentity(backend="instant", model="instant-double"),
     )
     stop = threading.Event()
-    backend = InstantBackend(tok, args.in_flight, args.steps, stop)
+    backend = InstantBackend(tok, args.in_flight, args.steps, stop, args.count_paragraphs)
     # a real backend loads its tokenizer when it is built, before the run starts (vLLM: with the engine)
     backend.count_prompt_tokens([{"role": "user", "content": "warm-up"}])
     cpu0 = time.process_time()
@@ -236,6 +249,7 @@ def one_run(variant: str, args: argparse.Namespace, tok: TextTokenizer, cache: P
         "steps_per_s": steps / (end - backend.first_submit),
         "first_request_s": backend.first_submit - t0,
         "sections_admitted": len(summary.sections),
+        "sections_stored_counts": summary.sections_stored_counts,
         "sections_at_target": sum(r.finish_reason == "target_reached" for r in summary.sections),
         "steps_failed": summary.steps_failed,
         # what a pair adds to its section in target tokens (question + answer + chat template)
@@ -290,6 +304,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--judge-workers", type=int, default=1, help="judge processes beside the loop (0: in the loop)")
     ap.add_argument("--switch-interval-ms", type=float, default=None, help="sys.setswitchinterval (GIL hand-over)")
+    ap.add_argument(
+        "--count-paragraphs",
+        action="store_true",
+        help="admission counts every chunk's paragraphs with the generator's tokenizer, as before the counts "
+        "stored at chunking were used (a generator whose tokenizer is not the target's)",
+    )
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "lc_assets_bench"))
     ap.add_argument(
         "--baseline",

@@ -106,11 +106,35 @@ class TextTokenizer:
         """Identifies the vocabulary for lineage (name + vocab size)."""
         return f"{self.name}:{self.backend.get_vocab_size(with_added_tokens=True)}"
 
+    @cached_property
+    def counting_fingerprint(self) -> str:
+        """What plain-text token counts depend on (see :func:`counting_fingerprint`): equal for two tokenizers
+        that count every text alike, whatever their names."""
+        return counting_fingerprint(self.backend)
+
     @property
     def identity(self) -> str:
         """Vocabulary and chat template: what the rendered training text depends on (fingerprint + template hash)."""
         template = hashlib.sha256((self.chat_template or "").encode("utf-8")).hexdigest()[:12]
         return f"{self.fingerprint}:{template}"
+
+
+def counting_fingerprint(backend: Tokenizer) -> str:
+    """A hash of the parts of a Rust tokenizer that decide how many tokens a plain text has (normalizer,
+    pre-tokenizer, model: vocabulary and merges, the texts of added tokens); not the post-processor, decoder,
+    padding or truncation, nor token names such as a model directory's. Counts stored in one tokenizer's
+    terms (`chunk_paragraph_counts`) are reused by a generator whose tokenizer has the same fingerprint."""
+    spec = json.loads(backend.to_str())
+    parts = {
+        "normalizer": spec.get("normalizer"),
+        "pre_tokenizer": spec.get("pre_tokenizer"),
+        "model": spec.get("model"),
+        "added": sorted(
+            (t.get("content", ""), bool(t.get("lstrip")), bool(t.get("rstrip")), bool(t.get("normalized")))
+            for t in spec.get("added_tokens") or []
+        ),
+    }
+    return "count-" + hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
 def _read_config(dirpath: Path) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from lc_assets.lib import chunking
 from lc_assets.lib.chunking import ChunkingConfig, chunk_documents
+from lc_assets.lib.generation.masking import paragraph_spans, spans_digest
 from lc_assets.lib.tokenizer import TextTokenizer
 from lc_assets_tests.foundation.conftest import make_text
 
@@ -20,6 +21,12 @@ def _check_exact(text, result, tokenizer, cfg):
     assert sum(s.token_end - s.token_start for s in spans) == result.n_tokens
     for a, b in zip(spans, spans[1:], strict=False):
         assert a.char_end == b.char_start and a.token_end == b.token_start
+    # every paragraph's count, taken from the document's encoding, is its own count (as generation would take it)
+    for s in spans:
+        chunk = text[s.char_start : s.char_end]
+        paragraphs = paragraph_spans(chunk)
+        assert list(s.paragraph_tokens) == tokenizer.count_batch([chunk[a:b] for a, b in paragraphs])
+        assert s.paragraph_spans_digest == spans_digest(paragraphs)
 
 
 @pytest.mark.parametrize("seed", range(6))

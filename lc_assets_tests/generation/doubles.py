@@ -127,10 +127,13 @@ class ScriptedBackend(GenerationBackend):
     name: str = "scripted"
     model: str = "scripted-double"
     template_counts: bool = False  # count prompts exactly through the tokenizer's chat template (as vLLM does)
+    # report the tokenizer's counting fingerprint (as vLLM does): stored paragraph counts are used
+    shares_counts: bool = False
     submitted: list[GenerationRequest] = field(default_factory=list)
     aborted: list[str] = field(default_factory=list)
     events: list[tuple[str, str]] = field(default_factory=list)  # ("submit" | "abort", request id), in order
     max_seen_in_flight: int = 0
+    counted_texts: int = 0  # texts count_text_tokens counted
     _pending: list[tuple[float, GenerationResult]] = field(default_factory=list)
 
     @property
@@ -148,7 +151,12 @@ class ScriptedBackend(GenerationBackend):
         return sum(self.tokenizer.count(m["content"]) + 4 for m in messages) + 1
 
     def count_text_tokens(self, texts: Sequence[str]) -> list[int]:
+        self.counted_texts += len(texts)
         return self.tokenizer.count_batch(list(texts))
+
+    @property
+    def counting_fingerprint(self) -> str | None:
+        return self.tokenizer.counting_fingerprint if self.shares_counts else None
 
     def submit(self, request: GenerationRequest) -> None:
         self.submitted.append(request)

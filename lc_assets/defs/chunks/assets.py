@@ -5,6 +5,7 @@ import io
 from collections import Counter
 
 import dagster as dg
+import pyarrow as pa
 
 from lc_assets.defs.metadata import png_markdown
 from lc_assets.defs.partitions import corpus_shards
@@ -63,6 +64,7 @@ def chunk_shard(
             "(raw_corpus -> filtered_corpus -> chunks)"
         )
     tokenizer = tokenizer_res.load()
+    counting = tokenizer.counting_fingerprint
     config_hash = cfg.config_hash()
     counts: Counter[str] = Counter()
     todo, counts["already_chunked"] = pending_documents(store, shard, config_hash, filter_hash)
@@ -83,7 +85,7 @@ def chunk_shard(
             start += 1
         texts = document_texts(store, ids)
         results = chunk_documents([texts[i] for i in ids], tokenizer, cfg, on_progress)
-        chunk_rows, done_rows = [], []
+        chunk_rows, done_rows, count_rows = [], [], []
         for doc_id, res in zip(ids, results, strict=True):
             text = texts[doc_id]
             for span in res.spans:
@@ -95,6 +97,13 @@ def chunk_shard(
                         token_end=span.token_end, n_tokens=span.n_tokens, cut_kind=span.cut,
                         recount_reason=span.recount_reason, tokenizer=tokenizer.fingerprint,
                         text=text[span.char_start : span.char_end], run_id=run_id,
+                    )
+                )  # fmt: skip
+                count_rows.append(
+                    dict(
+                        chunk_id=chunk_rows[-1]["chunk_id"], document_id=doc_id, tokenizer=counting,
+                        spans_digest=span.paragraph_spans_digest, counts=list(span.paragraph_tokens), run_id=run_id,
+                        config_hash=config_hash,
                     )
                 )  # fmt: skip
             done_rows.append(
@@ -109,6 +118,8 @@ def chunk_shard(
         with store.transaction() as con:
             # count what was inserted: a concurrent run may have chunked the same document first
             counts["new_chunks"] += insert_rows(con, "chunks", chunk_rows)
+            # the paragraphs' target tokens: generation with the same tokenizer does not encode them again
+            insert_rows(con, "chunk_paragraph_counts", count_rows, types={"counts": pa.list_(pa.int32())})
             insert_rows(con, "chunked_documents", done_rows)
     with store.transaction() as con:
         counts["mapped_chunks"] = map_shard_chunks(con, shard, config_hash, filter_hash, run_id)

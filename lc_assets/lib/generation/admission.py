@@ -18,7 +18,14 @@ from typing import Any
 
 from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.generation.focus import EvidenceDepth
-from lc_assets.lib.generation.masking import Paragraph, SectionMasker, TokenCounter, split_paragraphs
+from lc_assets.lib.generation.masking import (
+    Paragraph,
+    SectionMasker,
+    TokenCounter,
+    paragraph_spans,
+    spans_digest,
+    split_paragraphs,
+)
 from lc_assets.lib.generation.prompts import title_line
 from lc_assets.lib.generation.records import CommittedStep, FinishReason, SectionResult, StepRecord
 from lc_assets.lib.generation.validate import UNDETERMINED_LANGUAGE, QuestionIndex, ShownTextMemo, detect_language
@@ -38,6 +45,9 @@ class SectionTask:
     # builds the section's masker from (section id, paragraphs, config); None: a SectionMasker over the chunk
     # (cross sections show one window in each of two chunks: generation.cross.CrossMasker)
     masker: Callable[[str, tuple[Paragraph, ...], GenerationConfig], Any] | None = None
+    # the chunk's paragraph counts stored when it was cut, as (tokenizer counting fingerprint, spans digest,
+    # counts): used instead of counting when the generator counts alike (lineage.store.chunk_paragraph_counts)
+    paragraph_counts: Sequence[tuple[str, str, Sequence[int]]] = ()
 
 
 @dataclass
@@ -172,10 +182,19 @@ def source_language(text: str, samples: int = 10, sample_chars: int = 2000) -> s
 class SectionPreparer:
     """Turns a task into a state: paragraphs counted in the generator's tokens, committed steps replayed."""
 
-    def __init__(self, config: GenerationConfig, count_text: TokenCounter, target_tokenizer: TextTokenizer) -> None:
+    def __init__(
+        self,
+        config: GenerationConfig,
+        count_text: TokenCounter,
+        target_tokenizer: TextTokenizer,
+        counting_fingerprint: str | None = None,
+    ) -> None:
         self.config = config
         self.count_text = count_text
         self.target_tokenizer = target_tokenizer
+        # the generator's tokenizer (`GenerationBackend.counting_fingerprint`); None: unknown, always count
+        self.counting_fingerprint = counting_fingerprint
+        self.stored_counts_used = 0  # sections whose paragraphs came counted from lineage
         self._pair_overhead: int | None = None
         self._overhead_lock = threading.Lock()
 
@@ -196,10 +215,23 @@ class SectionPreparer:
         overhead = self.pair_overhead
         return [counts[2 * i] + counts[2 * i + 1] + overhead for i in range(len(pairs))]
 
+    def stored_counts(self, task: SectionTask) -> tuple[list[tuple[int, int]], Sequence[int]] | None:
+        """The section's paragraph spans and their stored counts when the generator counts as the tokenizer
+        that stored them, over the same spans; None: count them."""
+        if self.counting_fingerprint is None or not task.paragraph_counts:
+            return None
+        for tokenizer, digest, counts in task.paragraph_counts:
+            if tokenizer == self.counting_fingerprint:
+                spans = paragraph_spans(task.section.text)
+                if digest == spans_digest(spans) and len(counts) == len(spans):
+                    self.stored_counts_used += 1
+                    return spans, counts
+        return None
+
     def __call__(self, task: SectionTask) -> SectionState:
         cfg, section = self.config, task.section
         chunk_tokens = task.chunk_tokens if task.chunk_tokens is not None else self.target_tokenizer.count(section.text)
-        paragraphs = tuple(split_paragraphs(section.text, self.count_text, cfg.paragraph_cap))
+        paragraphs = tuple(split_paragraphs(section.text, self.count_text, cfg.paragraph_cap, self.stored_counts(task)))
         masker = (
             task.masker(section.section_id, paragraphs, cfg)
             if task.masker is not None and paragraphs

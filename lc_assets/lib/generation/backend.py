@@ -155,6 +155,13 @@ class GenerationBackend(abc.ABC):
         base = self.count_prompt_tokens([{"role": "user", "content": ""}])
         return [max(0, self.count_prompt_tokens([{"role": "user", "content": t}]) - base) for t in texts]
 
+    @property
+    def counting_fingerprint(self) -> str | None:
+        """`lib.tokenizer.counting_fingerprint` of the tokenizer `count_text_tokens` counts with, when it is a
+        local Hugging Face tokenizer: paragraph counts stored under the same fingerprint are used instead of
+        counting again. None (the default): unknown, everything is counted."""
+        return None
+
     @abc.abstractmethod
     def submit(self, request: GenerationRequest) -> None:
         """Queue one request; returns at once."""

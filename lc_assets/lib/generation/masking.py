@@ -59,7 +59,7 @@ def _paragraph_id(index: int, text: str) -> str:
     return f"p{index:05d}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
 
 
-def _raw_spans(text: str) -> list[tuple[int, int]]:
+def paragraph_spans(text: str) -> list[tuple[int, int]]:
     """Blank-line separated paragraphs as (start, end) char spans, whitespace-only ones dropped."""
     spans: list[tuple[int, int]] = []
     pos = 0
@@ -75,6 +75,11 @@ def _raw_spans(text: str) -> list[tuple[int, int]]:
             trail = len(piece) - len(piece.rstrip())
             out.append((start + lead, end - trail))
     return out
+
+
+def spans_digest(spans: Sequence[tuple[int, int]]) -> str:
+    """Identifies a chunk's paragraph spans: stored counts are used only for the spans they were taken over."""
+    return hashlib.sha1(",".join(f"{s}:{e}" for s, e in spans).encode("ascii")).hexdigest()[:16]
 
 
 def _split_points(piece: str) -> list[tuple[int, int]]:
@@ -103,16 +108,23 @@ def _split_oversized(
     )
 
 
-def split_paragraphs(text: str, count: TokenCounter, max_paragraph_tokens: int) -> list[Paragraph]:
+def split_paragraphs(
+    text: str,
+    count: TokenCounter,
+    max_paragraph_tokens: int,
+    span_counts: tuple[Sequence[tuple[int, int]], Sequence[int]] | None = None,
+) -> list[Paragraph]:
     """Split a chunk into paragraphs with stable ids and exact generator-token counts.
 
     Paragraphs are blank-line separated; one longer than ``max_paragraph_tokens`` is split at line,
-    sentence or word boundaries so that every piece fits a step's smallest budget.
+    sentence or word boundaries so that every piece fits a step's smallest budget. ``span_counts``:
+    the text's :func:`paragraph_spans` and their counts, already known (stored when the chunk was cut);
+    ``count`` then counts only the pieces of oversized paragraphs.
     """
     if max_paragraph_tokens < 1:
         raise ValueError(f"max_paragraph_tokens must be >= 1, got {max_paragraph_tokens}")
-    spans = _raw_spans(text)
-    counts = count([text[s:e] for s, e in spans]) if spans else []
+    spans = paragraph_spans(text) if span_counts is None else span_counts[0]
+    counts = span_counts[1] if span_counts is not None else count([text[s:e] for s, e in spans]) if spans else []
     pieces: list[tuple[int, int, int]] = []
     for (start, end), n in zip(spans, counts, strict=True):
         pieces.extend(_split_oversized(text, start, end, n, max_paragraph_tokens, count))

@@ -228,6 +228,11 @@ class OpenAICompatibleBackend(GenerationBackend):
             return self._tokenizer.count(self._tokenizer.apply_chat_template(msgs, add_generation_prompt=True))
         return self._call(self._count_prompt(msgs))
 
+    @property
+    def counting_fingerprint(self) -> str | None:
+        """The local tokenizer's, when one is set (the server's /tokenize: unknown)."""
+        return self._tokenizer.counting_fingerprint if self._tokenizer is not None else None
+
     def count_text_tokens(self, texts: Sequence[str]) -> list[int]:
         """Exact counts: one batched call of the local tokenizer, else concurrent /tokenize calls (no template)."""
         if self._tokenizer is not None:

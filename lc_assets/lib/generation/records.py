@@ -210,6 +210,7 @@ class GenerationSummary:
     first_request_s: float | None  # run start to the first request sent
     phase_seconds: dict[str, float]  # loop-thread CPU by phase (admit, prompt, submit, wait, judge, record, flush)
     aborted_requests: int = 0  # given up on (timeouts, the end of a stop's grace period)
+    sections_stored_counts: int = 0  # prepared with the paragraph counts stored at chunking (not counted again)
 
     @property
     def completion_tokens_per_s(self) -> float:

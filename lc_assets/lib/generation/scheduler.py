@@ -73,7 +73,7 @@ class GenerationScheduler:
         self.prepare_ahead = prepare_ahead
         self.config_hash = config.config_hash()
         self.prompts = PromptBuilder(backend, config)
-        self.preparer = SectionPreparer(config, self.prompts.count_text, target_tokenizer)
+        self.preparer = SectionPreparer(config, self.prompts.count_text, target_tokenizer, backend.counting_fingerprint)
 
     # -- main loop ------------------------------------------------------------------------------
     def run(
@@ -105,6 +105,7 @@ class _Run:
         total: int | None,
     ) -> None:
         self.s = sched
+        self.stored_counts_before = sched.preparer.stored_counts_used  # the preparer outlives a run
         self.cfg = sched.config
         self.backend = sched.backend
         self.stop = stop
@@ -440,5 +441,6 @@ class _Run:
             stopped=self.stopping,
             first_request_s=None if self.first_request is None else self.first_request - self.t0,
             phase_seconds={k: round(v, 4) for k, v in self.phase.items()},
+            sections_stored_counts=self.s.preparer.stored_counts_used - self.stored_counts_before,
             aborted_requests=self.counters["aborted"],
         )

@@ -20,6 +20,7 @@ Nothing here imports vLLM or torch; only the worker and the server processes do.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import logging
 import os
@@ -60,6 +61,7 @@ from lc_assets.lib.generation.vllm_worker import (
     OP_STATS,
 )
 from lc_assets.lib.stepconfig import StepConfig
+from lc_assets.lib.tokenizer import counting_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -528,6 +530,12 @@ class VllmBackend(GenerationBackend):
 
     def count_prompt_tokens(self, messages: Sequence[dict[str, str]]) -> int:
         return len(self._prompt_ids(messages))
+
+    @functools.cached_property
+    def counting_fingerprint(self) -> str | None:
+        """The model's Rust tokenizer's (what `count_text_tokens` counts with); None for a slow tokenizer."""
+        rust = getattr(self._tokenizer, "backend_tokenizer", None)
+        return counting_fingerprint(rust) if rust is not None else None
 
     def count_text_tokens(self, texts: Sequence[str]) -> list[int]:
         """Exact counts of plain texts in one batched call of the model's (Rust) tokenizer, no template."""

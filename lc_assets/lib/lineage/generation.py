@@ -19,7 +19,7 @@ from lc_assets.lib.generation.prompting import rebuild_messages
 from lc_assets.lib.generation.prompts import prompt_hash
 from lc_assets.lib.generation.records import CommittedStep
 from lc_assets.lib.lineage.cross import CROSS_SEPARATOR
-from lc_assets.lib.lineage.store import LineageStore, chunk_texts, insert_rows
+from lc_assets.lib.lineage.store import LineageStore, chunk_paragraph_counts, chunk_texts, insert_rows
 from lc_assets.lib.sections import QAPair, Section
 
 
@@ -107,16 +107,25 @@ def committed_steps(store: LineageStore, section_ids: Sequence[str]) -> dict[str
 def iter_section_tasks(
     store: LineageStore, descriptors: Sequence[SectionDescriptor], page: int = 32
 ) -> Iterator[SectionTask]:
-    """Tasks with chunk text and committed steps, loaded `page` sections per query as they are consumed."""
+    """Tasks with chunk text, its stored paragraph counts and committed steps, loaded `page` sections per query
+    as they are consumed."""
     for start in range(0, len(descriptors), page):
         batch = descriptors[start : start + page]
         texts = chunk_texts(store, [d.chunk_id for d in batch])
         committed = committed_steps(store, [d.section_id for d in batch])
+        counts = chunk_paragraph_counts(store, [d.chunk_id for d in batch])
         for d in batch:
             if d.chunk_id not in texts:
                 raise ValueError(f"chunk {d.chunk_id!r} of section {d.section_id!r} is not in the lineage catalog")
             section = Section(d.section_id, d.chunk_id, d.document_id, d.source, d.license, texts.pop(d.chunk_id))
-            yield SectionTask(section, d.chunk_tokens, committed.get(d.section_id, ()), d.shard, d.title)
+            yield SectionTask(
+                section,
+                d.chunk_tokens,
+                committed.get(d.section_id, ()),
+                d.shard,
+                d.title,
+                paragraph_counts=counts.pop(d.chunk_id, ()),
+            )
 
 
 @dataclass(frozen=True)

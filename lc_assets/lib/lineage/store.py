@@ -426,6 +426,21 @@ CREATE TABLE IF NOT EXISTS packed_sample_cross_pairs (
     PRIMARY KEY (sample_id, pair_id)
 );
 
+-- target tokens of each blank-line paragraph of a chunk (masking.paragraph_spans of its text), taken from the
+-- document's encoding when the chunk is cut; generation uses them when its tokenizer counts alike (same
+-- counting fingerprint) and the spans match (spans_digest), instead of encoding the chunk's paragraphs again
+CREATE TABLE IF NOT EXISTS chunk_paragraph_counts (
+    chunk_id VARCHAR NOT NULL,
+    document_id VARCHAR NOT NULL,
+    tokenizer VARCHAR NOT NULL,            -- TextTokenizer.counting_fingerprint
+    spans_digest VARCHAR NOT NULL,         -- masking.spans_digest of the paragraphs counted
+    counts INTEGER[] NOT NULL,             -- one per paragraph, in order
+    run_id VARCHAR NOT NULL,
+    config_hash VARCHAR NOT NULL,          -- chunking config
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    PRIMARY KEY (chunk_id, tokenizer)
+);
+
 -- per-run lineage files merged into this catalog (lineage.catalog)
 CREATE TABLE IF NOT EXISTS lineage_merges (
     run_file VARCHAR NOT NULL,
@@ -594,6 +609,20 @@ def chunk_texts(store: LineageStore, chunk_ids: Sequence[str]) -> dict[str, str]
             "SELECT chunk_id, text FROM chunks WHERE chunk_id IN (SELECT unnest(?::VARCHAR[]))", [list(chunk_ids)]
         )
     )
+
+
+def chunk_paragraph_counts(
+    store: LineageStore, chunk_ids: Sequence[str]
+) -> dict[str, list[tuple[str, str, list[int]]]]:
+    """chunk id -> its stored paragraph counts as (tokenizer counting fingerprint, spans digest, counts)."""
+    out: dict[str, list[tuple[str, str, list[int]]]] = {}
+    for cid, tokenizer, digest, counts in store.query(
+        """SELECT chunk_id, tokenizer, spans_digest, counts FROM chunk_paragraph_counts
+           WHERE chunk_id IN (SELECT unnest(?::VARCHAR[]))""",
+        [list(chunk_ids)],
+    ):
+        out.setdefault(cid, []).append((tokenizer, digest, counts))
+    return out
 
 
 def chunk_lengths(store: LineageStore, chunk_ids: Sequence[str]) -> dict[str, int]:
