@@ -21,6 +21,7 @@ import argparse
 import importlib.resources
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -122,10 +123,28 @@ def _cmd_materialize(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     print("+", " ".join(cmd), flush=True)
     env = dict(os.environ, LC_ASSETS_PROGRESS_BAR="1")
-    code = subprocess.call(cmd, env=env)
+    code = call_forwarding_sigterm(cmd, env)
     if code == 0:
         print(summary_text(None), flush=True)
     return code
+
+
+def call_forwarding_sigterm(cmd: list[str], env: dict[str, str]) -> int:
+    """Run ``cmd`` and pass a SIGTERM sent to this process on to it (Ctrl-C already reaches the whole group).
+
+    Without it, `kill` on `lc-assets materialize` ended the CLI alone: the Dagster run under it went on, and its
+    step's graceful stop (requests in flight settle, the run file merges) never started.
+    """
+    proc = subprocess.Popen(cmd, env=env)
+
+    def forward(signum: int, _frame: object) -> None:
+        proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _lineage_store(path: str | None):
