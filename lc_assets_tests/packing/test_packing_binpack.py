@@ -39,6 +39,25 @@ def test_plan_places_each_item_at_most_once_within_capacity(data, seed, tol):
     assert again.bins == plan.bins and again.unplaced == plan.unplaced
 
 
+@settings(max_examples=150, deadline=None)
+@given(pools(), st.integers(0, 3), st.sampled_from([0, 5]), st.sampled_from([10, 100]))
+def test_no_bin_is_left_with_more_than_max_slack(data, seed, tol, max_slack):
+    # a bin closed by a cut that leaves a gap above max_slack would be written below min_fill (seen: slack 28 of
+    # 2,048 with max_slack 20): such a bin is padded only within max_slack, else dissolved
+    capacity, lengths, cuts = data
+    plan = plan_bins(lengths, cuts, capacity, seed=seed, pad_tolerance=tol, max_slack=max_slack)
+    for used in plan.used_tokens(lengths):
+        assert capacity - used <= max(max_slack, tol)
+
+
+def test_a_cut_leaving_too_big_a_gap_is_not_taken():
+    # bin of 100: item 0 (70) is placed, gap 30; item 1 (50) can only be cut at 5 -> gap 25 > max_slack 10
+    plan = plan_bins([70, 50], [np.zeros(0, np.int64), np.asarray([5])], 100, pad_tolerance=0, max_slack=10)
+    assert plan.bins == [] and sorted(plan.unplaced) == [0, 1] and plan.dissolved_gaps == [30]
+    ok = plan_bins([70, 50], [np.zeros(0, np.int64), np.asarray([25])], 100, pad_tolerance=0, max_slack=10)
+    assert ok.bins == [[0]] and ok.fillers[0] is not None and ok.fillers[0].used == 25
+
+
 def test_plan_is_independent_of_input_order():
     rng = np.random.default_rng(0)
     lengths = rng.integers(100, 900, 200).tolist()

@@ -38,10 +38,10 @@ def test_summary_says_what_was_made_where_and_what_next(tmp_path, tok, capsys):
 
 def test_materialize_passes_a_partition_only_to_shard_assets(tmp_path, monkeypatch):
     # packed_documents and the RULER assets are not partitioned: `dagster asset materialize` refuses --partition
-    import subprocess
+    from lc_assets import cli
 
     calls: list[list[str]] = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd, env: calls.append(cmd) or 1)
+    monkeypatch.setattr(cli, "call_forwarding_sigterm", lambda cmd, env: calls.append(cmd) or 1)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     assert main(["materialize", "--shard", "demo", "--select", "packed_documents"]) == 1
     assert main(["materialize", "--shard", "demo", "--select", "raw_corpus,chunks"]) == 1

@@ -83,7 +83,9 @@ def test_whole_graph_with_lineage_back_to_documents(env):
     assert "sample_pair" in qa
     packed = materialization_metadata(result, "packed_documents")
     assert packed["samples"] >= 1 and packed["section_reuse"] == 0
-    assert all(c.passed for c in result.get_asset_check_evaluations())
+    assert all(c.passed for c in result.get_asset_check_evaluations()), [
+        (c.check_name, c.metadata) for c in result.get_asset_check_evaluations() if not c.passed
+    ]
     # from a packed sample back to its documents and the exact prompts of its pairs
     rows = store.query(
         """SELECT ps.sample_id, d.document_id, mp.prompt_id, q.question
@@ -217,4 +219,6 @@ def test_cross_pairs_through_generation_and_coherent_packing(env, tmp_path):
         store.scalar("SELECT count(DISTINCT e.chunk_id) FROM qa_evidence e JOIN cross_sections x USING (section_id)")
         > 1
     )
-    assert all(c.passed for c in result.get_asset_check_evaluations())
+    assert all(c.passed for c in result.get_asset_check_evaluations()), [
+        (c.check_name, c.metadata) for c in result.get_asset_check_evaluations() if not c.passed
+    ]

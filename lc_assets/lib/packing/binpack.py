@@ -232,7 +232,8 @@ def plan_bins(
             index = j if allowed is None else int(allowed[j])
             if s - used <= pad_tolerance:
                 return (0, r, int(lens[y]) - used), index
-            if r == max_rank:
+            if r == max_rank and s - used <= max_slack:
+                # a cut that leaves more than max_slack would write a sample below min_fill
                 fallback = ((1, s - used, 0), index)
         return fallback
 
