@@ -17,7 +17,9 @@ the evidence (plus the question's words that occur in the shown text).
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import json
 import re
 import unicodedata
@@ -999,10 +1001,29 @@ class ShownTextMemo:
 
     def __init__(self) -> None:
         self._pieces: dict[tuple[str, int, int, int], tuple[tuple[int, int, str], ...]] = {}
-        self._words: dict[tuple[str, int, int, int], tuple[frozenset[str], ...]] = {}
+        # per paragraph and cut: each piece's content words, stemmed on first need (None: not yet)
+        self._words: dict[tuple[str, int, int, int], list[frozenset[str] | None]] = {}
+        self._probe_texts: dict[str, str] = {}
+        self._cut_log: list[tuple[tuple[str, int, int, int], tuple[tuple[int, int, str], ...]]] | None = None
 
     def __len__(self) -> int:
         return len(self._pieces)
+
+    def take_cut(self) -> tuple[tuple[tuple[str, int, int, int], tuple[tuple[int, int, str], ...]], ...]:
+        """The paragraphs cut since the previous call, as (key, pieces), for another process's memo of the same
+        section (:meth:`add_cut`); the first call gives every paragraph cut so far. The judge pool sends them to
+        the section's judge worker, which then need not cut them again."""
+        if self._cut_log is None:
+            taken = tuple(self._pieces.items())
+        else:
+            taken = tuple(self._cut_log)
+        self._cut_log = []
+        return taken
+
+    def add_cut(self, cut: Sequence[tuple[tuple[str, int, int, int], tuple[tuple[int, int, str], ...]]]) -> None:
+        """Pieces another memo of the same section cut (:meth:`take_cut`): keyed by paragraph id, they are the
+        pieces this memo would cut."""
+        self._pieces.update(cut)
 
     def pieces(
         self, para: Paragraph, max_chars: int, min_words: int, min_chars: int
@@ -1014,61 +1035,85 @@ class ShownTextMemo:
             found = tuple(quotable_pieces(para.text, max_chars, min_words, min_chars))
             if para.paragraph_id:
                 self._pieces[key] = found
+                if self._cut_log is not None:
+                    self._cut_log.append((key, found))
         return found
 
-    def piece_words(
-        self, para: Paragraph, max_chars: int, min_words: int, min_chars: int
-    ) -> tuple[frozenset[str], ...]:
-        """The content words (identifier parts included) and numbers of each of :meth:`pieces`, in order:
-        what evidence completion matches an answer sentence against (stemming every shown sentence on every
-        step that needs a completion was ~40% of judging)."""
-        key = (para.paragraph_id, max_chars, min_words, min_chars)
-        found = self._words.get(key) if para.paragraph_id else None
+    def probe_text(self, para: Paragraph) -> str:
+        """The paragraph's folded text (:func:`_fold`) without commas, where evidence completion looks for the
+        probes of the words it wants (a number's probe is found in "1,000" this way; no probe has a comma)."""
+        found = self._probe_texts.get(para.paragraph_id) if para.paragraph_id else None
         if found is None:
-            found = tuple(
-                frozenset(content_words(t, identifier_parts=True)) | numbers(t)
-                for _, _, t in self.pieces(para, max_chars, min_words, min_chars)
-            )
+            found = _fold(para.text).replace(",", "")
             if para.paragraph_id:
-                self._words[key] = found
+                self._probe_texts[para.paragraph_id] = found
         return found
+
+    def pieces_with(
+        self, para: Paragraph, wanted: set[str], probes: Sequence[str], operators: bool, cut: tuple[int, int, int]
+    ) -> Iterator[tuple[int, int, str, frozenset[str]]]:
+        """The paragraph's pieces whose content words (identifier parts included) and numbers hold a ``wanted``
+        word, as (start, end, piece, its words), in order.
+
+        A piece's words are computed once, and only when it may hold one: an ASCII piece (folding is
+        ``lower()``) whose text lacks every wanted word's ``probes`` (see :func:`completion_candidates`) and,
+        unless ``operators``, says no comparison operator, holds none and is passed over unstemmed (stemming
+        every piece of a paragraph on first sight was ~20% of judging).
+        """
+        pieces = self.pieces(para, *cut)
+        key = (para.paragraph_id, *cut)
+        stemmed = self._words.get(key) if para.paragraph_id else None
+        if stemmed is None:
+            stemmed = [None] * len(pieces)
+            if para.paragraph_id:
+                self._words[key] = stemmed
+        for i, (a, b, t) in enumerate(pieces):
+            words = stemmed[i]
+            if words is None:
+                if t.isascii():
+                    plain = t.lower().replace(",", "")
+                    if not any(p in plain for p in probes) and not (operators and _OPERATOR.search(t)):
+                        continue
+                words = stemmed[i] = frozenset(content_words(t, identifier_parts=True)) | numbers(t)
+            if not wanted.isdisjoint(words):
+                yield a, b, t, words
 
 
 def completion_candidates(
-    windows: Sequence[MaskWindow],
-    wanted: set[str],
-    cfg: ValidationConfig,
-    memo: ShownTextMemo,
-    folded: dict[str, tuple[str, str]],
+    windows: Sequence[MaskWindow], wanted: set[str], cfg: ValidationConfig, memo: ShownTextMemo
 ) -> Iterator[tuple[int, int, int, str, frozenset[str]]]:
-    """The shown pieces that may hold a ``wanted`` word, as (window, start, end, piece, its content words and
-    numbers) with offsets relative to the window; every piece holding one is among them.
+    """The shown pieces that hold a ``wanted`` word, as (window, start, end, piece, its content words and
+    numbers) with offsets relative to the window, in document order: the only pieces whose share of the
+    wanted words is above 0, and so the only ones evidence completion can choose.
 
-    A piece's words are stemmed only for paragraphs whose folded text contains a wanted stem's probe (the
-    stem less its last letter, as in :func:`_stems_in_texts`; numbers also without thousands commas): a word
-    stems to ``stem`` only if it contains that probe, so a skipped paragraph holds no wanted word. Stemming
-    every shown sentence on first sight was ~40% of judging; most paragraphs hold none of a sentence's
-    missing words. ``folded``: the caller's per-call cache of folded paragraph texts.
+    Pieces are looked at only in paragraphs whose folded text contains a wanted stem's probe (the stem
+    less its last letter, as in :func:`_stems_in_texts`; numbers also without thousands commas): a word
+    stems to ``stem`` only if it contains that probe, so a skipped paragraph holds no wanted word. Most
+    paragraphs hold none of a sentence's missing words.
     """
     probes = [w[:-1] if len(w) > 2 else w for w in wanted]
     # "greater" is also held by a line of code that says ">" (operator words, see content_words)
     operators = not wanted.isdisjoint(_OPERATOR_STEMS)
-    args = (cfg.max_quote_chars, cfg.min_quote_words, cfg.min_quote_chars)
-    for win_i, window in enumerate(windows):
-        for para in window.paragraphs:
-            texts = folded.get(para.paragraph_id) if para.paragraph_id else None
-            if texts is None:
-                text = _fold(para.text)
-                texts = (text, text.replace(",", "") if "," in text else text)
-                if para.paragraph_id:
-                    folded[para.paragraph_id] = texts
-            if not any(p in texts[0] or p in texts[1] for p in probes) and not (
-                operators and _OPERATOR.search(para.text)
-            ):
-                continue
-            offset = para.char_start - window.char_start
-            for (a, b, t), words in zip(memo.pieces(para, *args), memo.piece_words(para, *args), strict=True):
-                yield win_i, offset + a, offset + b, t, words
+    cut = (cfg.max_quote_chars, cfg.min_quote_words, cfg.min_quote_chars)
+    shown = [(win_i, para) for win_i, window in enumerate(windows) for para in window.paragraphs]
+    # the probes are looked for in all shown paragraphs at once, their probe texts joined by a newline (no probe
+    # has one): an occurrence names its paragraph, and the search goes on after that paragraph
+    texts = [memo.probe_text(para) for _, para in shown]
+    ends = list(itertools.accumulate(len(t) + 1 for t in texts))
+    joined = "\n".join(texts)
+    hit = bytearray(len(shown))
+    for probe in probes:
+        pos = joined.find(probe)
+        while pos >= 0:
+            i = bisect.bisect_right(ends, pos)
+            hit[i] = 1
+            pos = joined.find(probe, ends[i])  # the next paragraph on
+    for i, (win_i, para) in enumerate(shown):
+        if not hit[i] and not (operators and _OPERATOR.search(para.text)):
+            continue
+        offset = para.char_start - windows[win_i].char_start
+        for a, b, t, words in memo.pieces_with(para, wanted, probes, operators, cut):
+            yield win_i, offset + a, offset + b, t, words
 
 
 def _locate_verbatim(quote: str, texts: Sequence[str]) -> tuple[int, int, int] | None:
@@ -1296,7 +1341,6 @@ def validate_output(
         return _reject("degenerate", "the answer only restates the question", **{**kw, "spans": tuple(spans)})
     support = 1.0
     completed = 0
-    folded: dict[str, tuple[str, str]] = {}  # paragraph id -> folded text, and without commas (completion)
     for sentence in answer_claims(answer):
         share, misses = sentence_support(sentence, pool, pool_numbers, given)
         # small models quote one sentence and answer from its neighbour: add the shown sentence that
@@ -1308,7 +1352,7 @@ def validate_output(
             claim = claim_words(sentence)
             scored = [
                 _Completion(len(wanted & extra) / len(wanted), len(claim & extra), -a, win_i, a, b, t, extra)
-                for win_i, a, b, t, extra in completion_candidates(windows, wanted, cfg, memo, folded)
+                for win_i, a, b, t, extra in completion_candidates(windows, wanted, cfg, memo)
                 if len(claim & extra) >= MIN_COMPLETION_OVERLAP
             ]
             best = max(scored, default=None, key=_Completion.rank)
