@@ -288,7 +288,7 @@ MAX_REPEATED_NGRAM_SHARE = 0.35
 def repeated_ngram_share(text: str, n: int = 4) -> float:
     """Fraction of the word n-grams of `text` that already occurred earlier in it (0 for short texts)."""
     tokens = normalize_question(text).split()
-    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    grams = list(zip(*(tokens[i:] for i in range(n)), strict=False))  # the n-grams, in order (shorter rows end it)
     if len(grams) < 8:
         return 0.0
     return 1.0 - len(set(grams)) / len(grams)
@@ -627,8 +627,11 @@ def _locate_quote(quote: str, windows: Sequence[_Window], threshold: float) -> t
 
 #: where quotable pieces end: whitespace after a sentence end (group 1), blank lines, line breaks. A sentence end is
 #: punctuation attached to a word: a lone "." or ".." is a token of the text ("this affects . and bracket
-#: expressions", "With Rust's .. range syntax", both cut in two on the Rust book, 2026-12-02), not an end
-_BREAK = re.compile(r"(?<![\s.!?:;])[.!?:;]+(\s+)|\n[ \t\r\f\v]*\n\s*|\n")
+#: expressions", "With Rust's .. range syntax", both cut in two on the Rust book, 2026-12-02), not an end. The
+#: check on the character before the punctuation follows its first mark, so that every branch starts with a
+#: character set and the regex engine skips ahead to candidates (half the time of a leading look-behind; the
+#: same matches on all 140,256 paragraphs of the benchmark corpus)
+_BREAK = re.compile(r"[.!?:;](?<![\s.!?:;][.!?:;])[.!?:;]*(\s+)|\n[ \t\r\f\v]*\n\s*|\n")
 
 
 _COMMENT_MARKERS = ("#", "//", "--", "/*", "*", ";")
