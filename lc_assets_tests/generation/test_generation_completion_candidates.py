@@ -1,6 +1,6 @@
 """Evidence completion's candidate pieces on real shown text (the Rust book run's windows): the memoised search
-(probe search over the joined paragraphs, pieces stemmed only where a probe occurs, pieces handed over from
-another memo) gives exactly the shown pieces that hold a wanted word, in document order."""
+(probes looked for over the joined paragraphs, pieces stemmed only where a probe occurs) gives exactly the shown
+pieces that hold a wanted word, in document order."""
 
 from __future__ import annotations
 
@@ -75,28 +75,6 @@ def test_candidates_are_the_pieces_holding_a_wanted_word(row: dict) -> None:
         assert list(completion_candidates(windows, wanted, CONFIG, memo)) == expected
         found += len(expected)
     assert found > 0
-
-
-def test_pieces_handed_over_from_another_memo_are_the_ones_it_would_cut() -> None:
-    row = ROWS[0]
-    windows = _shown(row)
-    loop_memo, worker_memo = ShownTextMemo(), ShownTextMemo()
-    first = windows[0].paragraphs
-    for para in first:
-        loop_memo.pieces(para, *CUT)
-    handed = loop_memo.take_cut()
-    assert [key[0] for key, _ in handed] == [p.paragraph_id for p in first]  # the first call: all cut so far
-    assert loop_memo.take_cut() == ()  # then only what is new
-    rest = [p for w in windows[1:] for p in w.paragraphs]
-    for para in rest:
-        loop_memo.pieces(para, *CUT)
-    handed += loop_memo.take_cut()
-    assert len(handed) == len(first) + len(rest)
-    worker_memo.add_cut(handed)
-    for para in [*first, *rest]:
-        assert worker_memo.pieces(para, *CUT) == tuple(quotable_pieces(para.text, *CUT))
-    for wanted in _wanted_sets(row, windows):
-        assert list(completion_candidates(windows, wanted, CONFIG, worker_memo)) == _reference(windows, wanted)
 
 
 def test_piece_breaks_are_those_of_the_look_behind_first_pattern() -> None:

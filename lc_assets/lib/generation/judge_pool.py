@@ -49,16 +49,13 @@ class JudgeTask:
     """One output to judge: the step's context without its windows, the section's memo and index (the
     worker keeps those), the windows as references into the section's paragraphs (sent once, when the
     section is first seen: a step's windows are ~16 KB of text that would be pickled on every step),
-    the questions the section accepted since its previous task, and the paragraphs the loop's memo cut into
-    quotable pieces since then (for evidence choices: the worker's memo takes them instead of cutting them
-    again)."""
+    and the questions the section accepted since its previous task."""
 
     key: str
     context: StepContext
     windows: tuple[WindowRef | MaskWindow, ...]
     result: GenerationResult
     new_questions: tuple[str, ...]
-    new_cuts: tuple[tuple[tuple[str, int, int, int], tuple[tuple[int, int, str], ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,7 +118,6 @@ def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Connect
             memo, index, paragraphs = sections[task.context.section_id]
             for question in task.new_questions:
                 index.add(question)
-            memo.add_cut(task.new_cuts)
             verdict, error = None, None
             try:
                 windows = tuple(
@@ -209,8 +205,7 @@ class JudgePool:
         slim = replace(context, windows=(), memo=None, question_index=None, config=None)  # type: ignore[arg-type]
         windows = tuple(_window_ref(w, paragraphs) for w in context.windows)
         new = tuple(p.question for p in pairs[synced:])
-        cuts = context.memo.take_cut() if context.memo is not None else ()
-        self._batches.setdefault(worker, []).append(JudgeTask(key, slim, windows, result, new, cuts))
+        self._batches.setdefault(worker, []).append(JudgeTask(key, slim, windows, result, new))
         self.pending += 1
 
     def forget(self, section_id: str) -> None:

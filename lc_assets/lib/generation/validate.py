@@ -1007,26 +1007,9 @@ class ShownTextMemo:
         # per paragraph and cut: each piece's content words, stemmed on first need (None: not yet)
         self._words: dict[tuple[str, int, int, int], list[frozenset[str] | None]] = {}
         self._probe_texts: dict[str, str] = {}
-        self._cut_log: list[tuple[tuple[str, int, int, int], tuple[tuple[int, int, str], ...]]] | None = None
 
     def __len__(self) -> int:
         return len(self._pieces)
-
-    def take_cut(self) -> tuple[tuple[tuple[str, int, int, int], tuple[tuple[int, int, str], ...]], ...]:
-        """The paragraphs cut since the previous call, as (key, pieces), for another process's memo of the same
-        section (:meth:`add_cut`); the first call gives every paragraph cut so far. The judge pool sends them to
-        the section's judge worker, which then need not cut them again."""
-        if self._cut_log is None:
-            taken = tuple(self._pieces.items())
-        else:
-            taken = tuple(self._cut_log)
-        self._cut_log = []
-        return taken
-
-    def add_cut(self, cut: Sequence[tuple[tuple[str, int, int, int], tuple[tuple[int, int, str], ...]]]) -> None:
-        """Pieces another memo of the same section cut (:meth:`take_cut`): keyed by paragraph id, they are the
-        pieces this memo would cut."""
-        self._pieces.update(cut)
 
     def pieces(
         self, para: Paragraph, max_chars: int, min_words: int, min_chars: int
@@ -1038,8 +1021,6 @@ class ShownTextMemo:
             found = tuple(quotable_pieces(para.text, max_chars, min_words, min_chars))
             if para.paragraph_id:
                 self._pieces[key] = found
-                if self._cut_log is not None:
-                    self._cut_log.append((key, found))
         return found
 
     def probe_text(self, para: Paragraph) -> str:
