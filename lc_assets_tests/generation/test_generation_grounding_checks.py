@@ -16,6 +16,7 @@ from lc_assets.lib.generation.grounding_checks import (
     copied_output_line,
     dotted_names,
     number_noun_mismatch,
+    ordinal_reference,
     points_at_shown_code,
     unplaced_dotted_names,
     unsupported_superlative,
@@ -60,10 +61,12 @@ def test_the_fixture_labels_every_accepted_pair_of_the_run():
     assert {lab: labels.count(lab) for lab in set(labels)} == {"good": 12, "weak": 11, "bad": 10, "wrong": 1}
 
 
-def test_no_good_or_weak_pair_of_the_run_is_refused_and_nine_of_ten_bad_ones_are():
+def test_no_good_pair_of_the_run_is_refused_and_nine_of_ten_bad_ones_are():
     verdicts = {pid: judge(pid) for pid in ROWS}
     kept = {pid for pid, v in verdicts.items() if v.ok}
-    assert {pid for pid, r in ROWS.items() if r["label"] in ("good", "weak", "wrong")} <= kept
+    assert {pid for pid, r in ROWS.items() if r["label"] in ("good", "wrong")} <= kept
+    # one weak pair goes: "Why would the first approach be unwieldy?" (not standalone)
+    assert {pid for pid, r in ROWS.items() if r["label"] == "weak"} - kept == {f"{LC}:13"}
     # left: #29, an invented purpose of a parent logger built from true sentences about getLogger (a wrong relation)
     assert {pid for pid, r in ROWS.items() if r["label"] == "bad"} & kept == {f"{LC}:45"}
 
@@ -166,3 +169,11 @@ def test_the_code_as_a_subject_and_the_text_s_own_above_script_are_kept():
     assert judge(f"{LC}:25").ok  # "... adapting the above script ..." is the text's own wording (good)
     assert points_at_shown_code("the source code of the module") is None
     assert points_at_shown_code("What does the code block of the listing show?") is None
+
+
+def test_a_question_naming_its_subject_by_its_place_in_the_text_is_not_standalone():
+    verdict = judge(f"{LC}:13")  # "Why would the first approach be unwieldy?" (weak)
+    assert verdict.reason == "not_standalone", verdict.failure
+    assert "the first approach" in verdict.detail
+    assert ordinal_reference("What is the first argument of os.open()?") is None
+    assert ordinal_reference("Which approach does the second example of the logging cookbook take?") is None

@@ -14,7 +14,8 @@ seen there, returns why it refuses (the detail of a rejection) or ``None``, and 
 - :func:`unplaced_dotted_names`: a dotted or called name (``os.remove()``, ``str.format()``) the pair gives its
   facts is not named where the evidence is (the facts belong to the function defined above them);
 - :func:`unsupported_superlative`: "the most common ..." where the evidence says no such thing;
-- :func:`points_at_shown_code`: "used in the code", "the provided runnable script": not standalone.
+- :func:`points_at_shown_code`: "used in the code", "the provided runnable script": not standalone;
+- :func:`ordinal_reference`: "Why would the first approach be unwieldy?": which approach? Not standalone.
 
 They cost little: each looks only at the question, answer and evidence spans, except
 :func:`off_topic_completion`, which reads the paragraphs of a completed span only when that span shares no
@@ -262,6 +263,23 @@ def points_at_shown_code(text: str) -> str | None:
     if "code" not in low and "given" not in low and "provided" not in low and "shown" not in low:
         return None
     m = _SHOWN_CODE.search(text)
+    return m.group(0) if m else None
+
+
+# a question about "the first approach" leans on a list the reader of the pair never saw
+_ORDINAL_REFERENCE = re.compile(
+    r"\bthe\s+(?:first|second|third|fourth|last|former|latter|previous|next|above|below|earlier)\s+"
+    r"(?:approach|method|way|option|example|case|step|solution|technique|listing|snippet|part|statement|form)s?\b"
+    r"(?!\s+(?:of|in)\b)",  # "the second example of the logging cookbook" names where it is
+    re.IGNORECASE,
+)
+
+
+def ordinal_reference(question: str) -> str | None:
+    """The phrase of a question that names its subject by its place in the shown text ("Why would the first
+    approach be unwieldy?", the Python-docs run's logging cookbook), or None. Questions only: an answer may say
+    "the second approach" once its question has named the subject."""
+    m = _ORDINAL_REFERENCE.search(question)
     return m.group(0) if m else None
 
 

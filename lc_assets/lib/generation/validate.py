@@ -1230,6 +1230,9 @@ def validate_output(
     dangling = _DANGLING_REFERENCE.search(question) or _MENTIONED.search(question)
     if dangling:
         return _reject("not_standalone", f"question says {dangling.group(0)!r}: {question[:80]!r}", **kw)
+    ordinal = grounding_checks.ordinal_reference(question)
+    if ordinal:
+        return _reject("not_standalone", f"question says {ordinal!r}: {question[:80]!r}", **kw)
     for part, value in (("question", question), ("answer", answer)):
         pointer = _POINTS_AT_PROMPT.search(value)
         if pointer:
