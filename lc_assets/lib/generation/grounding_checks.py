@@ -146,7 +146,9 @@ def number_noun_mismatch(question: str, answer: str, spans: Sequence[EvidenceSpa
         counted = [_noun_after(after) for after in followers]
         if None in counted:
             continue  # somewhere the evidence's number stands alone ("a value of 1."): no other noun to contradict
-        return f"{number!r} counts {', '.join(sorted(set(map(str, counted))))} in the evidence, not {noun}"
+        said_as = " ".join(said[i : i + 2]) if _noun_after(said[i + 1 : i + 2]) else number
+        in_evidence = sorted({f"{number} {after[0]}" for after in followers})
+        return f"{said_as!r}: the evidence has {', '.join(map(repr, in_evidence))}"
     return None
 
 
