@@ -20,12 +20,10 @@ test can validate it without the lineage file.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from lc_assets.lib.lineage.replay import stored_steps
-from lc_assets.lib.lineage.store import LineageStore
+from benchmarks.data.build_rust_book_labels import write_labelled_attempts
 
 OUT = Path(__file__).resolve().parents[2] / "lc_assets_tests" / "generation" / "data" / "pydocs_attempts.jsonl"
 
@@ -98,33 +96,7 @@ LABELS: dict[str, tuple[str, str]] = {
 
 
 def main() -> None:
-    store = LineageStore(sys.argv[1])
-    rows = []
-    for st in stored_steps(store):
-        if st.prompt_id not in LABELS:
-            continue
-        label, why = LABELS[st.prompt_id]
-        attempt = st.attempts[-1]
-        rows.append(
-            {
-                "prompt_id": st.prompt_id,
-                "stored_code": attempt.code,
-                "label": label,
-                "why": why,
-                "raw_text": attempt.raw_text,
-                "title": st.title,
-                "long_range": st.long_range,
-                "focus_window": st.focus_window,
-                "earlier_questions": [p.question for p in st.earlier_pairs],
-                "windows": [[[p.index, p.char_start, p.char_end, p.text] for p in w.paragraphs] for w in st.windows],
-            }
-        )
-    missing = set(LABELS) - {r["prompt_id"] for r in rows}
-    if missing:
-        raise SystemExit(f"labels for attempts not in {sys.argv[1]}: {sorted(missing)}")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    print(f"{len(rows)} attempts -> {OUT}")
+    write_labelled_attempts(sys.argv[1], LABELS, OUT, None, every_step=False)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,6 @@ accepted pairs and the one refusal today's checks accept, each labelled from rea
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from lc_assets.lib.generation.grounding_checks import (
@@ -21,34 +18,16 @@ from lc_assets.lib.generation.grounding_checks import (
     unplaced_dotted_names,
     unsupported_superlative,
 )
-from lc_assets.lib.generation.masking import Paragraph, windows_of
-from lc_assets.lib.generation.prompts import INSTRUCTION_TEXTS
-from lc_assets.lib.generation.validate import EvidenceSpan, QuestionIndex, ValidationConfig, validate_output
+from lc_assets.lib.generation.validate import EvidenceSpan
+from lc_assets_tests.generation.labelled_attempts import judge_attempt, load_attempts
 
-DATA = Path(__file__).parent / "data"
-ROWS = {r["prompt_id"]: r for r in map(json.loads, (DATA / "pydocs_attempts.jsonl").read_text().splitlines())}
-RUST = {r["prompt_id"]: r for r in map(json.loads, (DATA / "rust_book_attempts.jsonl").read_text().splitlines())}
-# the run's validation bounds (as in the Rust book run)
-CONFIG = ValidationConfig(max_question_chars=200, max_answer_chars=300, max_quote_chars=200)
+ROWS = load_attempts("pydocs")
+RUST = load_attempts("rust_book")
 OS, ST, LC = "57a0578c1bcf8c16fc489e11739f2d56", "6b1b5378c83d18abbfd041a0935a2bcf", "e901bc95f6e3cacec6338a260005f421"
 
 
 def judge(prompt_id: str):
-    row = ROWS.get(prompt_id) or RUST[prompt_id]
-    windows = tuple(
-        w for shown in row["windows"] for w in windows_of([Paragraph(i, "", s, e, text, 0) for i, s, e, text in shown])
-    )
-    return validate_output(
-        row["raw_text"],
-        windows,
-        question_index=QuestionIndex(row["earlier_questions"]),
-        long_range=row["long_range"],
-        instructions=INSTRUCTION_TEXTS,
-        source_language="en",
-        config=CONFIG,
-        title=row["title"],
-        focus_window=row["focus_window"],
-    )
+    return judge_attempt(ROWS.get(prompt_id) or RUST[prompt_id])
 
 
 def span(text: str, origin: str = "model") -> EvidenceSpan:
