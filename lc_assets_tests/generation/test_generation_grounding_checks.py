@@ -7,6 +7,8 @@ accepted pairs and the one refusal today's checks accept, each labelled from rea
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from lc_assets.lib.generation.grounding_checks import (
@@ -18,8 +20,9 @@ from lc_assets.lib.generation.grounding_checks import (
     unplaced_dotted_names,
     unsupported_superlative,
 )
-from lc_assets.lib.generation.validate import EvidenceSpan
-from lc_assets_tests.generation.labelled_attempts import judge_attempt, load_attempts
+from lc_assets.lib.generation.masking import Paragraph, windows_of
+from lc_assets.lib.generation.validate import EvidenceSpan, validate_output
+from lc_assets_tests.generation.labelled_attempts import RUN_CONFIG, judge_attempt, load_attempts
 
 ROWS = load_attempts("pydocs")
 RUST = load_attempts("rust_book")
@@ -156,3 +159,45 @@ def test_a_question_naming_its_subject_by_its_place_in_the_text_is_not_standalon
     assert "the first approach" in verdict.detail
     assert ordinal_reference("What is the first argument of os.open()?") is None
     assert ordinal_reference("Which approach does the second example of the logging cookbook take?") is None
+
+
+def _two_windows(first: str, second: str):
+    return tuple(
+        w
+        for i, text in enumerate((first, second))
+        for w in windows_of([Paragraph(2 * i, "", 5000 * i, 5000 * i + len(text), text, 0)])
+    )
+
+
+def test_an_answer_supported_only_by_a_quote_dropped_as_decoration_is_refused():
+    # a demo pair of the judge benchmark (labelled bad: system() takes one argument): "two" came from an unrelated
+    # quote, which the stored evidence drops because it shares < 2 words with the pair
+    system = (
+        "Otherwise the string value of the argument has been\ncopied to the local variable :c:data:`command`.  "
+        "The next statement is a call to the Unix function :c:func:`system`, passing it\n"
+        "the string we just got from :c:func:`PyArg_ParseTuple`::\n\n   sts = system(command);"
+    )
+    modules = "Suppose you are building two dynamic-load modules, B and C, which should share\nanother block of code A."
+    raw = json.dumps(
+        {
+            "evidence": [system[system.index("The next") : system.index("::") + 2], modules],
+            "question": "How many arguments does :c:func:`system` take?",
+            "answer": "Two arguments",
+        }
+    )
+    verdict = validate_output(raw, _two_windows(system, modules), config=RUN_CONFIG, source_language="en")
+    assert verdict.reason == "unsupported_answer", verdict.failure
+    assert "share < 2 words with the pair" in verdict.detail
+    # labelled good: the second quote is decoration too, but the first one supports the answer on its own
+    tau = "T, the twentieth letter of the English alphabet, was by the Greeks\nabsurdly called _tau_."
+    corkscrew = "In the alphabet whence ours comes it had the\nform of the rude corkscrew of the period."
+    raw = json.dumps(
+        {
+            "evidence": [tau, corkscrew],
+            "question": "What did the Greeks call the letter T?",
+            "answer": "The Greeks called the letter T _tau_.",
+        }
+    )
+    verdict = validate_output(raw, _two_windows(tau, corkscrew), config=RUN_CONFIG, source_language="en")
+    assert verdict.ok, verdict.failure
+    assert [s.source_text for s in verdict.spans] == [tau]

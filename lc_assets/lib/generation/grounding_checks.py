@@ -15,7 +15,9 @@ seen there, returns why it refuses (the detail of a rejection) or ``None``, and 
   facts is not named where the evidence is (the facts belong to the function defined above them);
 - :func:`unsupported_superlative`: "the most common ..." where the evidence says no such thing;
 - :func:`points_at_shown_code`: "used in the code", "the provided runnable script": not standalone;
-- :func:`ordinal_reference`: "Why would the first approach be unwieldy?": which approach? Not standalone.
+- :func:`ordinal_reference`: "Why would the first approach be unwieldy?": which approach? Not standalone;
+- :func:`support_without_decoration`: the answer must still be supported once the quotes the pair does not use
+  are dropped from its evidence ("Two arguments", supported by "... building two dynamic-load modules ...").
 
 They cost little: each looks only at the question, answer and evidence spans, except
 :func:`off_topic_completion`, which reads the paragraphs of a completed span only when that span shares no
@@ -32,8 +34,11 @@ from lc_assets.lib.generation.validate import (
     _STOPWORDS,
     EvidenceSpan,
     _stem,
+    answer_claims,
     content_word_set,
     content_words,
+    numbers,
+    sentence_support,
     words,
 )
 
@@ -283,6 +288,40 @@ def ordinal_reference(question: str) -> str | None:
     "the second approach" once its question has named the subject."""
     m = _ORDINAL_REFERENCE.search(question)
     return m.group(0) if m else None
+
+
+# -- support by the evidence kept -----------------------------------------------------------------------------
+
+
+def support_without_decoration(
+    answer: str,
+    kept: Sequence[EvidenceSpan],
+    title: str | None,
+    given: set[str],
+    shown_restated_numbers: set[str],
+    min_support: float,
+) -> str | None:
+    """The first answer claim the evidence *kept* does not support, once ``validate.used_spans`` has dropped the
+    model quotes sharing fewer than two content words with the pair (decoration), or None.
+
+    The support check reads every quote; the stored evidence keeps only those the pair uses. A quote dropped as
+    decoration could still have carried a claim: "How many arguments does `system` take?" — "Two arguments" was
+    supported by "Suppose you are building two dynamic-load modules, B and C ..." alone (a demo pair, wrong: one),
+    "rupshift ... replaces each lower case character with an upper case character" by an unrelated line. The same
+    pool as the support check (quotes, the title's words, the question's words restated, the question's numbers
+    restated when shown), built from the kept spans only.
+    """
+    pool = {w for s in kept for w in content_words(s.source_text, identifier_parts=True)}
+    pool |= set(content_words(title or "", identifier_parts=True))
+    pool_numbers = {n for s in kept for n in numbers(s.source_text)} | shown_restated_numbers
+    for claim in answer_claims(answer):
+        share, misses = sentence_support(claim, pool, pool_numbers, given)
+        if share < min_support:
+            return (
+                f"sentence {claim[:80]!r}: {share:.0%} of its content in the evidence it uses (missing {misses[:6]}); "
+                "the rest came from quotes that share < 2 words with the pair"
+            )
+    return None
 
 
 # -- all of them ----------------------------------------------------------------------------------------------

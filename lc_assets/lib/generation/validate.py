@@ -1361,7 +1361,15 @@ def validate_output(
                     f"the quote from window {win_i} is not used by the question or answer",
                     **{**kw, "spans": tuple(spans), "support": support},
                 )
-    spans = used_spans(tuple(spans), question, answer)
+    kept = used_spans(tuple(spans), question, answer)
+    if len(kept) < len(spans):  # a quote dropped as decoration must not have been what supported the answer
+        restated = restated_numbers & {n for t in texts for n in numbers(t)} if restated_numbers else set()
+        lost = grounding_checks.support_without_decoration(
+            answer, kept, title, given, restated, cfg.min_sentence_support
+        )
+        if lost:
+            return _reject("unsupported_answer", lost, **{**kw, "spans": kept, "support": support})
+    spans = kept
     # Qwen on cpython-email: "the header encoding in the `__repr__` function" -- __repr__ was shown, eight paragraphs
     # away from the header_encode docstring it quoted
     near = subject_context(spans, windows) + "\n" + (title or "").lower()
