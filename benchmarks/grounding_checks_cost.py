@@ -65,6 +65,8 @@ def checks_off():
         mock.patch.object(grounding_checks, "grounding_failure", lambda *a, **k: None),
         mock.patch.object(grounding_checks, "unplaced_dotted_names", lambda *a, **k: []),
         mock.patch.object(grounding_checks, "points_at_shown_code", lambda *a, **k: None),
+        mock.patch.object(grounding_checks, "ordinal_reference", lambda *a, **k: None),
+        mock.patch.object(grounding_checks, "support_without_decoration", lambda *a, **k: None),
     ):
         yield
 

@@ -37,7 +37,6 @@ from lc_assets.lib.generation.validate import (
     answer_claims,
     content_word_set,
     content_words,
-    numbers,
     sentence_support,
     words,
 )
@@ -298,7 +297,7 @@ def support_without_decoration(
     kept: Sequence[EvidenceSpan],
     title: str | None,
     given: set[str],
-    shown_restated_numbers: set[str],
+    pool_numbers: set[str],
     min_support: float,
 ) -> str | None:
     """The first answer claim the evidence *kept* does not support, once ``validate.used_spans`` has dropped the
@@ -308,12 +307,13 @@ def support_without_decoration(
     decoration could still have carried a claim: "How many arguments does `system` take?" — "Two arguments" was
     supported by "Suppose you are building two dynamic-load modules, B and C ..." alone (a demo pair, wrong: one),
     "rupshift ... replaces each lower case character with an upper case character" by an unrelated line. The same
-    pool as the support check (quotes, the title's words, the question's words restated, the question's numbers
-    restated when shown), built from the kept spans only.
+    pool as the support check (quotes, the title's words, the question's words restated), its words from the kept
+    spans only. ``pool_numbers`` are the support check's own: a dropped quote still supplies its numbers ("built in
+    1851" shares one word with "How many years after it was built ... converted to kerosene?" and yet gives
+    1903 - 1851 = 52); a number word ("two") is a word.
     """
     pool = {w for s in kept for w in content_words(s.source_text, identifier_parts=True)}
     pool |= set(content_words(title or "", identifier_parts=True))
-    pool_numbers = {n for s in kept for n in numbers(s.source_text)} | shown_restated_numbers
     for claim in answer_claims(answer):
         share, misses = sentence_support(claim, pool, pool_numbers, given)
         if share < min_support:

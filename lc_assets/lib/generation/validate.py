@@ -1363,9 +1363,8 @@ def validate_output(
                 )
     kept = used_spans(tuple(spans), question, answer)
     if len(kept) < len(spans):  # a quote dropped as decoration must not have been what supported the answer
-        restated = restated_numbers & {n for t in texts for n in numbers(t)} if restated_numbers else set()
         lost = grounding_checks.support_without_decoration(
-            answer, kept, title, given, restated, cfg.min_sentence_support
+            answer, kept, title, given, pool_numbers, cfg.min_sentence_support
         )
         if lost:
             return _reject("unsupported_answer", lost, **{**kw, "spans": kept, "support": support})
