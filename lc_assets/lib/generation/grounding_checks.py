@@ -26,6 +26,7 @@ word with the question.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -40,6 +41,14 @@ from lc_assets.lib.generation.validate import (
     sentence_support,
     words,
 )
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _evidence_words(text: str) -> frozenset[str]:
+    """The content words (identifier parts included) of a quote or title: the same shown sentences are quoted step
+    after step (the evidence choices), so they are stemmed once."""
+    return frozenset(content_words(text, identifier_parts=True))
+
 
 # -- completion about another subject -------------------------------------------------------------------------
 
@@ -68,7 +77,7 @@ def off_topic_completion(question: str, spans: Sequence[EvidenceSpan], windows: 
     if not completed:
         return None
     asked = set(content_words(question, identifier_parts=True))
-    unrelated = [s for s in completed if not asked & set(content_words(s.source_text, identifier_parts=True))]
+    unrelated = [s for s in completed if asked.isdisjoint(_evidence_words(s.source_text))]
     if not unrelated:
         return None  # the common case: every added sentence names a word of the question
     cache: dict[tuple[int, int], bool] = {}
@@ -312,8 +321,7 @@ def support_without_decoration(
     1851" shares one word with "How many years after it was built ... converted to kerosene?" and yet gives
     1903 - 1851 = 52); a number word ("two") is a word.
     """
-    pool = {w for s in kept for w in content_words(s.source_text, identifier_parts=True)}
-    pool |= set(content_words(title or "", identifier_parts=True))
+    pool = set(_evidence_words(title or "")).union(*(_evidence_words(s.source_text) for s in kept))
     for claim in answer_claims(answer):
         share, misses = sentence_support(claim, pool, pool_numbers, given)
         if share < min_support:
