@@ -201,3 +201,37 @@ def test_an_answer_supported_only_by_a_quote_dropped_as_decoration_is_refused():
     verdict = validate_output(raw, _two_windows(tau, corkscrew), config=RUN_CONFIG, source_language="en")
     assert verdict.ok, verdict.failure
     assert [s.source_text for s in verdict.spans] == [tau]
+
+
+def _one_window(*paragraphs: str):
+    spans, pos = [], 0
+    for i, text in enumerate(paragraphs):
+        spans.append(Paragraph(i, "", pos, pos + len(text), text, 0))
+        pos += len(text) + 2
+    return windows_of(spans)
+
+
+def test_an_option_line_before_the_added_sentence_puts_it_on_the_question_s_subject():
+    # the demo run's good `-s` pair: Qwen quoted hash randomisation; the validator added the option's description,
+    # which shares no word with the question, but the paragraph before it is the option's name
+    raw = json.dumps(
+        {
+            "evidence": ["The option is no longer ignored."],
+            "question": "What is the purpose of the `-s` option in the `python` command?",
+            "answer": "The `-s` option does not add the user site-packages directory to the sys.path.",
+        }
+    )
+    description = "Don't add the :data:`user site-packages directory <site.USER_SITE>` to\n   :data:`sys.path`."
+    hashing = "Hash randomization is intended to provide protection against a denial-of-service."
+    for option, kept in ((".. cmdoption:: -s", True), (".. cmdoption:: -E", False)):
+        windows = _one_window(hashing, "The option is no longer ignored.", option, description)
+        verdict = validate_output(
+            raw, windows, config=RUN_CONFIG, source_language="en", title="Command line and environment of python"
+        )
+        assert verdict.ok is kept, verdict.failure
+        if kept:
+            completed = [s.source_text for s in verdict.spans if s.origin == "completed"]
+            assert completed and all(t in description for t in completed)
+        else:
+            assert verdict.reason == "off_topic_evidence"
+    assert dotted_names("Which options does the init.d scripts support?") == set()  # a directory, not code

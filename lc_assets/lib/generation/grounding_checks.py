@@ -32,6 +32,7 @@ from collections.abc import Sequence
 
 from lc_assets.lib.generation.masking import MaskWindow
 from lc_assets.lib.generation.validate import (
+    _BACKTICKED,
     _STOPWORDS,
     EvidenceSpan,
     _stem,
@@ -71,7 +72,8 @@ def off_topic_completion(question: str, spans: Sequence[EvidenceSpan], windows: 
     ERROR messages", completed from ``LEVELS = [logging.DEBUG, ...]`` in another example (the text says DEBUG
     goes to the file only). Paragraph level, not sentence level: the definition line above a completed line names
     its subject (``fn can_hold`` above ``self.width > other.width``; ``math.floor(x)`` above "the greatest
-    Integral <= x").
+    Integral <= x"), and the paragraph before counts: an option's description follows its name ("-s", then
+    "Don't add the user site-packages directory to sys.path.", for "What is the purpose of the `-s` option ...?").
     """
     completed = [s for s in spans if s.origin == "completed"]
     if not completed:
@@ -80,19 +82,25 @@ def off_topic_completion(question: str, spans: Sequence[EvidenceSpan], windows: 
     unrelated = [s for s in completed if asked.isdisjoint(_evidence_words(s.source_text))]
     if not unrelated:
         return None  # the common case: every added sentence names a word of the question
+    # `-s` names the subject of "What is the purpose of the `-s` option ...?" though it is no content word
+    named = [re.compile(rf"(?<![\w-]){re.escape(b.strip().lower())}(?![\w-])") for b in _BACKTICKED.findall(question)]
     cache: dict[tuple[int, int], bool] = {}
 
     def on_topic(win: int, para: int) -> bool:
         if (win, para) not in cache:
             paras = windows[win].paragraphs
-            cache[(win, para)] = 0 <= para < len(paras) and bool(
-                asked & content_word_set(paras[para].text, identifier_parts=True)
+            text = paras[para].text if 0 <= para < len(paras) else ""
+            cache[(win, para)] = bool(text) and (
+                bool(asked & content_word_set(text, identifier_parts=True))
+                or any(n.search(text.lower()) for n in named)
             )
         return cache[(win, para)]
 
     for span in unrelated:
         placed = _paragraphs_of(span, windows)
-        if any(on_topic(span.window_index, p) for p in placed):
+        # its paragraph, or the one before it (an option or definition line: "-s", then "Don't add the user
+        # site-packages directory to sys.path.")
+        if any(on_topic(span.window_index, p - d) for p in placed for d in (0, 1)):
             continue
         # next to a paragraph of the evidence that is about the question: the same passage goes on
         anchors = {(s.window_index, p) for s in spans if s is not span for p in _paragraphs_of(s, windows)}
@@ -207,8 +215,18 @@ def dotted_names(text: str) -> set[str]:
     """Names of code a question or answer writes plainly: ``os.remove()``, ``str.format``, ``reversed()``."""
     if not _MAYBE_NAME.search(text):  # a dot inside a word or "()": the cheap test most pairs fail
         return set()
-    names = {m.group(0).removesuffix("()").rstrip(".") for m in _DOTTED_OR_CALLED.finditer(text)}
-    return {n for n in names if len(n) >= 3 and not _NOT_A_NAME.fullmatch(n)}
+    found = {m.group(0) for m in _DOTTED_OR_CALLED.finditer(text)}
+    names = set()
+    for token in found:
+        name = token.removesuffix("()").rstrip(".")
+        # "init.d", "conf.d": a one-letter last part is a directory's suffix unless called
+        if (
+            len(name) >= 3
+            and not _NOT_A_NAME.fullmatch(name)
+            and (token.endswith("()") or len(name.rsplit(".", 1)[-1]) >= 2)
+        ):
+            names.add(name)
+    return names
 
 
 def unplaced_dotted_names(question: str, answer: str, near: str) -> list[str]:
