@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
 from lc_assets.lib.lineage.replay import stored_steps
@@ -145,14 +146,20 @@ LABELS: dict[str, tuple[str, str]] = {
 TEST_EXAMPLES = {f"{A}:7", f"{A}:13", f"{A}:32", f"{B}:0", f"{B}:9", f"{B}:14", f"{C}:0", f"{C}:19"}
 
 
-def main() -> None:
-    store = LineageStore(sys.argv[1])
+def write_labelled_attempts(
+    lineage: str, labels: dict[str, tuple[str, str]], out: Path, with_windows: Collection[str] | None, every_step: bool
+) -> None:
+    """One row per labelled step of a lineage file's run (its last attempt) into ``out`` (JSON Lines). Steps in
+    ``with_windows`` (all when None) carry their shown windows; ``every_step``: each step of the run must be
+    labelled (otherwise unlabelled steps are left out)."""
     rows = []
-    for st in stored_steps(store):
-        label, why = LABELS[st.prompt_id]
+    for st in stored_steps(LineageStore(lineage)):
+        if st.prompt_id not in labels and not every_step:
+            continue
+        label, why = labels[st.prompt_id]
         attempt = st.attempts[-1]
         windows = None
-        if st.prompt_id in TEST_EXAMPLES:
+        if with_windows is None or st.prompt_id in with_windows:
             windows = [[[p.index, p.char_start, p.char_end, p.text] for p in w.paragraphs] for w in st.windows]
         rows.append(
             {
@@ -168,12 +175,16 @@ def main() -> None:
                 "windows": windows,
             }
         )
-    missing = set(LABELS) - {r["prompt_id"] for r in rows}
+    missing = set(labels) - {r["prompt_id"] for r in rows}
     if missing:
-        raise SystemExit(f"labels for attempts not in {sys.argv[1]}: {sorted(missing)}")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    print(f"{len(rows)} attempts -> {OUT}")
+        raise SystemExit(f"labels for attempts not in {lineage}: {sorted(missing)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    print(f"{len(rows)} attempts -> {out}")
+
+
+def main() -> None:
+    write_labelled_attempts(sys.argv[1], LABELS, OUT, TEST_EXAMPLES, every_step=True)
 
 
 if __name__ == "__main__":

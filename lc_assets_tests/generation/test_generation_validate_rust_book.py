@@ -7,45 +7,17 @@ pairs ``good`` / ``weak`` / ``bad``. The examples with stored windows are valida
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from lc_assets.lib.generation.masking import Paragraph, windows_of
-from lc_assets.lib.generation.prompts import INSTRUCTION_TEXTS
-from lc_assets.lib.generation.validate import (
-    QuestionIndex,
-    ValidationConfig,
-    claim_words,
-    content_words,
-    quotable_pieces,
-    validate_output,
-)
+from lc_assets.lib.generation.validate import claim_words, content_words, quotable_pieces, validate_output
+from lc_assets_tests.generation.labelled_attempts import RUN_CONFIG, judge_attempt, load_attempts
 
-FIXTURE = Path(__file__).parent / "data" / "rust_book_attempts.jsonl"
-ROWS = {r["prompt_id"]: r for r in map(json.loads, FIXTURE.read_text().splitlines())}
-# the run's validation bounds (run.yaml of the Rust book run)
-CONFIG = ValidationConfig(max_question_chars=200, max_answer_chars=300, max_quote_chars=200)
+ROWS = load_attempts("rust_book")
 A, B, C = "287c7e6b7564422d8d53387626f0bfc2", "3ad04af0ab4367d9619ae051bbbb0214", "dcc3223573f31685a8321f3a88208a5c"
 
 
 def judge(prompt_id: str):
-    row = ROWS[prompt_id]
-    windows = tuple(
-        w for shown in row["windows"] for w in windows_of([Paragraph(i, "", s, e, text, 0) for i, s, e, text in shown])
-    )
-    return validate_output(
-        row["raw_text"],
-        windows,
-        question_index=QuestionIndex(row["earlier_questions"]),
-        long_range=row["long_range"],
-        instructions=INSTRUCTION_TEXTS,
-        source_language="en",
-        config=CONFIG,
-        title=row["title"],
-        focus_window=row["focus_window"],
-    )
+    return judge_attempt(ROWS[prompt_id])
 
 
 def test_the_fixture_labels_every_attempt_of_the_run():
@@ -130,6 +102,6 @@ def test_a_lone_dot_or_range_operator_does_not_end_a_quotable_sentence():
 
 def test_an_answer_that_stops_on_this_is_unfinished():
     # accepted in the run, one character short of the answer's bound, so too_long did not see it
-    verdict = validate_output(ROWS[f"{C}:21"]["raw_text"], (), config=CONFIG, source_language="en")
+    verdict = validate_output(ROWS[f"{C}:21"]["raw_text"], (), config=RUN_CONFIG, source_language="en")
     assert verdict.reason == "degenerate"
     assert "We’ve chosen this" in verdict.detail

@@ -55,8 +55,13 @@ REJECTION_REASONS: dict[str, str] = {
     "evidence_off_focus": "a quote from another window than the one the step asked about (a backend that did not "
     "enforce the evidence choices)",
     "unsupported_answer": "an answer sentence whose content words or numbers are not in the evidence",
-    "subject_not_in_evidence": "an identifier the question or answer names (`name`, snake_case) is not in or just "
-    "before the evidence: the facts are pinned on another function",
+    "subject_not_in_evidence": "an identifier the question or answer names (`name`, snake_case, a dotted or called "
+    "name such as os.remove()) is not in or just before the evidence: the facts are pinned on another function",
+    "off_topic_evidence": "evidence the validator added to support the answer shares no word with the question, nor "
+    "does the evidence next to it: the answer was assembled from text about something else",
+    "number_mismatch": "a number of the answer counts another thing than the same number in the evidence "
+    "('eleven messages' where the text says 'eleven emails')",
+    "copied_line": "the answer is a quoted line of program output or code, word for word, not an answer",
 }
 
 QUESTION_KINDS = ("what", "why", "how", "compare", "list", "numeric", "multi_hop", "yes_no", "other")
@@ -1182,6 +1187,9 @@ def validate_output(
     ``focus_window``: the window (index into ``windows``) the prompt asked about: every model quote must lie in it
     (a grammar-constrained backend cannot quote elsewhere; completed sentences may come from any shown window).
     """
+    # the checks of grounding_checks use this module's word functions: imported here, not at the top (a cycle)
+    from lc_assets.lib.generation import grounding_checks
+
     cfg = config or ValidationConfig()
     memo = ShownTextMemo() if memo is None else memo
     obj = load_json_object(text)
@@ -1251,10 +1259,16 @@ def validate_output(
     dangling = _DANGLING_REFERENCE.search(question) or _MENTIONED.search(question)
     if dangling:
         return _reject("not_standalone", f"question says {dangling.group(0)!r}: {question[:80]!r}", **kw)
+    ordinal = grounding_checks.ordinal_reference(question)
+    if ordinal:
+        return _reject("not_standalone", f"question says {ordinal!r}: {question[:80]!r}", **kw)
     for part, value in (("question", question), ("answer", answer)):
         pointer = _POINTS_AT_PROMPT.search(value)
         if pointer:
             return _reject("not_standalone", f"{part} says {pointer.group(0)!r}: {value[:80]!r}", **kw)
+        shown_code = grounding_checks.points_at_shown_code(value)
+        if shown_code:
+            return _reject("not_standalone", f"{part} says {shown_code!r}: {value[:80]!r}", **kw)
 
     texts = [w.text for w in windows]
     if cfg.check_language and source_language != UNDETERMINED_LANGUAGE:
@@ -1375,18 +1389,30 @@ def validate_output(
                     f"the quote from window {win_i} is not used by the question or answer",
                     **{**kw, "spans": tuple(spans), "support": support},
                 )
-    spans = used_spans(tuple(spans), question, answer)
+    kept = used_spans(tuple(spans), question, answer)
+    if len(kept) < len(spans):  # a quote dropped as decoration must not have been what supported the answer
+        lost = grounding_checks.support_without_decoration(
+            answer, kept, title, given, pool_numbers, cfg.min_sentence_support
+        )
+        if lost:
+            return _reject("unsupported_answer", lost, **{**kw, "spans": kept, "support": support})
+    spans = kept
     # Qwen on cpython-email: "the header encoding in the `__repr__` function" -- __repr__ was shown, eight paragraphs
     # away from the header_encode docstring it quoted
     near = subject_context(spans, windows) + "\n" + (title or "").lower()
     # a dotted name (`Charset.header_encode`) is found by its last part: the class is named far above its methods
     absent = sorted(n for n in named_identifiers(f"{question}\n{answer}") if n.rsplit(".", 1)[-1].lower() not in near)
+    # os.remove() named plainly: its last part must be there as code, "remove" as a word is not enough
+    absent += [n for n in grounding_checks.unplaced_dotted_names(question, answer, near) if n not in absent]
     if absent:
         return _reject(
             "subject_not_in_evidence",
             f"{', '.join(absent)} not in or just before the evidence",
             **{**kw, "spans": spans, "support": support},
         )
+    found = grounding_checks.grounding_failure(question, answer, spans, windows)
+    if found is not None:
+        return _reject(found[0], found[1], **{**kw, "spans": spans, "support": support})
     cited = {s.window_index for s in spans}
     kind = classify_question_kind(question, answer, len(cited))
     return ValidatedQA(question, answer, quotes, tuple(spans), kind, model_kind, support)
