@@ -101,11 +101,12 @@ def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Connect
     which would wait for the judging thread to hand over the interpreter lock (up to 5 ms per verdict)."""
     tokenizer: TextTokenizer | None = _next(tasks, parent_pid)
     sections: dict[str, tuple[ShownTextMemo, QuestionIndex, tuple[Paragraph, ...]]] = {}
+    idle = 0.0  # wall seconds spent waiting for tasks, from the first task on
+    item = _next(tasks, parent_pid)
     while True:
-        item = _next(tasks, parent_pid)
         if item is None:  # the stop (or an orphan's end)
             if not _orphaned(parent_pid):
-                verdicts.send((worker, time.process_time(), None, None, None))
+                verdicts.send((worker, time.process_time(), idle, None, None, None))
             return
         for entry in item:
             if isinstance(entry, str):  # the section closed
@@ -132,7 +133,10 @@ def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Connect
                 error = traceback.format_exc()
             # one verdict per message, at once: the loop waits for verdicts (batches of 8 left both it and the
             # worker idle ~40% of the time)
-            verdicts.send((worker, time.process_time(), task.key, verdict, error))
+            verdicts.send((worker, time.process_time(), idle, task.key, verdict, error))
+        waited = time.monotonic()
+        item = _next(tasks, parent_pid)
+        idle += time.monotonic() - waited
 
 
 @contextlib.contextmanager
@@ -176,12 +180,18 @@ class JudgePool:
         self._load = [0] * workers  # sections pinned per worker
         self._batches: dict[int, list[JudgeTask | _OpenSection | str]] = {}
         self._cpu = [0.0] * workers  # CPU seconds each worker reported last
+        self._idle = [0.0] * workers  # wall seconds each worker waited for tasks (reported last)
         self.pending = 0
 
     @property
     def cpu_seconds(self) -> float:
-        """CPU time the workers spent (as of their last batch of verdicts; all of it after :meth:`close`)."""
+        """CPU time the workers spent (as of their last verdict; all of it after :meth:`close`)."""
         return sum(self._cpu)
+
+    @property
+    def idle_seconds(self) -> float:
+        """Wall time the workers waited for a task after their first (as of their last verdict)."""
+        return sum(self._idle)
 
     def submit(
         self,
@@ -241,13 +251,13 @@ class JudgePool:
     def _receive(self, worker: int) -> list[tuple[str, Verdict]]:
         """One message of a worker: its CPU time so far and a verdict (an end-of-file: it died)."""
         try:
-            _, cpu, key, verdict, error = self._readers[worker].recv()
+            _, cpu, idle, key, verdict, error = self._readers[worker].recv()
         except EOFError:
             self._alive[worker] = False
             proc = self._procs[worker]
             proc.join(timeout=1)
             raise JudgeWorkerError(f"judge worker {proc.name} died (exit code {proc.exitcode})") from None
-        self._cpu[worker] = cpu
+        self._cpu[worker], self._idle[worker] = cpu, idle
         if key is None:  # its last report, on the stop
             return []
         self.pending -= 1
@@ -272,7 +282,7 @@ class JudgePool:
             for conn in wait(self._live_readers(), 0.05):
                 worker = self._readers.index(conn)
                 try:
-                    _, self._cpu[worker], *_ = conn.recv()
+                    _, self._cpu[worker], self._idle[worker], *_ = conn.recv()
                 except EOFError:  # exited after its last report
                     self._alive[worker] = False
         for proc in self._procs:

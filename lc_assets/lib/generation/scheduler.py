@@ -419,6 +419,7 @@ class _Run:
             if self.judges is not None:
                 self.judges.close()
                 self.phase["judge_workers_cpu"] += self.judges.cpu_seconds
+                self.phase["judge_workers_idle_wall"] += self.judges.idle_seconds
             self.phase["prepare_sections_wall (admission thread)"] += admission.prepare_seconds
             self.phase["prepare_sections_cpu (admission thread)"] += admission.prepare_cpu_seconds
             self.phase["loop_thread_cpu"] += _cpu() - loop_cpu  # all of it: the phases above and the loop's own
