@@ -14,7 +14,7 @@ import logging
 import operator
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from lc_assets.lib.generation.admission import Admission, SectionPreparer, SectionState, SectionTask
@@ -40,6 +40,10 @@ from lc_assets.lib.tokenizer import TextTokenizer
 
 log = logging.getLogger(__name__)
 
+#: verdicts settled per loop turn: the steps they launch are judged as soon as the turn ends, so the judge worker
+#: works on them while the loop records the rest (settling every verdict that came back at once left the worker
+#: idle until the loop had recorded them all)
+_VERDICTS_PER_TURN = 4
 #: how often requests in flight are checked against request_timeout_s
 _TIMEOUT_CHECK_S = 1.0
 #: phases are measured in CPU time of the loop thread (wall time would count other processes' load)
@@ -116,6 +120,7 @@ class _Run:
         # outputs with a judge worker (request id -> attempt, result); their sections count as in flight
         self.judging: dict[str, tuple[StepAttempt, GenerationResult]] = {}
         self.judges: JudgePool | None = None
+        self.verdicts: deque[tuple[str, Verdict]] = deque()  # back from the judge workers, not settled yet
         self.active: dict[str, SectionState] = {}  # admitted and still growing
         self.results: list[SectionResult] = []  # sections that stopped growing (small: no text, no pairs)
         self.pairs = 0
@@ -292,14 +297,17 @@ class _Run:
         self._judged(att, res, verdict, self._timed("judge", t))
 
     def _collect_verdicts(self, timeout: float) -> None:
-        """Settle the verdicts the judge workers sent back (waiting up to ``timeout`` for the first)."""
+        """Settle up to ``_VERDICTS_PER_TURN`` verdicts the judge workers sent back (waiting up to ``timeout`` for
+        the first when none are left from an earlier turn)."""
         assert self.judges is not None
         t, wall = _cpu(), time.monotonic()
         self.judges.send()
-        verdicts = self.judges.ready(timeout)
+        if not self.verdicts:
+            self.verdicts.extend(self.judges.ready(timeout))
         self.phase["judge_wait_wall"] += time.monotonic() - wall  # the loop idle for want of verdicts, mostly
         t = self._timed("judge", t)
-        for key, verdict in verdicts:
+        for _ in range(min(len(self.verdicts), _VERDICTS_PER_TURN)):
+            key, verdict = self.verdicts.popleft()
             found = self.judging.pop(key, None)
             if found is not None:  # None: dropped when the stop's grace period ended
                 self._judged(*found, verdict, t)
@@ -394,6 +402,7 @@ class _Run:
                         self.counters["aborted"] += 1
                     self.in_flight.clear()
                     self.judging.clear()
+                    self.verdicts.clear()
                     break
                 if self.judging:
                     # nothing at the engine: wait for verdicts; else look, and give the engine a moment below
@@ -402,7 +411,11 @@ class _Run:
                 if self.in_flight:  # (only verdicts pending: no engine to wait for; progress still goes out)
                     room = not self.stopping and not admission.exhausted and self._busy() < self.cap
                     wait_s = min(self.s.poll_s, 0.02) if room else self.s.poll_s
-                    results = self.backend.wait(timeout=min(wait_s, 0.002) if self.judging else wait_s)
+                    if self.verdicts:  # verdicts left to settle: take what the engine has, without waiting
+                        wait_s = 0.0
+                    elif self.judging:
+                        wait_s = min(wait_s, 0.002)
+                    results = self.backend.wait(timeout=wait_s)
                     t = self._timed("wait", t)
                     for res in results:
                         att = self.in_flight.pop(res.request_id, None)
