@@ -111,8 +111,8 @@ def test_a_dead_worker_stops_the_run_loudly():
         os.kill(pool._procs[0].pid, signal.SIGKILL)
         pool._procs[0].join(5)
         pool.submit("k2", _context(), GenerationResult("k2", ok, 1, 1, "stop", 0.0), [], _PARAGRAPHS)
-        pool.send()
         with pytest.raises(JudgeWorkerError, match=r"lc-judge-0 died \(exit code -9\)"):
+            pool.send()  # (the task pipe's broken end says it here already)
             for _ in range(50):
                 pool.ready(timeout=0.1)
 
@@ -163,3 +163,33 @@ def test_workers_of_a_killed_parent_exit(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_full_pipes_neither_block_the_loop_nor_deadlock():
+    # ~1 MB of tasks, far more than a pipe holds (64 KB): send() writes what the pipe takes and returns; the rest
+    # goes on while ready() waits, and the worker (blocked on a full verdict pipe meanwhile) is read: every verdict
+    # comes back, in order
+    import time
+
+    paragraphs = tuple(Paragraph(i, f"p{i:05d}", 100 * i, 100 * i + len(_TEXT), _TEXT, 20) for i in range(2000))
+    window = MaskWindow(paragraphs[:1])
+    context = StepContext("s", 0, (window,), (), QuestionIndex(), False, "und", small_config())
+    answer = "The parser reads the header line first. " * 20
+    keys = [f"k{i}" for i in range(600)]
+    with JudgePool(small_config(), 1) as pool:
+        for key in keys:
+            text = json.dumps(
+                {"evidence": ["The parser reads the header line first."], "question": key, "answer": answer}
+            )
+            pool.submit(key, context, GenerationResult(key, text, 1, 1, "stop", 0.0), [], paragraphs)
+        t0 = time.monotonic()
+        pool.send()
+        assert time.monotonic() - t0 < 1.0  # did not wait for the worker to read
+        assert pool._tasks[0].pending  # the pipe did not take it all
+        time.sleep(1.0)  # the worker judges what it got and fills the verdict pipe
+        got: list[str] = []
+        deadline = time.monotonic() + 120
+        while len(got) < len(keys) and time.monotonic() < deadline:
+            got += [k for k, _ in pool.ready(timeout=0.1)]
+        assert got == keys
+        assert not pool._tasks[0].pending

@@ -15,6 +15,13 @@ Verdicts are the same as :func:`judging.judge_output` in the loop (tested).
 
 Processes are started with ``spawn`` (the loop process runs threads: a fork could copy a held lock)
 and fail loudly: a worker's exception comes back with its traceback; a dead worker stops the run.
+
+Tasks go to a worker through a plain pipe the loop thread writes itself, without blocking: what the pipe cannot
+take yet waits in the loop's buffer and goes on with the next send or while the loop waits for verdicts. A
+``multiprocessing.Queue`` hands its messages to a feeder thread, which needs the interpreter lock the loop,
+lineage writer and admission threads hold (up to a 5 ms switch interval each time): the worker ran out of tasks
+while they waited there. The loop never blocks on a full task pipe, so a worker blocked on a full verdict pipe
+is always read: no deadlock.
 """
 
 from __future__ import annotations
@@ -22,11 +29,14 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import queue
+import pickle
+import select
+import struct
 import sys
 import time
 import traceback
 import types
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
@@ -82,30 +92,72 @@ def _orphaned(parent_pid: int) -> bool:
     return os.getppid() != parent_pid
 
 
-def _next(tasks: Any, parent_pid: int) -> Any:
-    """The next message, waiting in slices so that a killed parent is noticed within a second: the queue's
-    pipe never ends, since this process holds its write end too."""
-    while True:
-        try:
-            return tasks.get(timeout=1.0)
-        except queue.Empty:
-            if _orphaned(parent_pid):
-                return None
+def _next(tasks: Connection, parent_pid: int) -> Any:
+    """The next message, or None when the parent is gone: its end of the pipe closed, or (should another process
+    hold that end) this process handed to init, checked every second."""
+    while not tasks.poll(1.0):
+        if _orphaned(parent_pid):
+            return None
+    try:
+        return tasks.recv()
+    except EOFError:
+        return None
 
 
-def _worker(worker: int, config: GenerationConfig, tasks: Any, verdicts: Connection, parent_pid: int) -> None:
+class _TaskPipe:
+    """The loop's end of a worker's task pipe: a message is pickled on the calling thread and written at once as
+    far as the pipe takes it (non-blocking); the rest waits here and goes on with :meth:`flush`. Framed as
+    :class:`multiprocessing.connection.Connection` frames its messages, so the worker reads it with ``recv``."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn  # owns the file descriptor
+        self.fd = conn.fileno()
+        os.set_blocking(self.fd, False)
+        self._out: deque[memoryview] = deque()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._out)
+
+    def put(self, message: object) -> None:
+        """Queue the message (written by :meth:`flush`)."""
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        n = len(data)
+        header = struct.pack("!i", n) if n <= 0x7FFFFFFF else struct.pack("!iQ", -1, n)
+        self._out += (memoryview(header), memoryview(data))
+
+    def flush(self) -> None:
+        """Write what the pipe takes now (raises BrokenPipeError when the worker's end is closed)."""
+        out = self._out
+        while out:
+            try:
+                written = os.writev(self.fd, list(out)[:64])
+            except BlockingIOError:
+                return
+            while written and written >= len(out[0]):
+                written -= len(out.popleft())
+            if written:
+                out[0] = out[0][written:]
+                return  # the pipe is full
+
+    def close(self) -> None:
+        self._out.clear()
+        self.conn.close()
+
+
+def _worker(worker: int, config: GenerationConfig, tasks: Connection, verdicts: Connection, parent_pid: int) -> None:
     """A judge process: tasks in order, per-section memo and question index, verdicts as they are made (each with
-    the worker's CPU seconds so far, for the run's accounting). The first message is the target tokenizer
-    (or None): ~7 MB pickled, it comes through the queue's feeder thread, so starting a worker does not
-    hold up the loop. Verdicts are written to a pipe from this thread, not through a queue's feeder thread,
-    which would wait for the judging thread to hand over the interpreter lock (up to 5 ms per verdict)."""
+    the worker's CPU seconds so far and the time it waited for tasks, for the run's accounting). The first message
+    is the target tokenizer (or None): ~7 MB pickled, it goes through the pipe while the loop works on, so starting
+    a worker does not hold up the loop. Verdicts are written to a pipe from this thread, not through a queue's
+    feeder thread, which would wait for the judging thread to hand over the interpreter lock (up to 5 ms each)."""
     tokenizer: TextTokenizer | None = _next(tasks, parent_pid)
     sections: dict[str, tuple[ShownTextMemo, QuestionIndex, tuple[Paragraph, ...]]] = {}
     idle = 0.0  # wall seconds spent waiting for tasks, from the first task on
     item = _next(tasks, parent_pid)
     while True:
         if item is None:  # the stop (or an orphan's end)
-            if not _orphaned(parent_pid):
+            with contextlib.suppress(OSError):  # a parent that is gone reads no report
                 verdicts.send((worker, time.process_time(), idle, None, None, None))
             return
         for entry in item:
@@ -160,21 +212,24 @@ class JudgePool:
         if workers < 1:
             raise ValueError(f"a judge pool needs at least one worker, got {workers}")
         ctx = multiprocessing.get_context("spawn")
-        self._queues = [ctx.Queue() for _ in range(workers)]
+        task_pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]
         pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]
         self._readers: list[Connection] = [r for r, _ in pipes]
         self._procs = [
-            ctx.Process(target=_worker, args=(i, config, q, w, os.getpid()), name=f"lc-judge-{i}", daemon=True)
-            for i, (q, (_, w)) in enumerate(zip(self._queues, pipes, strict=True))
+            ctx.Process(target=_worker, args=(i, config, tr, w, os.getpid()), name=f"lc-judge-{i}", daemon=True)
+            for i, ((tr, _), (_, w)) in enumerate(zip(task_pipes, pipes, strict=True))
         ]
         with _without_main_module():
             for proc in self._procs:
                 proc.start()
-        for _, w in pipes:
+        for (tr, _), (_, w) in zip(task_pipes, pipes, strict=True):
+            tr.close()  # the worker holds the task pipe's read end: this process's exit is an end-of-file there
             w.close()  # the worker holds the write end: its exit is an end-of-file here
+        self._tasks = [_TaskPipe(tw) for _, tw in task_pipes]
         self._alive = [True] * workers
-        for q in self._queues:
-            q.put(target_tokenizer)
+        for pipe in self._tasks:
+            pipe.put(target_tokenizer)
+        self._flush()
         self._owner: dict[str, int] = {}  # section id -> worker
         self._synced: dict[str, int] = {}  # section id -> questions the worker has
         self._load = [0] * workers  # sections pinned per worker
@@ -227,20 +282,47 @@ class JudgePool:
             self._batches.setdefault(worker, []).append(section_id)
 
     def send(self) -> None:
-        """Hand the queued tasks to their workers (one message per worker)."""
+        """Hand the queued tasks to their workers (one message per worker; what a full pipe does not take now
+        goes on with the next call or while :meth:`ready` waits)."""
         for worker, batch in self._batches.items():
-            self._queues[worker].put(batch)
+            self._tasks[worker].put(batch)
         self._batches.clear()
+        self._flush()
+
+    def _flush(self) -> None:
+        for worker, pipe in enumerate(self._tasks):
+            if pipe.pending and self._alive[worker]:
+                try:
+                    pipe.flush()
+                except BrokenPipeError:
+                    proc = self._procs[worker]
+                    proc.join(timeout=1)
+                    raise JudgeWorkerError(f"judge worker {proc.name} died (exit code {proc.exitcode})") from None
 
     def ready(self, timeout: float = 0.0) -> list[tuple[str, Verdict]]:
-        """Verdicts back so far (waiting up to ``timeout`` for the first when none are)."""
+        """Verdicts back so far (waiting up to ``timeout`` for the first when none are, writing the tasks a full
+        pipe held back as the workers read)."""
         out: list[tuple[str, Verdict]] = []
         if not self.pending:
             return out
-        for conn in wait(self._live_readers(), timeout):
-            worker = self._readers.index(conn)
-            while self._alive[worker] and conn.poll():
-                out += self._receive(worker)
+        deadline = time.monotonic() + timeout
+        while True:
+            self._flush()
+            poller = select.poll()
+            for worker, (conn, pipe) in enumerate(zip(self._readers, self._tasks, strict=True)):
+                if self._alive[worker]:
+                    poller.register(conn.fileno(), select.POLLIN)
+                    if pipe.pending:
+                        poller.register(pipe.fd, select.POLLOUT)
+            left = deadline - time.monotonic()
+            events = poller.poll(max(0, int(left * 1000 + 0.999)))  # milliseconds, rounded up
+            readable = {fd for fd, ev in events if not ev & select.POLLOUT}
+            for worker, conn in enumerate(self._readers):
+                if self._alive[worker] and conn.fileno() in readable:
+                    while self._alive[worker] and conn.poll():
+                        out += self._receive(worker)
+            if out or time.monotonic() >= deadline:
+                break
         if not out and timeout > 0:
             self._check_alive()
         return out
@@ -272,13 +354,13 @@ class JudgePool:
 
     def close(self) -> None:
         """Stop the workers, reading their last reports (CPU time) until each pipe ends."""
-        for q in self._queues:
-            try:
-                q.put(None)
-            except (OSError, ValueError):
-                pass
+        for pipe in self._tasks:
+            pipe.put(None)
         deadline = time.monotonic() + 5
         while any(self._alive) and time.monotonic() < deadline:
+            for pipe in self._tasks:
+                with contextlib.suppress(OSError):  # a dead worker: its pipe's end-of-file below says so
+                    pipe.flush()
             for conn in wait(self._live_readers(), 0.05):
                 worker = self._readers.index(conn)
                 try:
@@ -291,9 +373,8 @@ class JudgePool:
                 proc.terminate()
         for conn in self._readers:
             conn.close()
-        for q in self._queues:
-            q.close()
-            q.cancel_join_thread()  # tasks nobody will read must not hold up the exit
+        for pipe in self._tasks:
+            pipe.close()  # tasks nobody will read are dropped
 
     def __enter__(self) -> JudgePool:
         return self
