@@ -91,6 +91,34 @@ def test_local_html_pages_are_read_as_their_text(tmp_path: Path):
     assert skips == {"undeclared.html": "undecodable", "markup.xhtml": "empty"}
 
 
+def test_heading_permalinks_and_page_chrome_are_not_part_of_the_text(tmp_path: Path):
+    # Sphinx ends headings with a "¶" link, Node.js's docs with a "#" one: models quoted "writable.write(chunk)#"
+    sphinx = (
+        "<h2>os.remove(path)<a class='headerlink' href='#os.remove' title='Permalink'>\u00b6</a></h2>"
+        "<p>Remove (delete) the file <a href='#os.unlink'>unlink()</a> and see <a href='#fn1'>[1]</a>.</p>"
+    )
+    node = (
+        "<h3>writable.write(chunk)<span><a class='mark' href='#writable-write' id='w'>#</a></span>"
+        "<a aria-hidden='true' class='legacy' id='stream_w'></a></h3><p>Use <a href='other.html#x'>#</a> "
+        "the <code>#</code> sign.</p>"
+    )
+    # page chrome around it, as Sphinx, DocBook and Node.js mark it: sidebars, "Prev Up Next", tables of contents
+    sphinx = (
+        "<div class='related' role='navigation'><ul><li><a href='genindex.html'>index</a></li></ul></div>"
+        "<div class='navheader'><table><tr><td>Prev</td><td>Up</td></tr></table></div>"
+        "<div class='toc'><dl class='toc'><dt>9.4.1. <a href='#f'>format</a></dt><dl class='toc'><dt>x</dt></dl></dl>"
+        "<br/></div>" + sphinx + "<div class='sphinxsidebar' role='navigation'><h3>Table of Contents</h3><div>"
+        "<ul><li>os</li></ul></div></div><div class='footer'>&copy; Copyright 2001.</div><p>Last.</p>"
+    )
+    (tmp_path / "sphinx.html").write_text(sphinx, encoding="utf-8")
+    (tmp_path / "node.html").write_text(node, encoding="utf-8")
+    docs, _ = _split(list(iter_source(SourceSpec(kind="local", path=str(tmp_path)))))
+    text = {d.source: d.text for d in docs}
+    assert text["sphinx.html"] == "os.remove(path)\n\nRemove (delete) the file unlink() and see [1].\n\nLast.\n"
+    # a "#" that links to another page, or is plain text, is content
+    assert text["node.html"] == "writable.write(chunk)\n\nUse # the # sign.\n"
+
+
 def test_unreadable_file_is_skipped_with_reason(corpus_dir: Path, monkeypatch):
     real = Path.read_bytes
 

@@ -106,10 +106,19 @@ def test_invalid_output_is_retried_then_recorded_as_failure(scripted, target_tok
 def test_duplicate_questions_are_rejected(scripted, target_tokenizer):
     scripted.script = lambda req: Reply(grounded_text(req, question="What is the same thing?"))
     sink = MemorySink()
+    events = []
     summary = GenerationScheduler(
-        scripted, _cfg(max_consecutive_failed_steps=3, max_retries_per_step=1), sink, target_tokenizer
+        scripted,
+        _cfg(max_consecutive_failed_steps=3, max_retries_per_step=1),
+        sink,
+        target_tokenizer,
+        progress=events.append,
+        progress_every_s=0,
     ).run([make_section("d")])
     assert [r.status for r in sink.records] == ["ok", "failed", "failed", "failed"]
+    # the progress line says why steps fail while the run goes on
+    assert events[-1].failure_reasons == (("duplicate_question", 3),)
+    assert "pairs 1 (yield 25%), failed steps 3 (duplicate_question 3)" in str(events[-1])
     assert all(r.failure_reason.startswith("duplicate_question") for r in sink.records[1:])
     # every refused attempt is kept with its code and raw output (2 attempts per failed step), never as a pair
     assert [len(r.rejected) for r in sink.records] == [0, 2, 2, 2]

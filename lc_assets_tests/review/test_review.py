@@ -7,7 +7,14 @@ import json
 import pytest
 
 from lc_assets.cli import main
-from lc_assets.lib.lineage.review import PairReview, candidate_ids, effective_reviews, load_items, sample_candidate_ids
+from lc_assets.lib.lineage.review import (
+    PairReview,
+    candidate_ids,
+    effective_reviews,
+    load_items,
+    newest_config_with_pairs,
+    sample_candidate_ids,
+)
 from lc_assets.lib.review import (
     ReviewConfig,
     VerdictFileError,
@@ -216,3 +223,11 @@ def test_agreement_on_a_hand_made_case():
     assert one_sided.agreement == 1.0 and one_sided.kappa is None  # chance agreement is 1: kappa undefined
     with pytest.raises(ValueError, match="unknown judgement"):
         agreement([("accepted", "maybe")])
+
+
+def test_the_default_generation_config_is_the_newest_with_pairs_of_the_shard(lineage):
+    # report and review default to the newest config overall; the model judge to the newest of its shard
+    store = lineage.store
+    assert newest_config_with_pairs(store) == GEN
+    assert newest_config_with_pairs(store, "test") == GEN
+    assert newest_config_with_pairs(store, "another-shard") is None

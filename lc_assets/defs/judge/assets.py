@@ -24,12 +24,12 @@ from lc_assets.lib.lineage.judge import (
     JudgeCounts,
     count_judgements,
     judgements_of,
-    newest_generation_config_of_shard,
     pairs_to_judge,
     record_judge_config,
     rejected_examples,
     shard_pair_ids,
 )
+from lc_assets.lib.lineage.review import newest_config_with_pairs
 
 CHECK_REJECTED = "judge_rejected_share"
 CHECK_ERRORS = "judge_errors"
@@ -107,7 +107,7 @@ def judged_qa_pairs(
     store = lineage.store()
     by_generation: dict[str, list[str]] = defaultdict(list)
     for shard in context.partition_keys:
-        gen_hash = config.generation_config_hash or newest_generation_config_of_shard(store, shard)
+        gen_hash = config.generation_config_hash or newest_config_with_pairs(store, shard)
         if gen_hash is not None:
             by_generation[gen_hash] += shard_pair_ids(store, shard, gen_hash)
     n_pairs = sum(len(v) for v in by_generation.values())

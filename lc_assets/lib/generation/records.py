@@ -182,6 +182,8 @@ class ProgressEvent:
     prompt_tokens: int
     completion_tokens: int
     elapsed_s: float
+    # failed steps by refusal code, most frequent first: a run refusing most steps says why while it runs
+    failure_reasons: tuple[tuple[str, int], ...] = ()
 
     @property
     def completion_tokens_per_s(self) -> float:
@@ -189,10 +191,14 @@ class ProgressEvent:
 
     def __str__(self) -> str:
         total = "?" if self.sections_total is None else self.sections_total
+        reasons = ", ".join(f"{code} {n}" for code, n in self.failure_reasons[:3])
+        more = ", ..." if len(self.failure_reasons) > 3 else ""
+        steps = self.pairs + self.failed_steps
+        yield_ = f" (yield {self.pairs / steps:.0%})" if steps else ""
         return (
-            f"sections {self.sections_done}/{total} done ({self.sections_in_flight} growing), pairs {self.pairs}, "
-            f"failed steps {self.failed_steps}, requests in flight {self.in_flight}, "
-            f"{self.completion_tokens_per_s:.1f} output tok/s"
+            f"sections {self.sections_done}/{total} done ({self.sections_in_flight} growing), pairs {self.pairs}"
+            f"{yield_}, failed steps {self.failed_steps}{f' ({reasons}{more})' if reasons else ''}, "
+            f"requests in flight {self.in_flight}, {self.completion_tokens_per_s:.1f} output tok/s"
         )
 
 

@@ -361,6 +361,7 @@ class _Run:
                 prompt_tokens=self.counters["prompt_tokens"],
                 completion_tokens=self.counters["completion_tokens"],
                 elapsed_s=now - self.t0,
+                failure_reasons=tuple(self.failures.most_common()),
             )
         )
 

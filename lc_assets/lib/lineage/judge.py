@@ -33,17 +33,6 @@ def shard_pair_ids(store: LineageStore, shard: str, generation_config_hash: str)
     return [r[0] for r in rows]
 
 
-def newest_generation_config_of_shard(store: LineageStore, shard: str) -> str | None:
-    """The generation config whose newest pair of the shard is the newest (cross-pair configs only when named)."""
-    return store.scalar(
-        """SELECT q.config_hash FROM qa_pairs q JOIN sections s ON s.section_id = q.section_id
-           WHERE (s.shard = ? OR s.chunk_id IN (SELECT chunk_id FROM shard_chunks WHERE shard = ?))
-             AND q.config_hash NOT IN (SELECT config_hash FROM cross_sections)
-           GROUP BY 1 ORDER BY max(q.created_at) DESC, 1 LIMIT 1""",
-        [shard, shard],
-    )
-
-
 def pairs_to_judge(store: LineageStore, config_hash: str, pair_ids: Sequence[str]) -> list[str]:
     """`pair_ids` without those already judged under this judge config (a serving error is asked again)."""
     done = {

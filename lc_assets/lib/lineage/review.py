@@ -27,12 +27,20 @@ Verdict = Literal["accept", "reject", "fix"]
 VERDICTS: tuple[str, ...] = ("accept", "reject", "fix")
 
 
-def newest_config_with_pairs(store: LineageStore) -> str | None:
-    """The generation config whose newest pair is the newest of all (the default of report and review); cross
-    section configs only when named (`--generation-config`), as packing packs the base config's sections."""
+def newest_config_with_pairs(store: LineageStore, shard: str | None = None) -> str | None:
+    """The generation config whose newest pair (of `shard`'s chunks, when given) is the newest (the default of
+    report, review and the model judge); cross section configs only when named (`--generation-config`), as
+    packing packs the base config's sections."""
+    in_shard = (
+        """ AND section_id IN (SELECT section_id FROM sections
+             WHERE shard = ? OR chunk_id IN (SELECT chunk_id FROM shard_chunks WHERE shard = ?))"""
+        if shard is not None
+        else ""
+    )
     return store.scalar(
-        "SELECT config_hash FROM qa_pairs WHERE config_hash NOT IN (SELECT config_hash FROM cross_sections) "
-        "GROUP BY 1 ORDER BY max(created_at) DESC, 1 LIMIT 1"
+        "SELECT config_hash FROM qa_pairs WHERE config_hash NOT IN (SELECT config_hash FROM cross_sections)"
+        f"{in_shard} GROUP BY 1 ORDER BY max(created_at) DESC, 1 LIMIT 1",
+        [shard, shard] if shard is not None else None,
     )
 
 
