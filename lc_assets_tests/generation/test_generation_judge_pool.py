@@ -73,6 +73,25 @@ def test_worker_verdicts_equal_the_loops(target_tokenizer):
     assert {"invalid_json", "duplicate_question", "evidence_missing", "backend_error"} <= reasons
 
 
+def test_verdicts_left_for_later_loop_turns_change_nothing(target_tokenizer, monkeypatch):
+    # the loop settles a few verdicts per turn and keeps the rest for the next turns: with one per turn, every
+    # verdict that comes back with another waits a turn, and the records are still those of judging in the loop
+    from lc_assets.lib.generation import scheduler
+
+    inline = _comparable(_run(target_tokenizer, 0))
+    monkeypatch.setattr(scheduler, "_VERDICTS_PER_TURN", 1)
+    left = []
+    collect = scheduler._Run._collect_verdicts
+
+    def counting(self, timeout):
+        collect(self, timeout)
+        left.append(len(self.verdicts))
+
+    monkeypatch.setattr(scheduler._Run, "_collect_verdicts", counting)
+    assert _comparable(_run(target_tokenizer, 1)) == inline
+    assert max(left) >= 1  # verdicts did wait for a later turn
+
+
 def test_judge_workers_are_not_part_of_the_generation_hash():
     assert small_config(judge_workers=0).config_hash() == small_config(judge_workers=3).config_hash()
 
