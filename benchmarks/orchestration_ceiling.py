@@ -25,7 +25,9 @@ prepared while the loop already runs) and the final commit + merge are inside it
 admission threads share one interpreter lock), its threads (``phase_ms_per_step.loop_thread_cpu``,
 ``writer_commit_cpu_ms_per_step``, ``phase_ms_per_step.prepare_sections_cpu (admission thread)``) and
 ``parent_other_threads_cpu_ms_per_step`` (the tokenizer's threads counting paragraphs at admission, DuckDB's own
-threads, the judge queue's feeder thread, the merge).
+threads, the merge). The pipeline: ``attempts_per_step`` (requests, and so judged outputs, per step: a refused output
+is retried), ``phase_ms_per_step.judge_wait_wall`` (the loop idle for want of verdicts) and
+``phase_ms_per_step.judge_workers_idle_wall`` (the judge workers idle for want of tasks).
 """
 
 from __future__ import annotations
@@ -281,8 +283,7 @@ def one_run(variant: str, args: argparse.Namespace, tok: TextTokenizer, cache: P
     for phase, seconds in sorted(summary.phase_seconds.items()):
         out[f"phase_ms_per_step.{phase}"] = 1000 * seconds / steps
     # the generation process without its judge workers, and what of it is not the loop, writer or admission
-    # thread: the backend's batched counts on the tokenizer's threads (at admission), the judge queue's feeder
-    # thread, DuckDB's own threads, the merge
+    # thread: the backend's batched counts on the tokenizer's threads (at admission), DuckDB's own threads, the merge
     phases = summary.phase_seconds
     parent = cpu - phases.get("judge_workers_cpu", 0.0)
     out["parent_cpu_ms_per_step"] = 1000 * parent / steps
