@@ -114,6 +114,44 @@ def off_topic_completion(question: str, spans: Sequence[EvidenceSpan], windows: 
     return None
 
 
+def answer_beside_question(
+    question: str, answer: str, spans: Sequence[EvidenceSpan], windows: Sequence[MaskWindow]
+) -> str | None:
+    """The answer's own words come only from quotes that share no word with the question and sit apart from
+    (not in or next to the paragraph of) the quotes that do: the question is asked about one passage and answered
+    from another. "Why is the term '# leader' used for quotations in hacker speech style?" quoted the Jargon File's
+    "# leader used for quotations" sentence, and answered with the "closest hackish equivalent of the Valspeak
+    'gag me with a spoon'" of the *barf* entry, shown in another window (2026-12-03, Node.js docs + Jargon File).
+    A definition below its heading, or one window's two halves of a comparison, is next to or shares the question's
+    words, and passes."""
+    if len(spans) < 2:
+        return None
+    asked = set(content_words(question, identifier_parts=True))
+    own = set(content_words(answer, identifier_parts=True)) - asked
+    if not own or not asked:
+        return None
+    on_question = [s for s in spans if not asked.isdisjoint(_evidence_words(s.source_text))]
+    answering = [s for s in spans if not own.isdisjoint(_evidence_words(s.source_text))]
+    if not on_question or not answering or any(s in on_question for s in answering):
+        return None
+    near = {(s.window_index, p + d) for s in on_question for p in _paragraphs_of(s, windows) for d in (-1, 0, 1)}
+    if any((s.window_index, p) in near for s in answering for p in _paragraphs_of(s, windows)):
+        return None
+    # the answering passage names the question's subject in code: `self.width > other.width && ...` inside
+    # `fn can_hold` answers "What is the condition that determines whether `rect1` can hold `rect2`?" (an English
+    # word of its paragraph does not count: the *barf* entry's "Term of disgust" is not about the term asked of)
+    for s in answering:
+        paras = windows[s.window_index].paragraphs
+        for p in _paragraphs_of(s, windows):
+            for text in (paras[p].text, paras[p - 1].text if p > 0 else ""):
+                if asked & (content_word_set(text, identifier_parts=True) - content_word_set(text)):
+                    return None
+    return (
+        f"the answer rests on {answering[0].source_text[:60]!r}, which shares no word with the question and is "
+        f"apart from {on_question[0].source_text[:60]!r}, the evidence the question is about"
+    )
+
+
 # -- a number attached to another noun ------------------------------------------------------------------------
 
 #: number words a small model writes for the digits or words of the text
@@ -367,7 +405,7 @@ def grounding_failure(
     detail = copied_output_line(answer, spans)
     if detail:
         return "copied_line", detail
-    detail = off_topic_completion(question, spans, windows)
+    detail = off_topic_completion(question, spans, windows) or answer_beside_question(question, answer, spans, windows)
     if detail:
         return "off_topic_evidence", detail
     return None
