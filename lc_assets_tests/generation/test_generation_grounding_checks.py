@@ -18,6 +18,7 @@ from lc_assets.lib.generation.grounding_checks import (
     ordinal_reference,
     points_at_shown_code,
     unplaced_dotted_names,
+    unsupported_negation,
     unsupported_superlative,
 )
 from lc_assets.lib.generation.masking import Paragraph, windows_of
@@ -261,5 +262,18 @@ def test_no_good_or_weak_pair_of_the_held_out_run_is_refused():
     kept = {pid for pid, v in verdicts.items() if v.ok}
     assert {pid for pid, r in NODE.items() if r["label"] in ("good", "weak")} <= kept
     assert not {pid for pid, r in NODE.items() if r["label"] == "right"} & kept
-    # five bad pairs pass every check: invented framing, garbled questions, a wrong answer type (docs/qa_quality.md)
-    assert len({pid for pid, r in NODE.items() if r["label"] == "bad"} & kept) == 5
+    # four bad pairs pass every check: invented framing, garbled questions, a wrong answer type (docs/qa_quality.md)
+    assert len({pid for pid, r in NODE.items() if r["label"] == "bad"} & kept) == 4
+
+
+def test_a_denial_of_something_the_evidence_never_mentions_is_refused():
+    verdict = judge_attempt(NODE["251180c5f4abf44e5d35f46ad8caf72d:24"])
+    assert verdict.reason == "unsupported_answer", verdict.failure
+    assert "'no restrictions on the' denies 'restriction'" in verdict.detail
+    # a denial the evidence states, or of the question's own subject, stands
+    quote = [span("Don't add the user site-packages directory to sys.path.")]
+    assert unsupported_negation("What does -s do?", "It does not add the user site-packages directory.", quote) is None
+    assert unsupported_negation("Can a lock be copied?", "No, a lock cannot be copied.", [span("Locks are kept.")]) is None
+    assert unsupported_negation("Is it fast?", "There are no limits on it.", quote) == (
+        "'no limits on it' denies 'limit', which the evidence does not mention"
+    )
