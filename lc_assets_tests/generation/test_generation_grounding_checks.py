@@ -273,7 +273,9 @@ def test_a_denial_of_something_the_evidence_never_mentions_is_refused():
     # a denial the evidence states, or of the question's own subject, stands
     quote = [span("Don't add the user site-packages directory to sys.path.")]
     assert unsupported_negation("What does -s do?", "It does not add the user site-packages directory.", quote) is None
-    assert unsupported_negation("Can a lock be copied?", "No, a lock cannot be copied.", [span("Locks are kept.")]) is None
+    assert (
+        unsupported_negation("Can a lock be copied?", "No, a lock cannot be copied.", [span("Locks are kept.")]) is None
+    )
     assert unsupported_negation("Is it fast?", "There are no limits on it.", quote) == (
         "'no limits on it' denies 'limit', which the evidence does not mention"
     )
