@@ -100,7 +100,7 @@ def test_heading_permalinks_and_page_chrome_are_not_part_of_the_text(tmp_path: P
     node = (
         "<h3>writable.write(chunk)<span><a class='mark' href='#writable-write' id='w'>#</a></span>"
         "<a aria-hidden='true' class='legacy' id='stream_w'></a></h3><p>Use <a href='other.html#x'>#</a> "
-        "the <code>#</code> sign.</p>"
+        "the <code>#</code> sign.</p><pre>w.write('a');</pre><button class='copy-button'>copy</button>"
     )
     # page chrome around it, as Sphinx, DocBook and Node.js mark it: sidebars, "Prev Up Next", tables of contents
     sphinx = (
@@ -116,7 +116,7 @@ def test_heading_permalinks_and_page_chrome_are_not_part_of_the_text(tmp_path: P
     text = {d.source: d.text for d in docs}
     assert text["sphinx.html"] == "os.remove(path)\n\nRemove (delete) the file unlink() and see [1].\n\nLast.\n"
     # a "#" that links to another page, or is plain text, is content
-    assert text["node.html"] == "writable.write(chunk)\n\nUse # the # sign.\n"
+    assert text["node.html"] == "writable.write(chunk)\n\nUse # the # sign.\n\nw.write('a');\n"
 
 
 def test_unreadable_file_is_skipped_with_reason(corpus_dir: Path, monkeypatch):

@@ -18,6 +18,7 @@ from lc_assets.lib.generation.grounding_checks import (
     ordinal_reference,
     points_at_shown_code,
     unplaced_dotted_names,
+    unsupported_negation,
     unsupported_superlative,
 )
 from lc_assets.lib.generation.masking import Paragraph, windows_of
@@ -235,3 +236,46 @@ def test_an_option_line_before_the_added_sentence_puts_it_on_the_question_s_subj
         else:
             assert verdict.reason == "off_topic_evidence"
     assert dotted_names("Which options does the init.d scripts support?") == set()  # a directory, not code
+
+
+# -- the held-out run: Node.js stream docs and the Jargon File, read after the checks above were written -----------
+
+NODE = load_attempts("node_jargon")
+JARGON = "7748ee2a626cd94bf3789752d23983cb"
+
+
+def test_the_held_out_fixture_labels_every_accepted_pair_of_its_run():
+    labels = [r["label"] for r in NODE.values()]
+    assert sum(r["stored_code"] is None for r in NODE.values()) == 23
+    assert {lab: labels.count(lab) for lab in set(labels)} == {"good": 6, "weak": 11, "bad": 6, "right": 1}
+
+
+def test_a_question_about_one_passage_answered_from_another_is_refused():
+    # "# leader" asked of one Jargon File sentence, answered with the *barf* entry shown in another window
+    verdict = judge_attempt(NODE[f"{JARGON}:25"])
+    assert verdict.reason == "off_topic_evidence", verdict.failure
+    assert "Valspeak" in verdict.detail and "# leader" in verdict.detail
+
+
+def test_no_good_or_weak_pair_of_the_held_out_run_is_refused():
+    verdicts = {pid: judge_attempt(row) for pid, row in NODE.items()}
+    kept = {pid for pid, v in verdicts.items() if v.ok}
+    assert {pid for pid, r in NODE.items() if r["label"] in ("good", "weak")} <= kept
+    assert not {pid for pid, r in NODE.items() if r["label"] == "right"} & kept
+    # four bad pairs pass every check: invented framing, garbled questions, a wrong answer type (docs/qa_quality.md)
+    assert len({pid for pid, r in NODE.items() if r["label"] == "bad"} & kept) == 4
+
+
+def test_a_denial_of_something_the_evidence_never_mentions_is_refused():
+    verdict = judge_attempt(NODE["251180c5f4abf44e5d35f46ad8caf72d:24"])
+    assert verdict.reason == "unsupported_answer", verdict.failure
+    assert "'no restrictions on the' denies 'restriction'" in verdict.detail
+    # a denial the evidence states, or of the question's own subject, stands
+    quote = [span("Don't add the user site-packages directory to sys.path.")]
+    assert unsupported_negation("What does -s do?", "It does not add the user site-packages directory.", quote) is None
+    assert (
+        unsupported_negation("Can a lock be copied?", "No, a lock cannot be copied.", [span("Locks are kept.")]) is None
+    )
+    assert unsupported_negation("Is it fast?", "There are no limits on it.", quote) == (
+        "'no limits on it' denies 'limit', which the evidence does not mention"
+    )

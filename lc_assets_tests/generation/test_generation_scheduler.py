@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -119,6 +120,8 @@ def test_duplicate_questions_are_rejected(scripted, target_tokenizer):
     # the progress line says why steps fail while the run goes on
     assert events[-1].failure_reasons == (("duplicate_question", 3),)
     assert "pairs 1 (yield 25%), failed steps 3 (duplicate_question 3)" in str(events[-1])
+    resumed = dataclasses.replace(events[-1], failed_steps=5)  # two failed in an earlier run: their codes are not here
+    assert "failed steps 5 (this run: duplicate_question 3)" in str(resumed)
     assert all(r.failure_reason.startswith("duplicate_question") for r in sink.records[1:])
     # every refused attempt is kept with its code and raw output (2 attempts per failed step), never as a pair
     assert [len(r.rejected) for r in sink.records] == [0, 2, 2, 2]

@@ -10,7 +10,7 @@ _BLOCK_TAGS = {
     "p", "div", "br", "li", "ul", "ol", "dl", "dt", "dd", "table", "tr", "h1", "h2", "h3", "h4", "h5", "h6",
     "pre", "blockquote", "section", "article", "header", "footer", "hr", "title", "figure", "caption",
 }  # fmt: skip
-_SKIP_TAGS = {"script", "style", "head", "nav"}
+_SKIP_TAGS = {"script", "style", "head", "nav", "button"}  # a button's label ("copy" after every code block) is UI
 # Page chrome marked by role (ARIA landmarks: Sphinx's sidebars, "related" bars, search box and footer; Node.js's
 # module list) or by the class / id doc generators give it (DocBook's "Prev Up Next" bars, tables of contents,
 # footers): in the text it repeats on every page and lists headings the page then has again.

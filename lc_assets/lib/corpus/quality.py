@@ -49,7 +49,10 @@ class FilterConfig(StepConfig):
     #: characters in repeated lines) and Node's fs.md (0.558, 43%) were dropped by this rule alone. Repeated
     #: text is what dup_line_char_frac measures.
     dup_line_frac: float | None = None
-    dup_para_frac: float | None = 0.5
+    #: off for the same reason: API references repeat short parameter paragraphs ("callback <Function>",
+    #: "Added in: v0.1.29"); Node's fs.html was dropped by it alone (0.526 of paragraphs, 31% of characters).
+    #: Repeated paragraphs of text are what dup_para_char_frac measures.
+    dup_para_frac: float | None = None
     dup_line_char_frac: float | None = 0.5
     dup_para_char_frac: float | None = 0.4
     # characters in occurrences of the most frequent 2/3/4-gram (Gopher's values)

@@ -193,6 +193,8 @@ class ProgressEvent:
         total = "?" if self.sections_total is None else self.sections_total
         reasons = ", ".join(f"{code} {n}" for code, n in self.failure_reasons[:3])
         more = ", ..." if len(self.failure_reasons) > 3 else ""
+        if reasons and sum(n for _, n in self.failure_reasons) < self.failed_steps:  # resumed: earlier runs' too
+            reasons = f"this run: {reasons}"
         steps = self.pairs + self.failed_steps
         yield_ = f" (yield {self.pairs / steps:.0%})" if steps else ""
         return (

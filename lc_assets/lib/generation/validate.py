@@ -57,8 +57,9 @@ REJECTION_REASONS: dict[str, str] = {
     "unsupported_answer": "an answer sentence whose content words or numbers are not in the evidence",
     "subject_not_in_evidence": "an identifier the question or answer names (`name`, snake_case, a dotted or called "
     "name such as os.remove()) is not in or just before the evidence: the facts are pinned on another function",
-    "off_topic_evidence": "evidence the validator added to support the answer shares no word with the question, nor "
-    "does the evidence next to it: the answer was assembled from text about something else",
+    "off_topic_evidence": "the answer rests on text about something else than the question: evidence the validator "
+    "added shares no word with the question, nor does the evidence next to it; or the answer's words come only from "
+    "quotes that share no word with the question, apart from the quotes the question is about",
     "number_mismatch": "a number of the answer counts another thing than the same number in the evidence "
     "('eleven messages' where the text says 'eleven emails')",
     "copied_line": "the answer is a quoted line of program output or code, word for word, not an answer",
