@@ -146,6 +146,15 @@ def test_quote_over_a_paragraph_break_and_altered_punctuation_maps_to_the_chunk(
             "degenerate",
         ),
         (
+            # Qwen on Node.js's stream docs (2026-12-03): a shown piece cut at "i.e.", copied as the answer
+            out(
+                "What is the purpose of the callback function of the keeper's log?",
+                "The callback must be called synchronously or asynchronously (i.e.",
+            ),
+            "degenerate",
+        ),
+        (out("Who kept the light?", "Thomas Reed (the keeper of Carrow Point"), "degenerate"),
+        (
             out("What is the purpose of the `drain` method in the given code snippet?", "It waits.", [CODE[1][:40]]),
             "not_standalone",
         ),

@@ -385,7 +385,8 @@ def asked_questions(question: str) -> int:
 # an answer that ends where the list it announces should start ("... the term is a broad one which encompasses:")
 # ("... and 7878 is the port. We've chosen this", 299 of 300 characters: accepted on the Rust book, 2026-12-02)
 _UNFINISHED = re.compile(
-    r"(?:[:,;(\[]|(?<![-\w])(?:and|or|the|an|of|to|with|which|that|this|is|are|for|from))\s*$", re.IGNORECASE
+    r"(?:[:,;(\[]|(?<![-\w])(?:and|or|the|an|of|to|with|which|that|this|is|are|for|from|i\.e\.|e\.g\.))\s*$",
+    re.IGNORECASE,
 )
 
 
@@ -1240,7 +1241,8 @@ def validate_output(
     norm_question, norm_answer = normalize_question(question), " ".join(answer_words)
     if norm_question == norm_answer:
         return _reject("degenerate", "answer repeats the question", **kw)
-    if _UNFINISHED.search(answer):
+    # "... or asynchronously (i.e." (a quotable piece cut at "i.e.", copied as the answer, Node.js docs 2026-12-03)
+    if _UNFINISHED.search(answer) or answer.count("(") > answer.count(")"):
         return _reject("degenerate", f"the answer stops mid-sentence: {answer[-60:]!r}", **kw)
 
     for pair in earlier:  # the same earlier pairs are listed step after step: their words are cached
