@@ -9,7 +9,8 @@ after 86 steps: **23 pairs** (docs/qa_quality.md, "A held-out corpus"). Each acc
 text its prompt showed (``lc-assets review --export``). Labels as for the Rust book and the Python docs
 (``build_rust_book_labels.py``): ``good``, ``weak`` (true and supported but vague, evasive or half an answer) or
 ``bad`` (wrong, invented, garbled or a conflation); a refusal is ``right`` unless the pair is good and grounded.
-Only the one refusal that the checks of the day before would have accepted is labelled.
+Only the one refusal that the checks of the day before would have accepted is labelled. The same chunks were then run
+with ``earlier_pairs: 0`` (31 steps, 16 pairs, labelled ``e1``-``e16``; the Node.js chunk without its page chrome).
 
     python benchmarks/data/build_node_jargon_labels.py LINEAGE.duckdb
 """
@@ -24,6 +25,7 @@ from benchmarks.data.build_rust_book_labels import write_labelled_attempts
 OUT = Path(__file__).resolve().parents[2] / "lc_assets_tests" / "generation" / "data" / "node_jargon_attempts.jsonl"
 
 S, J = "251180c5f4abf44e5d35f46ad8caf72d", "7748ee2a626cd94bf3789752d23983cb"  # stream.html, the Jargon File
+S0, J0 = "74d170e6209948358dafdc054ac99f2c", "b7d9d0b2f53bee2cb827d1483b2bfa47"  # the same with earlier_pairs: 0
 
 # prompt_id -> (label, why); the numbers are the pair's place in the reading sheet (1-23)
 LABELS: dict[str, tuple[str, str]] = {
@@ -93,6 +95,32 @@ LABELS: dict[str, tuple[str, str]] = {
     ),
     # fmt: on
 }
+
+
+# the same chunks with `earlier_pairs: 0` (its own generation config, sections and masks): 31 steps, 16 pairs
+LABELS.update(
+    {
+        f"{S0}:2": ("good", "e1 the 'error' event: when a Readable emits it (an internal failure, an invalid chunk)"),
+        f"{S0}:4": ("good", "e2 the 'close' event: the stream and its underlying resources have been closed"),
+        f"{S0}:5": ("bad", "e3 the answer ends '(i.e.': a shown piece cut at 'i.e.' copied as the answer"),
+        f"{S0}:7": ("good", "e4 resume() vs setEncoding(): both definitions"),
+        f"{S0}:9": ("weak", "e5 'the AbortSignal allows you to pass it inside an options object': garbled first half"),
+        f"{S0}:11": ("weak", "e6 'When was the signal option added?' -- of which API (stream.finished's history)?"),
+        f"{S0}:12": ("good", "e7 readable.drop() and readable.take(): the first limit chunks dropped / taken"),
+        f"{J0}:0": ("bad", "e8 'brute force' asked of a quote about the brown-paper-bag bug (headword not quoted)"),
+        f"{J0}:1": ("weak", "e9 a why-question answered by restating 'the term spread to MIT and CMU early'"),
+        f"{J0}:3": ("weak", "e10 black/white/gray hat: only the spamfighters' sense (spam-friendliness of ISPs)"),
+        f"{J0}:5": ("good", "e11 BrokenWindows: properly called OpenWindows"),
+        f"{J0}:8": ("weak", "e12 clone: sense 1, with 'An exact duplicate:' written twice"),
+        f"{J0}:10": ("weak", "e13 asks the names of beta and zeta, answers their pronunciation"),
+        f"{J0}:13": ("bad", "e14 'How did people originally believe this term got its name?' -- which term?"),
+        f"{J0}:14": (
+            "weak",
+            "e15 'the pun used in the ASCII art': A Bee in the Carrot Patch, a rebus on character names",
+        ),
+        f"{J0}:16": ("good", "e16 binary four: the analogy between binary and the fingers of a hand"),
+    }
+)
 
 
 def main() -> None:

@@ -240,14 +240,22 @@ def test_an_option_line_before_the_added_sentence_puts_it_on_the_question_s_subj
 
 # -- the held-out run: Node.js stream docs and the Jargon File, read after the checks above were written -----------
 
-NODE = load_attempts("node_jargon")
+NODE_ALL = load_attempts("node_jargon")
 JARGON = "7748ee2a626cd94bf3789752d23983cb"
+# the run with two earlier questions listed (the held-out run), and the same chunks with none listed
+HELD_OUT = ("251180c5f4abf44e5d35f46ad8caf72d", JARGON)
+NODE = {pid: r for pid, r in NODE_ALL.items() if pid.split(":")[0] in HELD_OUT}
+NO_EARLIER = {pid: r for pid, r in NODE_ALL.items() if pid not in NODE}
 
 
-def test_the_held_out_fixture_labels_every_accepted_pair_of_its_run():
-    labels = [r["label"] for r in NODE.values()]
-    assert sum(r["stored_code"] is None for r in NODE.values()) == 23
-    assert {lab: labels.count(lab) for lab in set(labels)} == {"good": 6, "weak": 11, "bad": 6, "right": 1}
+def test_the_held_out_fixture_labels_every_accepted_pair_of_its_runs():
+    for rows, accepted, counts in (
+        (NODE, 23, {"good": 6, "weak": 11, "bad": 6, "right": 1}),
+        (NO_EARLIER, 16, {"good": 6, "weak": 7, "bad": 3}),
+    ):
+        labels = [r["label"] for r in rows.values()]
+        assert sum(r["stored_code"] is None for r in rows.values()) == accepted
+        assert {lab: labels.count(lab) for lab in set(labels)} == counts
 
 
 def test_a_question_about_one_passage_answered_from_another_is_refused():
@@ -255,6 +263,13 @@ def test_a_question_about_one_passage_answered_from_another_is_refused():
     verdict = judge_attempt(NODE[f"{JARGON}:25"])
     assert verdict.reason == "off_topic_evidence", verdict.failure
     assert "Valspeak" in verdict.detail and "# leader" in verdict.detail
+
+
+def test_an_answer_copying_a_piece_cut_at_i_e_is_refused():
+    verdict = judge_attempt(NO_EARLIER["74d170e6209948358dafdc054ac99f2c:5"])
+    assert verdict.reason == "degenerate" and verdict.detail.endswith("asynchronously (i.e.'")
+    kept = {pid for pid, row in NO_EARLIER.items() if judge_attempt(row).ok}
+    assert {pid for pid, r in NO_EARLIER.items() if r["label"] in ("good", "weak")} <= kept
 
 
 def test_no_good_or_weak_pair_of_the_held_out_run_is_refused():
