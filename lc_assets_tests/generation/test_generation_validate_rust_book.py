@@ -105,3 +105,18 @@ def test_an_answer_that_stops_on_this_is_unfinished():
     verdict = validate_output(ROWS[f"{C}:21"]["raw_text"], (), config=RUN_CONFIG, source_language="en")
     assert verdict.reason == "degenerate"
     assert "We’ve chosen this" in verdict.detail
+
+
+def test_i_e_and_e_g_do_not_end_a_quotable_sentence():
+    # Node.js's stream docs: the piece before "(i.e." was offered on its own and copied as an answer (2026-12-03)
+    text = (
+        "The callback function must be called synchronously inside of writable._write() or asynchronously (i.e. "
+        "different tick) to signal either that the write completed. Strip with tools, e.g. dh_strip, before. "
+        "Use a list of things, i.e., the keys."
+    )
+    assert [t for _, _, t in quotable_pieces(text)] == [
+        "The callback function must be called synchronously inside of writable._write() or asynchronously (i.e. "
+        "different tick) to signal either that the write completed.",
+        "Strip with tools, e.g. dh_strip, before.",
+        "Use a list of things, i.e., the keys.",
+    ]

@@ -38,7 +38,8 @@ from lc_assets.lib.sections import QAPair
 
 #: Goes into the generation hash: a changed prompt or schema never resumes another prompt's sections.
 #: v2: the evidence choices no longer break a sentence at a lone "." or ".." (validate.quotable_pieces)
-PROMPT_VERSION = "qa-evidence-v2"
+#: v3: nor after "i.e." or "e.g."
+PROMPT_VERSION = "qa-evidence-v3"
 
 SYSTEM_PROMPT = (
     "You write reading-comprehension training data. You are shown excerpts of a long document; each "

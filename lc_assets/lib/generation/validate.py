@@ -642,6 +642,7 @@ _BREAK = re.compile(r"[.!?:;](?<![\s.!?:;][.!?:;])[.!?:;]*(\s+)|\n[ \t\r\f\v]*\n
 
 
 _COMMENT_MARKERS = ("#", "//", "--", "/*", "*", ";")
+_NOT_AN_END = frozenset({"i.e.", "e.g."})
 
 
 def _is_wrap(text: str, newline: int) -> bool:
@@ -664,6 +665,10 @@ def _breaks(text: str) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
     for m in _BREAK.finditer(text):
         if m.group(1) is not None:
+            # "i.e." and "e.g." end no sentence: "... or asynchronously (i.e. different tick) to signal ..." was
+            # offered as two pieces on the Node.js docs, and the first one copied as an answer (2026-12-03)
+            if text[m.start() - 3 : m.start() + 1].lower() in _NOT_AN_END:
+                continue
             start, end = m.span(1)
         else:
             start, end = m.span()
