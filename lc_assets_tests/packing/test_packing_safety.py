@@ -62,6 +62,36 @@ def test_a_pool_that_could_fill_a_sample_gives_one_or_names_the_reason(tok):
     assert not small.failure and "less than one sample" in small.message  # a real shortage is no failure
 
 
+def test_a_pool_barely_over_one_sample_whose_cuts_miss_the_gap_is_carried_over(tok):
+    # two sections of two long paragraphs each, ~1,150 tokens, cut only at paragraphs: one whole leaves a gap of ~900
+    # that the other's only cut point (after its first paragraph) cannot close to min_fill; the data, not the
+    # config: carried over, no failure
+    rng = random.Random(5)
+
+    def line(n: int) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(n))
+
+    pool = [
+        Section(
+            f"two-lines-{i}",
+            f"tl{i}",
+            "two-lines",
+            "two-lines",
+            "public-domain",
+            f"{line(520)}\n\n{line(530)}\n",
+            chunk_index=i,
+        )
+        for i in range(2)
+    ]
+    cfg = PackingConfig(sample_tokens=2048, allow_small_samples=True, cut_boundaries="pair_or_paragraph")
+    result = pack_sections(pool, tok, cfg)
+    assert 2048 <= result.metrics.packable_tokens < 2 * 2048
+    assert not result.samples and not result.failure, result.message
+    assert result.message.startswith("no sample yet") and "carried over" in result.message
+    assert {s.section_id for s in result.leftovers} == {"two-lines-0", "two-lines-1"}
+    result.raise_for_failure()  # nothing to raise
+
+
 def _materialize(tmp_path, monkeypatch, run_config):
     from lc_assets.defs.packing.assets import packed_documents
     from lc_assets.defs.resources import LineageStoreResource, TokenizerResource

@@ -25,7 +25,8 @@ CHECKS = {
     CHECK_REUSE: "no section (pair) placed twice in the pool, in the lineage and in the written files",
     CHECK_LENGTH: "every written sample is exactly sample_tokens long (re-read from disk)",
     CHECK_ROUNDTRIP: "the written text re-tokenizes to the stored ids; labels are -100 outside the loss spans",
-    CHECK_POOL: "a pool holding at least one sample's worth of packable tokens gave at least one sample",
+    CHECK_POOL: "a pool holding two samples' worth of packable tokens (or one sample's worth of items with no cut "
+    "point at all) gave at least one sample; barely one sample's worth whose cuts miss the gap is carried over",
 }
 
 
