@@ -327,10 +327,9 @@ def pack_sections(
         if packable >= 2 * capacity or all(not len(it.cut_tokens) for it in items):
             failure = _why_no_sample(items, plan, capacity, config)
         else:
-            gaps = ", ".join(f"{g:,}" for g in sorted(plan.dissolved_gaps)[:5]) or "none"
             near_miss = (
                 f"no sample yet: the pool holds {packable:,} tokens in {len(items)} item(s), less than two samples of "
-                f"{config.sample_tokens:,}, and no cut point closes the gap ({gaps} tokens) to within "
+                f"{config.sample_tokens:,}, and no cut point closes the gap ({_gaps_text(plan)} tokens) to within "
                 f"min_fill={config.min_fill}; all carried over as leftovers"
             )
     rejected_note = f"{len(rejected)} rejected" + (
@@ -536,10 +535,15 @@ def _in_order_items(run: list[RenderedSection], capacity: int) -> list[PackItem]
     return items
 
 
+def _gaps_text(plan: BinPlan) -> str:
+    """The smallest gaps (tokens) of the samples the planner dissolved, for a message."""
+    return ", ".join(f"{g:,}" for g in sorted(plan.dissolved_gaps)[:5]) or "none"
+
+
 def _why_no_sample(items: list[PackItem], plan: BinPlan, capacity: int, config: PackingConfig) -> str:
     total = sum(it.length for it in items)
     no_cuts = sum(1 for it in items if not len(it.cut_tokens))
-    gaps = ", ".join(f"{g:,}" for g in sorted(plan.dissolved_gaps)[:5]) or "none"
+    gaps = _gaps_text(plan)
     return (
         f"the packable pool holds {total:,} tokens in {len(items)} item(s), enough for "
         f"{total // capacity} sample(s) of {config.sample_tokens:,}, but the planner dissolved "
