@@ -13,6 +13,7 @@ import pytest
 
 from lc_assets.lib.generation.grounding_checks import (
     copied_output_line,
+    count_without_number,
     dotted_names,
     number_noun_mismatch,
     ordinal_reference,
@@ -294,3 +295,32 @@ def test_a_denial_of_something_the_evidence_never_mentions_is_refused():
     assert unsupported_negation("Is it fast?", "There are no limits on it.", quote) == (
         "'no limits on it' denies 'limit', which the evidence does not mention"
     )
+
+
+def test_how_many_answered_without_a_count_is_refused():
+    # the demo run of 2026-12-03 (the suggested kind was "numeric"): every word of the answer is in the evidence,
+    # but the text says which pages count as free space, not how many
+    raw = json.dumps(
+        {
+            "evidence": [
+                "Count all-zero pages as free space, and ignore pages that are invalid according to a check of the "
+                "page's special-space size."
+            ],
+            "question": "How many pages have been counted as free space in the PostgreSQL index?",
+            "answer": "All-zero pages are counted as free space in the PostgreSQL index.",
+        }
+    )
+    windows = _one_window(
+        "Make contrib/pgstattuple more robust about empty or invalid index pages (Nitin Motiani)",
+        "Count all-zero pages as free space, and ignore pages that are invalid according to a check of the page's "
+        "special-space size.",
+    )
+    verdict = validate_output(raw, windows, config=RUN_CONFIG, source_language="en", title="PostgreSQL release notes")
+    assert verdict.reason == "number_mismatch", verdict.failure
+    assert "asks how many, the answer gives no count" in verdict.detail
+    # a count in words or digits, or a quantity word, answers it; other questions are not concerned
+    assert count_without_number("How many arguments does it take?", "It takes two arguments.") is None
+    assert count_without_number("How many arguments does it take?", "3") is None
+    assert count_without_number("How many workers may run?", "Any number of workers.") is None
+    assert count_without_number("How many workers may run?", "None, once the pool is closed.") is None
+    assert count_without_number("Which pages count as free space?", "All-zero pages.") is None

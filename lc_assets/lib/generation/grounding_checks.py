@@ -10,6 +10,7 @@ seen there, returns why it refuses (the detail of a rejection) or ``None``, and 
   than the question (a "UTF-8 mode" question answered with the ``close()`` exit-status sentences);
 - :func:`number_noun_mismatch`: a number counts another thing than in the evidence ("eleven messages" where the
   text says "eleven emails");
+- :func:`count_without_number`: "how many" answered without any count ("All-zero pages are counted ...");
 - :func:`copied_output_line`: the answer is a quoted line of program output or code, not an answer;
 - :func:`unplaced_dotted_names`: a dotted or called name (``os.remove()``, ``str.format()``) the pair gives its
   facts is not named where the evidence is (the facts belong to the function defined above them);
@@ -239,6 +240,30 @@ def number_noun_mismatch(question: str, answer: str, spans: Sequence[EvidenceSpa
     return None
 
 
+#: words that answer "how many" without a numeral: "none", "several", "both", "a dozen", "unlimited"
+_COUNT_WORDS = NUMBER_WORDS | frozenset(
+    "no none nothing single both several multiple many few all any every each once twice thrice dozen dozens "
+    "hundreds thousands millions million billion half couple numerous countless unlimited infinite arbitrary "
+    "variable depends".split()
+)
+#: a word standing on its own, not inside a hyphenated compound: "All-zero pages" states no count
+_FREE_WORD = re.compile(r"(?<![\w-])[A-Za-z]+(?![\w-])")
+
+
+def count_without_number(question: str, answer: str) -> str | None:
+    """A "how many" question whose answer gives no count at all (no numeral, no number or quantity word).
+
+    "How many pages have been counted as free space in the PostgreSQL index?" — "All-zero pages are counted as free
+    space in the PostgreSQL index." (the demo run of 2026-12-03: the suggested kind was a number, the text states
+    which pages, not how many). The answer's words all come from the evidence, so the support check passes it.
+    """
+    if not _HOW_MANY.search(question) or _DIGIT.search(answer):
+        return None
+    if not _COUNT_WORDS.isdisjoint(w.lower() for w in _FREE_WORD.findall(answer)):
+        return None
+    return f"the question asks how many, the answer gives no count: {answer[:80]!r}"
+
+
 # -- an answer that is a copied line of output ----------------------------------------------------------------
 
 _SENTENCE_END = (".", "!", "?", ":", ";")
@@ -427,7 +452,7 @@ def grounding_failure(
     detail = unsupported_superlative(question, answer, spans) or unsupported_negation(question, answer, spans)
     if detail:
         return "unsupported_answer", detail
-    detail = number_noun_mismatch(question, answer, spans)
+    detail = number_noun_mismatch(question, answer, spans) or count_without_number(question, answer)
     if detail:
         return "number_mismatch", detail
     detail = copied_output_line(answer, spans)
