@@ -66,7 +66,8 @@ _QUESTIONS = {
     "how": "How is item {d} recorded?",
     "compare": "How does item {d} differ from the others?",
     "list": "Which items are listed under {d}?",
-    "numeric": "How many entries does item {d} record?",
+    # a numeric question the double's answer (words of a quote, no count) answers: "how many" needs a count
+    "numeric": "What size does item {d} record?",
     "multi_hop": "What connects the items {d}?",
 }
 
