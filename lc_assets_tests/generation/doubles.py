@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -66,10 +67,12 @@ _QUESTIONS = {
     "how": "How is item {d} recorded?",
     "compare": "How does item {d} differ from the others?",
     "list": "Which items are listed under {d}?",
-    # a numeric question the double's answer (words of a quote, no count) answers: "how many" needs a count
-    "numeric": "What size does item {d} record?",
+    "numeric": "How many entries does item {d} record?",
     "multi_hop": "What connects the items {d}?",
 }
+
+
+_HOW_MANY = re.compile(r"how many\b", re.IGNORECASE)
 
 
 def _question(request: GenerationRequest, tag: str) -> str:
@@ -104,7 +107,10 @@ def grounded_text(request: GenerationRequest, question: str | None = None, first
         quotes.append(quote)
         parts.append(part)
     question = question or _question(request, f"{digest[:4]} {digest[4:8]} {digest[8:12]}")
-    return json.dumps({"evidence": quotes, "question": question, "answer": " and ".join(parts) + "."})
+    answer = " and ".join(parts) + "."
+    if _HOW_MANY.match(question):
+        answer = f"All {answer}"  # "how many" is answered with a count (a quantity word the evidence need not hold)
+    return json.dumps({"evidence": quotes, "question": question, "answer": answer})
 
 
 def unique_reply(request: GenerationRequest) -> Reply:
