@@ -766,6 +766,26 @@ def _operator_words(text: str) -> list[str]:
     return [w for op in _OPERATOR.findall(text) for w in _OPERATOR_WORDS[op]]
 
 
+#: distinct words :class:`_ContentStems` keeps before it starts over (a long run's vocabulary stays bounded)
+_CONTENT_STEMS_MAX = 1 << 17
+
+
+class _ContentStems(dict[str, str]):
+    """word -> its stem, or "" for a word that carries no content (a stopword, a 1-letter token): the filter and
+    stem of :func:`content_words` as one C-level lookup per word (stemming the pieces of new paragraphs word by
+    word in Python was the largest part of evidence completion)."""
+
+    def __missing__(self, word: str) -> str:
+        if len(self) >= _CONTENT_STEMS_MAX:
+            self.clear()
+        stem = _stem(word) if word not in _STOPWORDS and (len(word) > 1 or word.isdigit()) else ""
+        self[word] = stem
+        return stem
+
+
+_CONTENT_STEMS = _ContentStems()
+
+
 def content_words(text: str, identifier_parts: bool = False) -> list[str]:
     """Stemmed words that carry content (stopwords and 1-letter tokens dropped; numbers kept).
 
@@ -778,7 +798,7 @@ def content_words(text: str, identifier_parts: bool = False) -> list[str]:
         tokens += [p for w in split if "_" in w.strip("_") for p in w.split("_") if p]
     if identifier_parts:
         tokens += _operator_words(text)
-    return [_stem(w) for w in tokens if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())]
+    return list(filter(None, map(_CONTENT_STEMS.__getitem__, tokens)))
 
 
 def content_word_set(text: str, identifier_parts: bool = False) -> set[str]:
