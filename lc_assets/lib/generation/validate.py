@@ -843,6 +843,20 @@ def content_word_set(text: str, identifier_parts: bool = False) -> set[str]:
     return {_stem(w) for w in distinct if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())}
 
 
+#: the characters ``re.IGNORECASE`` matches to an ASCII letter other than by ``str.lower()``: "İ" (its lower case
+#: is two characters), "ı" and "ſ" (matched to "i" and "s"); every other character matches an ASCII letter exactly
+#: when its ``lower()`` is that letter's (checked on every code point by the tests)
+_IGNORECASE_SPECIALS = ("\u0130", "\u0131", "\u017f")
+
+
+def _lowered_for_ascii_probes(text: str) -> str | None:
+    """``text.lower()``, in which an ASCII literal is found where ``re.IGNORECASE`` finds it in ``text`` (same
+    offsets), or None for a text with one of :data:`_IGNORECASE_SPECIALS`."""
+    if not text.isascii() and any(ch in text for ch in _IGNORECASE_SPECIALS):
+        return None
+    return text.lower()
+
+
 def _occurrences(text: str, probe: str) -> Iterator[tuple[int, int]]:
     """The non-overlapping (start, end) spans of ``probe`` in ``text``, left to right (as ``finditer`` finds them)."""
     at = text.find(probe)
@@ -860,9 +874,10 @@ def _stems_in_texts(stems: set[str], texts: Sequence[str]) -> set[str]:
     accented spelling of a plain question word is not found (the check is then stricter, never looser).
     """
     found: set[str] = set()
-    # an ASCII probe in an ASCII text: the case-insensitive matches of the escaped literal are the occurrences in the
-    # lowered text (no other case folding applies to ASCII), found by str.find instead of a regex compiled per stem
-    lowered = [text.lower() if text.isascii() else None for text in texts]
+    # an ASCII probe: its case-insensitive matches are its occurrences in the lowered text, found by str.find (the
+    # regex, compiled per stem, was ~10x slower), unless the text has a character the regex engine matches to an
+    # ASCII letter otherwise (None: the regex path)
+    lowered = [_lowered_for_ascii_probes(text) for text in texts]
     for stem in stems:
         probe = stem[:-1] if len(stem) > 2 else stem
         ascii_probe, pattern = probe.isascii(), None
