@@ -9,14 +9,20 @@ import re
 import sys
 import unicodedata
 
+from lc_assets.lib.generation.masking import Paragraph, _paragraph_id, windows_of
 from lc_assets.lib.generation.validate import (
     _NON_ASCII,
+    ShownTextMemo,
+    ValidationConfig,
     _fold,
     _lowered_for_ascii_probes,
     _occurrences,
     _stems_in_texts,
+    completion_candidates,
     content_word_set,
     content_words,
+    numbers,
+    quotable_pieces,
     words,
 )
 
@@ -134,3 +140,40 @@ def test_cached_word_functions_hand_out_fresh_lists():
         "replication",
         "slot",
     ]
+
+
+NON_ASCII_PARAGRAPHS = [
+    "The café’s “naïve” résumé parser handles Ünïcödé_names and créeCamelCase identifiers — see below.",
+    "Il y a ｆｕｌｌｗｉｄｔｈ digits: １２３ items, 1,000 rows and 9.3.2 versions; ΣΑΣ and straße.",
+    "if x ≥ 2 && width > other.width { return Résultat::Ok; } // compares widths",
+    "Plain ASCII sentence about configuring replication slots, 4,096 of them.",
+    "İstanbul’s ıi ſtatus: the STATUSES of every Kelvin K reading were logged.",
+]
+
+
+def test_completion_candidates_on_non_ascii_pieces_are_those_holding_a_wanted_word():
+    config = ValidationConfig()
+    cut = (config.max_quote_chars, config.min_quote_words, config.min_quote_chars)
+    paragraphs, pos = [], 0
+    for i, text in enumerate(NON_ASCII_PARAGRAPHS):
+        paragraphs.append(Paragraph(i, _paragraph_id(i, text), pos, pos + len(text), text, 0))
+        pos += len(text) + 2
+    windows = windows_of(paragraphs)
+    shown = " ".join(NON_ASCII_PARAGRAPHS)
+    every = sorted(set(content_words(shown, identifier_parts=True)) | numbers(shown))
+    # a paragraph is read when its folded text holds a probe: "１２３" alone (folded "123") reads none, but a piece
+    # holding it is found in a paragraph read for another word ("fullwidth")
+    wanted_sets = [{w} for w in every if _fold(w) == w]
+    wanted_sets += [{"１２３", "fullwidth"}, {"1000"}, {"greater"}, {"cafe", "straße"}, {"absent"}]
+    memo = ShownTextMemo()
+    for wanted in wanted_sets:
+        expected = [
+            (win_i, para.char_start - window.char_start + a, para.char_start - window.char_start + b, t, words)
+            for win_i, window in enumerate(windows)
+            for para in window.paragraphs
+            for a, b, t in quotable_pieces(para.text, *cut)
+            for words in [frozenset(content_words(t, identifier_parts=True)) | numbers(t)]
+            if not wanted.isdisjoint(words)
+        ]
+        assert list(completion_candidates(windows, wanted, config, memo)) == expected, wanted
+        assert list(completion_candidates(windows, wanted, config, memo)) == expected, wanted

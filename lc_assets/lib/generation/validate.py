@@ -572,7 +572,7 @@ def detect_language(text: str) -> str | None:
     elif not any(ch.isalpha() for ch in text):
         return None
     tokens = [t for t in normalize_question(text).split() if t.isalpha()]
-    hits = sorted(((sum(t in s for t in tokens), lang) for lang, s in _FUNCTION_SETS.items()), reverse=True)
+    hits = sorted(((sum(map(s.__contains__, tokens)), lang) for lang, s in _FUNCTION_SETS.items()), reverse=True)
     (best, lang), (second, _) = hits[0], hits[1]
     if best >= 2 and best >= 2 * second:
         return lang
@@ -1098,8 +1098,9 @@ class ShownTextMemo:
 
     def __init__(self) -> None:
         self._pieces: dict[tuple[str, int, int, int], tuple[tuple[int, int, str], ...]] = {}
-        # per paragraph and cut: each piece's content words, stemmed on first need (None: not yet)
-        self._words: dict[tuple[str, int, int, int], list[frozenset[str] | None]] = {}
+        # per paragraph and cut: each piece's content words, stemmed on first need (None: not yet; a str: not yet,
+        # the text its probes are looked for in)
+        self._words: dict[tuple[str, int, int, int], list[frozenset[str] | str | None]] = {}
         self._probe_texts: dict[str, str] = {}
 
     def __len__(self) -> int:
@@ -1133,10 +1134,10 @@ class ShownTextMemo:
         """The paragraph's pieces whose content words (identifier parts included) and numbers hold a ``wanted``
         word, as (start, end, piece, its words), in order.
 
-        A piece's words are computed once, and only when it may hold one: an ASCII piece (folding is
-        ``lower()``) whose text lacks every wanted word's ``probes`` (see :func:`completion_candidates`) and,
+        A piece's words are computed once, and only when it may hold one: a piece whose probe text
+        (:func:`_piece_probe_text`) lacks every wanted word's ``probes`` (see :func:`completion_candidates`) and,
         unless ``operators``, says no comparison operator, holds none and is passed over unstemmed (stemming
-        every piece of a paragraph on first sight was ~20% of judging).
+        every piece of a paragraph on first sight was ~20% of judging). Its probe text is kept for the next look.
         """
         pieces = self.pieces(para, *cut)
         key = (para.paragraph_id, *cut)
@@ -1147,14 +1148,24 @@ class ShownTextMemo:
                 self._words[key] = stemmed
         for i, (a, b, t) in enumerate(pieces):
             words = stemmed[i]
-            if words is None:
-                if t.isascii():
-                    plain = t.lower().replace(",", "")
-                    if not any(p in plain for p in probes) and not (operators and _OPERATOR.search(t)):
-                        continue
+            if not isinstance(words, frozenset):
+                if words is None:
+                    words = stemmed[i] = _piece_probe_text(t)
+                if not any(p in words for p in probes) and not (operators and _OPERATOR.search(t)):
+                    continue
                 words = stemmed[i] = frozenset(content_words(t, identifier_parts=True)) | numbers(t)
             if not wanted.isdisjoint(words):
                 yield a, b, t, words
+
+
+def _piece_probe_text(piece: str) -> str:
+    """Where the probes of a piece's words are found: each content word (identifier parts included) is in the
+    folded text, each number in the text, commas dropped from both ("1,000" gives "1000"). An ASCII piece's
+    folded text is ``lower()`` and holds its numbers too; a non-ASCII piece gets both, joined by a newline (no
+    probe has one): folding changes digits such as "１２３"."""
+    if piece.isascii():
+        return piece.lower().replace(",", "")
+    return f"{_fold(piece)}\n{piece}".replace(",", "")
 
 
 def completion_candidates(
