@@ -12,6 +12,7 @@ import unicodedata
 from lc_assets.lib.generation.masking import Paragraph, _paragraph_id, windows_of
 from lc_assets.lib.generation.validate import (
     _NON_ASCII,
+    QuestionIndex,
     ShownTextMemo,
     ValidationConfig,
     _fold,
@@ -23,6 +24,7 @@ from lc_assets.lib.generation.validate import (
     content_words,
     numbers,
     quotable_pieces,
+    rouge_l,
     words,
 )
 
@@ -177,3 +179,19 @@ def test_completion_candidates_on_non_ascii_pieces_are_those_holding_a_wanted_wo
         ]
         assert list(completion_candidates(windows, wanted, config, memo)) == expected, wanted
         assert list(completion_candidates(windows, wanted, config, memo)) == expected, wanted
+
+
+def test_question_index_finds_the_nearest_question_of_a_long_section_as_a_scan_does():
+    rnd = random.Random(3)
+    vocab = "what how why does the a slot replication function return value when is of in to create".split()
+    questions = [" ".join(rnd.choices(vocab, k=rnd.randrange(3, 12))) + "?" for _ in range(300)]
+    index = QuestionIndex()
+    for n, question in enumerate(questions):
+        for threshold in (0.5, 0.7, 0.9):
+            best, match = 0.0, None
+            for earlier in questions[:n]:  # the plain scan: every earlier question's ROUGE-L
+                score = rouge_l(question, earlier)
+                if score >= threshold and score > best:
+                    best, match = score, earlier
+            assert index.nearest(question, threshold) == (best, match)
+        index.add(question)
