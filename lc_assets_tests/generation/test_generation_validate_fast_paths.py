@@ -12,11 +12,13 @@ import unicodedata
 from lc_assets.lib.generation.masking import Paragraph, _paragraph_id, windows_of
 from lc_assets.lib.generation.validate import (
     _NON_ASCII,
+    _QUOTE_CHARS,
     QuestionIndex,
     ShownTextMemo,
     ValidationConfig,
     _fold,
     _lowered_for_ascii_probes,
+    _normalize_with_map,
     _occurrences,
     _stems_in_texts,
     completion_candidates,
@@ -195,3 +197,40 @@ def test_question_index_finds_the_nearest_question_of_a_long_section_as_a_scan_d
                     best, match = score, earlier
             assert index.nearest(question, threshold) == (best, match)
         index.add(question)
+
+
+def _normalize_reference(text: str) -> tuple[str, list[int]]:
+    """_normalize_with_map as it was written first: every character on its own."""
+    out: list[str] = []
+    pos: list[int] = []
+    prev_space = True
+    for i, ch in enumerate(text):
+        if ch.isspace():
+            if not prev_space:
+                out.append(" ")
+                pos.append(i)
+            prev_space = True
+            continue
+        prev_space = False
+        for c in unicodedata.normalize("NFKC", ch).translate(_QUOTE_CHARS).casefold():
+            out.append(c)
+            pos.append(i)
+    if out and out[-1] == " ":
+        out.pop()
+        pos.pop()
+    return "".join(out), pos
+
+
+def test_normalize_with_map_token_by_token_equals_char_by_char():
+    for text in [*TRICKY, " lead and trail \u00a0", "ends in a spacing diaeresis \u00a8", "\u00a8 \n", "\u3000\u2474x"]:
+        assert _normalize_with_map(text) == _normalize_reference(text), repr(text)
+    # every code point, each at the end of a text and before whitespace, ASCII words around it
+    for start in range(0, len(ALL_CHARS), 2003):
+        chars = ALL_CHARS[start : start + 2003]
+        for text in (" w ".join(chars), "y\t".join(chars) + " "):
+            assert _normalize_with_map(text) == _normalize_reference(text), hex(ord(chars[0]))
+    rnd = random.Random(5)
+    pool = [" ", "\n", "\u00a0", "\u3000", "a", "B", "’", "“", "—", "é", "ﬁ", "İ", "ß", "Σ", "\u00a8", "\u02d8", "1"]
+    for _ in range(20000):
+        text = "".join(rnd.choices(pool, k=rnd.randrange(0, 12)))
+        assert _normalize_with_map(text) == _normalize_reference(text), repr(text)
