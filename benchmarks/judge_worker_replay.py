@@ -26,8 +26,6 @@ import orchestration_ceiling  # noqa: E402 - the benchmark's classes are in the 
 from lc_assets.lib.generation import judge_pool  # noqa: E402
 from lc_assets.lib.generation.config import GenerationConfig  # noqa: E402
 from lc_assets.lib.generation.judging import judge_output  # noqa: E402
-from lc_assets.lib.generation.masking import MaskWindow  # noqa: E402
-from lc_assets.lib.generation.validate import QuestionIndex, ShownTextMemo  # noqa: E402
 from lc_assets.lib.tokenizer import load_tokenizer  # noqa: E402
 
 
@@ -57,7 +55,7 @@ def replay(path: Path, repeats: int) -> None:
     config = GenerationConfig(evidence_choices=True)
     for rep in range(repeats):
         digest = hashlib.sha256()
-        sections: dict[str, tuple[ShownTextMemo, QuestionIndex, tuple]] = {}
+        sections: dict[str, judge_pool._Section] = {}
         tasks = judge_s = count_s = 0.0
         start = time.process_time()
         for blob in stream:
@@ -66,15 +64,18 @@ def replay(path: Path, repeats: int) -> None:
                     sections.pop(entry, None)
                     continue
                 if isinstance(entry, judge_pool._OpenSection):
-                    sections[entry.section_id] = (ShownTextMemo(), QuestionIndex(), entry.paragraphs)
+                    sections[entry.section_id] = judge_pool._Section(entry.paragraphs)
                     continue
-                memo, index, paragraphs = sections[entry.context.section_id]
+                section = sections[entry.context.section_id]
                 for question in entry.new_questions:
-                    index.add(question)
-                windows = tuple(
-                    MaskWindow(paragraphs[w[0] : w[0] + w[1]]) if isinstance(w, tuple) else w for w in entry.windows
+                    section.index.add(question)
+                context = replace(
+                    entry.context,
+                    windows=section.windows(entry.windows),
+                    config=config,
+                    memo=section.memo,
+                    question_index=section.index,
                 )
-                context = replace(entry.context, windows=windows, config=config, memo=memo, question_index=index)
                 t0 = time.process_time()
                 verdict = judge_output(context, entry.result)
                 t1 = time.process_time()

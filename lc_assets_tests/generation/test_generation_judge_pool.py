@@ -9,9 +9,9 @@ import signal
 import pytest
 
 from lc_assets.lib.generation.backend import GenerationResult
-from lc_assets.lib.generation.judge_pool import JudgePool, JudgeWorkerError
+from lc_assets.lib.generation.judge_pool import JudgePool, JudgeWorkerError, _Section
 from lc_assets.lib.generation.judging import StepContext
-from lc_assets.lib.generation.masking import MaskWindow, Paragraph
+from lc_assets.lib.generation.masking import MaskWindow, Paragraph, split_paragraphs
 from lc_assets.lib.generation.records import MemorySink
 from lc_assets.lib.generation.scheduler import GenerationScheduler
 from lc_assets.lib.generation.validate import QuestionIndex
@@ -212,3 +212,18 @@ def test_full_pipes_neither_block_the_loop_nor_deadlock():
             got += [k for k, _ in pool.ready(timeout=0.1)]
         assert got == keys
         assert not pool._tasks[0].pending
+
+
+def test_a_worker_cuts_each_window_text_from_its_section_text_as_the_window_joins_it():
+    text = "First para.\n\nSecond — “quoted”.\n\n\n\nThird\nwith a line.\n\n  Fourth é.  \n\nFifth."
+    paragraphs = tuple(split_paragraphs(text, lambda texts: [len(t) for t in texts], 100))
+    section = _Section(paragraphs)
+    for first in range(len(paragraphs)):
+        for n in range(1, len(paragraphs) - first + 1):
+            (window,) = section.windows([(first, n)])
+            assert window.text == MaskWindow(paragraphs[first : first + n]).text
+            assert window.paragraphs == paragraphs[first : first + n]
+    # overlapping paragraphs (not as split_paragraphs cuts them): each window joins its own text
+    overlapping = (Paragraph(0, "p0", 0, 10, "abcdefghij", 1), Paragraph(1, "p1", 5, 12, "fghijkl", 1))
+    (window,) = _Section(overlapping).windows([(0, 2)])
+    assert window.text == MaskWindow(overlapping).text

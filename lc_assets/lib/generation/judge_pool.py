@@ -83,6 +83,35 @@ def _window_ref(window: MaskWindow, paragraphs: Sequence[Paragraph]) -> WindowRe
     return window
 
 
+class _Section:
+    """What a worker keeps of one open section: its memo, question index and paragraphs, and the text of all its
+    paragraphs as :attr:`MaskWindow.text` builds it, from which each shown window's text is a slice (joining a
+    window's ~45 paragraphs on every step was ~5% of judging; a window is rarely shown twice)."""
+
+    def __init__(self, paragraphs: tuple[Paragraph, ...]) -> None:
+        self.memo = ShownTextMemo()
+        self.index = QuestionIndex()
+        self.paragraphs = paragraphs
+        self._text: str | None = None
+        # the slices are exact only where paragraphs do not overlap (as split_paragraphs cuts them)
+        self._sliceable = bool(paragraphs) and all(
+            a.char_end <= b.char_start for a, b in zip(paragraphs, paragraphs[1:], strict=False)
+        )
+
+    def windows(self, refs: Sequence[WindowRef | MaskWindow]) -> tuple[MaskWindow, ...]:
+        """The shown windows of a task, rebuilt from their references."""
+        return tuple(self._window(*w) if isinstance(w, tuple) else w for w in refs)
+
+    def _window(self, first: int, n: int) -> MaskWindow:
+        window = MaskWindow(self.paragraphs[first : first + n])
+        if self._sliceable:
+            if self._text is None:
+                self._text = MaskWindow(self.paragraphs).text
+            base = self.paragraphs[0].char_start
+            window.__dict__["text"] = self._text[window.char_start - base : window.char_end - base]  # cached_property
+        return window
+
+
 class JudgeWorkerError(RuntimeError):
     """A judge worker raised or died; the message carries the worker's traceback or exit code."""
 
@@ -152,7 +181,7 @@ def _worker(worker: int, config: GenerationConfig, tasks: Connection, verdicts: 
     a worker does not hold up the loop. Verdicts are written to a pipe from this thread, not through a queue's
     feeder thread, which would wait for the judging thread to hand over the interpreter lock (up to 5 ms each)."""
     tokenizer: TextTokenizer | None = _next(tasks, parent_pid)
-    sections: dict[str, tuple[ShownTextMemo, QuestionIndex, tuple[Paragraph, ...]]] = {}
+    sections: dict[str, _Section] = {}
     idle = 0.0  # wall seconds spent waiting for tasks, from the first task on
     item = _next(tasks, parent_pid)
     while True:
@@ -165,18 +194,21 @@ def _worker(worker: int, config: GenerationConfig, tasks: Connection, verdicts: 
                 sections.pop(entry, None)
                 continue
             if isinstance(entry, _OpenSection):
-                sections[entry.section_id] = (ShownTextMemo(), QuestionIndex(), entry.paragraphs)
+                sections[entry.section_id] = _Section(entry.paragraphs)
                 continue
             task: JudgeTask = entry
-            memo, index, paragraphs = sections[task.context.section_id]
+            section = sections[task.context.section_id]
             for question in task.new_questions:
-                index.add(question)
+                section.index.add(question)
             verdict, error = None, None
             try:
-                windows = tuple(
-                    MaskWindow(paragraphs[w[0] : w[0] + w[1]]) if isinstance(w, tuple) else w for w in task.windows
+                context = replace(
+                    task.context,
+                    windows=section.windows(task.windows),
+                    config=config,
+                    memo=section.memo,
+                    question_index=section.index,
                 )
-                context = replace(task.context, windows=windows, config=config, memo=memo, question_index=index)
                 verdict = judge_output(context, task.result)
                 if tokenizer is not None and verdict.pair is not None:
                     q, a = tokenizer.count_batch([verdict.pair.question, verdict.pair.answer])

@@ -17,11 +17,13 @@ the evidence (plus the question's words that occur in the shown text).
 
 from __future__ import annotations
 
+import array
 import bisect
 import functools
 import itertools
 import json
 import re
+import sys
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -110,18 +112,40 @@ _NON_SPACE = re.compile(r"\S+")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 
 
-def _drop_combining(match: re.Match[str]) -> str:
-    return "".join(ch for ch in match.group() if not unicodedata.combining(ch))
-
-
 _QUOTE_CHARS = str.maketrans({"‘": "'", "’": "'", "‚": "'", "“": '"', "”": '"', "„": '"', "–": "-", "—": "-"})
+
+
+def _char_class(code_points: Iterable[int]) -> re.Pattern[str]:
+    """Runs of the given (ascending) code points, as one regex character class of ranges."""
+    ranges: list[list[int]] = []
+    for c in code_points:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return re.compile("[" + "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges) + "]+")
+
+
+@functools.cache
+def _combining_marks() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Runs of combining characters (``unicodedata.combining`` non-zero; none is ASCII), those of the BMP and
+    those above it: stripping accents is then a C-level ``sub``, not a Python call per non-ASCII run (texts with
+    typographic quotes or dashes made those calls ~5% of judging). Two classes: the regex engine tests a BMP-only
+    class with one table lookup, a class with code points above it range by range (10x slower). Built on first
+    use (~70 ms: every code point is asked)."""
+    marks = [c for c in range(0x80, sys.maxunicode + 1) if unicodedata.combining(chr(c))]
+    return _char_class(c for c in marks if c <= 0xFFFF), _char_class(c for c in marks if c > 0xFFFF)
 
 
 def _fold(text: str) -> str:
     """Casefolded, accents stripped."""
     if text.isascii():  # the common case: no accents to strip, casefold == lower (10-50x faster)
         return text.lower()
-    return _NON_ASCII.sub(_drop_combining, unicodedata.normalize("NFKD", text).casefold())
+    bmp, astral = _combining_marks()
+    folded = bmp.sub("", unicodedata.normalize("NFKD", text).casefold())
+    if folded and max(folded) > "\uffff":  # rare: only then the slow class
+        folded = astral.sub("", folded)
+    return folded
 
 
 def normalize_question(text: str) -> str:
@@ -131,44 +155,51 @@ def normalize_question(text: str) -> str:
 
 def words(text: str) -> list[str]:
     """Normalised word tokens (identifiers such as ``asyncio.run`` give ``asyncio``, ``run``)."""
-    # every character that is neither a word character nor whitespace separates words, like whitespace
-    return _WORD.findall(_fold(text))
+    return list(_cached_words(text))
 
 
 @functools.lru_cache(maxsize=1 << 13)
 def _cached_words(text: str) -> tuple[str, ...]:
-    """:func:`words` of a text seen again and again (earlier pairs)."""
-    return tuple(words(text))
+    """:func:`words` of a text, cached: one judgement reads the same texts again and again (the question and
+    answer in several checks, the quotes, earlier pairs): 2 in 3 calls of :func:`words` were repeats."""
+    # every character that is neither a word character nor whitespace separates words, like whitespace
+    return tuple(_WORD.findall(_fold(text)))
 
 
 def _normalize_with_map(text: str) -> tuple[str, list[int]]:
     """Casefolded text with unified quotes and collapsed whitespace, and each char's index in ``text``."""
+    tokens = [(m.start(), m.end()) for m in _NON_SPACE.finditer(text)]
     if text.isascii():  # ASCII quotes need no unifying and lower() is casefold: map whole tokens at once
-        tokens = [(m.start(), m.end()) for m in _NON_SPACE.finditer(text)]
         pos_ascii: list[int] = []
         for i, (start, end) in enumerate(tokens):
             if i:
                 pos_ascii.append(tokens[i - 1][1])  # the collapsed whitespace maps to where it starts
             pos_ascii.extend(range(start, end))
         return " ".join(text[a:b] for a, b in tokens).lower(), pos_ascii
+    # token by token (whitespace is what str.isspace() says, as for \S): most tokens of a text with a few
+    # typographic quotes or accents are ASCII and are mapped whole; char by char was ~2 ms per shown window
     out: list[str] = []
     pos: list[int] = []
-    prev_space = True  # drops leading whitespace
-    for i, ch in enumerate(text):
-        if ch.isspace():
-            if not prev_space:
-                out.append(" ")
-                pos.append(i)
-            prev_space = True
+    for i, (start, end) in enumerate(tokens):
+        if i:
+            out.append(" ")
+            pos.append(tokens[i - 1][1])  # the collapsed whitespace maps to where it starts
+        token = text[start:end]
+        if token.isascii():
+            out.append(token.lower())
+            pos.extend(range(start, end))
             continue
-        prev_space = False
-        for c in unicodedata.normalize("NFKC", ch).translate(_QUOTE_CHARS).casefold():
-            out.append(c)
-            pos.append(i)
-    if out and out[-1] == " ":
-        out.pop()
+        for j, ch in enumerate(token, start):  # char by char: one char may give several (NFKC, casefold)
+            for c in unicodedata.normalize("NFKC", ch).translate(_QUOTE_CHARS).casefold():
+                out.append(c)
+                pos.append(j)
+    norm = "".join(out)
+    # a char whose normal form ends in a space ends the text with it: dropped, unless whitespace followed (then
+    # that whitespace's space was the one dropped)
+    if norm.endswith(" ") and tokens and tokens[-1][1] == len(text):
+        norm = norm[:-1]
         pos.pop()
-    return "".join(out), pos
+    return norm, pos
 
 
 def _normalize(text: str) -> str:
@@ -441,9 +472,9 @@ class QuestionIndex:
 
     def __init__(self, questions: Iterable[str] = ()) -> None:
         self._items: list[tuple[str, list[str], frozenset[str], int]] = []
-        # the same bound for all questions at once (a section asks hundreds): word -> bitmask of the
-        # questions holding it, and each question's word and repeat counts
-        self._bits: dict[str, int] = {}
+        # the same bound for all questions at once (a section asks hundreds): word -> the indices of the
+        # questions holding it (an int64 array, appended in place), and each question's word and repeat counts
+        self._postings: dict[str, array.array[int]] = {}
         self._lengths = np.zeros(64, dtype=np.int64)
         self._repeats = np.zeros(64, dtype=np.int64)
         for q in questions:
@@ -458,7 +489,10 @@ class QuestionIndex:
         i = len(self._items)
         self._items.append((question, tokens, distinct, len(tokens) - len(distinct)))
         for word in distinct:
-            self._bits[word] = self._bits.get(word, 0) | (1 << i)
+            postings = self._postings.get(word)
+            if postings is None:
+                postings = self._postings[word] = array.array("q")
+            postings.append(i)
         if i >= len(self._lengths):
             self._lengths = np.concatenate([self._lengths, np.zeros_like(self._lengths)])
             self._repeats = np.concatenate([self._repeats, np.zeros_like(self._repeats)])
@@ -468,18 +502,15 @@ class QuestionIndex:
     def _candidates(self, distinct: frozenset[str], n_tokens: int, repeats: int, threshold: float) -> list[int]:
         """Indices of the questions whose bound reaches ``threshold`` (in order), computed over arrays."""
         n = len(self._items)
-        nbytes = (n + 7) // 8
-        shared = np.zeros(n, dtype=np.int64)
-        for word in distinct:
-            mask = self._bits.get(word)
-            if mask:
-                bits = np.frombuffer(mask.to_bytes(nbytes, "little"), dtype=np.uint8)
-                shared += np.unpackbits(bits, bitorder="little")[:n]
+        # each question's count of the distinct words it shares: one bincount over the words' postings (a
+        # bitmask per word unpacked and added word by word cost 3x as much)
+        found = [np.frombuffer(p, dtype=np.int64) for p in map(self._postings.get, distinct) if p is not None]
+        shared = np.bincount(np.concatenate(found), minlength=n) if found else np.zeros(n, dtype=np.int64)
         total = n_tokens + self._lengths[:n]
         bound = shared + np.minimum(self._repeats[:n], repeats)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # float64 division of exact integers rounds like Python's int / int: the same test as the loop's
-            reach = (total > 0) & ~(2 * bound / total < threshold)
+        # float64 division of exact integers rounds like Python's int / int: the same test as the loop's (an empty
+        # pair, total 0, divides by 1 and is left out: no floating-point warnings to silence)
+        reach = (total > 0) & ~(2 * bound / np.maximum(total, 1) < threshold)
         return np.flatnonzero(reach).tolist()
 
     def nearest(self, question: str, threshold: float) -> tuple[float, str | None]:
@@ -548,7 +579,7 @@ def detect_language(text: str) -> str | None:
     elif not any(ch.isalpha() for ch in text):
         return None
     tokens = [t for t in normalize_question(text).split() if t.isalpha()]
-    hits = sorted(((sum(t in s for t in tokens), lang) for lang, s in _FUNCTION_SETS.items()), reverse=True)
+    hits = sorted(((sum(map(s.__contains__, tokens)), lang) for lang, s in _FUNCTION_SETS.items()), reverse=True)
     (best, lang), (second, _) = hits[0], hits[1]
     if best >= 2 and best >= 2 * second:
         return lang
@@ -766,19 +797,46 @@ def _operator_words(text: str) -> list[str]:
     return [w for op in _OPERATOR.findall(text) for w in _OPERATOR_WORDS[op]]
 
 
+#: distinct words :class:`_ContentStems` keeps before it starts over (a long run's vocabulary stays bounded)
+_CONTENT_STEMS_MAX = 1 << 17
+
+
+class _ContentStems(dict[str, str]):
+    """word -> its stem, or "" for a word that carries no content (a stopword, a 1-letter token): the filter and
+    stem of :func:`content_words` as one C-level lookup per word (stemming the pieces of new paragraphs word by
+    word in Python was the largest part of evidence completion)."""
+
+    def __missing__(self, word: str) -> str:
+        if len(self) >= _CONTENT_STEMS_MAX:
+            self.clear()
+        stem = _stem(word) if word not in _STOPWORDS and (len(word) > 1 or word.isdigit()) else ""
+        self[word] = stem
+        return stem
+
+
+_CONTENT_STEMS = _ContentStems()
+
+
 def content_words(text: str, identifier_parts: bool = False) -> list[str]:
     """Stemmed words that carry content (stopwords and 1-letter tokens dropped; numbers kept).
 
     With ``identifier_parts`` (for the evidence side) identifiers also give their parts:
     ``pg_create_physical_replication_slot`` supports "creates a physical replication slot".
     """
-    tokens = words(text)
+    return list(_content_words(text, identifier_parts))
+
+
+@functools.lru_cache(maxsize=1 << 13)
+def _content_words(text: str, identifier_parts: bool) -> tuple[str, ...]:
+    """:func:`content_words`, cached: the question, answer and quotes are read by several checks of a judgement
+    (1 in 3 calls were repeats)."""
+    tokens = list(_cached_words(text))
     if identifier_parts and ("_" in text or _CAMEL.search(text)):  # prose has no identifiers to take apart
-        split = words(_CAMEL.sub("_", text))
+        split = _cached_words(_CAMEL.sub("_", text))
         tokens += [p for w in split if "_" in w.strip("_") for p in w.split("_") if p]
     if identifier_parts:
         tokens += _operator_words(text)
-    return [_stem(w) for w in tokens if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())]
+    return tuple(filter(None, map(_CONTENT_STEMS.__getitem__, tokens)))
 
 
 def content_word_set(text: str, identifier_parts: bool = False) -> set[str]:
@@ -792,6 +850,28 @@ def content_word_set(text: str, identifier_parts: bool = False) -> set[str]:
     return {_stem(w) for w in distinct if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())}
 
 
+#: the characters ``re.IGNORECASE`` matches to an ASCII letter other than by ``str.lower()``: "İ" (its lower case
+#: is two characters), "ı" and "ſ" (matched to "i" and "s"); every other character matches an ASCII letter exactly
+#: when its ``lower()`` is that letter's (checked on every code point by the tests)
+_IGNORECASE_SPECIALS = ("\u0130", "\u0131", "\u017f")
+
+
+def _lowered_for_ascii_probes(text: str) -> str | None:
+    """``text.lower()``, in which an ASCII literal is found where ``re.IGNORECASE`` finds it in ``text`` (same
+    offsets), or None for a text with one of :data:`_IGNORECASE_SPECIALS`."""
+    if not text.isascii() and any(ch in text for ch in _IGNORECASE_SPECIALS):
+        return None
+    return text.lower()
+
+
+def _occurrences(text: str, probe: str) -> Iterator[tuple[int, int]]:
+    """The non-overlapping (start, end) spans of ``probe`` in ``text``, left to right (as ``finditer`` finds them)."""
+    at = text.find(probe)
+    while at >= 0:
+        yield at, at + len(probe)
+        at = text.find(probe, at + len(probe))
+
+
 def _stems_in_texts(stems: set[str], texts: Sequence[str]) -> set[str]:
     """The ``stems`` that are content words of ``texts`` (``stems & content_word_set(text, True)``), reading only
     the words around where a stem's prefix occurs instead of every word of the texts.
@@ -801,11 +881,20 @@ def _stems_in_texts(stems: set[str], texts: Sequence[str]) -> set[str]:
     accented spelling of a plain question word is not found (the check is then stricter, never looser).
     """
     found: set[str] = set()
+    # an ASCII probe: its case-insensitive matches are its occurrences in the lowered text, found by str.find (the
+    # regex, compiled per stem, was ~10x slower), unless the text has a character the regex engine matches to an
+    # ASCII letter otherwise (None: the regex path)
+    lowered = [_lowered_for_ascii_probes(text) for text in texts]
     for stem in stems:
-        probe = re.compile(re.escape(stem[:-1] if len(stem) > 2 else stem), re.IGNORECASE)
-        for text in texts:
-            for m in probe.finditer(text):
-                start, end = m.start(), m.end()
+        probe = stem[:-1] if len(stem) > 2 else stem
+        ascii_probe, pattern = probe.isascii(), None
+        for text, low in zip(texts, lowered, strict=True):
+            if ascii_probe and low is not None:
+                spans: Iterable[tuple[int, int]] = _occurrences(low, probe.lower())
+            else:
+                pattern = pattern or re.compile(re.escape(probe), re.IGNORECASE)
+                spans = (m.span() for m in pattern.finditer(text))
+            for start, end in spans:
                 while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
                     start -= 1
                 while end < len(text) and (text[end].isalnum() or text[end] == "_"):
@@ -1016,8 +1105,9 @@ class ShownTextMemo:
 
     def __init__(self) -> None:
         self._pieces: dict[tuple[str, int, int, int], tuple[tuple[int, int, str], ...]] = {}
-        # per paragraph and cut: each piece's content words, stemmed on first need (None: not yet)
-        self._words: dict[tuple[str, int, int, int], list[frozenset[str] | None]] = {}
+        # per paragraph and cut: each piece's content words, stemmed on first need (None: not yet; a str: not yet,
+        # the text its probes are looked for in)
+        self._words: dict[tuple[str, int, int, int], list[frozenset[str] | str | None]] = {}
         self._probe_texts: dict[str, str] = {}
 
     def __len__(self) -> int:
@@ -1051,10 +1141,10 @@ class ShownTextMemo:
         """The paragraph's pieces whose content words (identifier parts included) and numbers hold a ``wanted``
         word, as (start, end, piece, its words), in order.
 
-        A piece's words are computed once, and only when it may hold one: an ASCII piece (folding is
-        ``lower()``) whose text lacks every wanted word's ``probes`` (see :func:`completion_candidates`) and,
+        A piece's words are computed once, and only when it may hold one: a piece whose probe text
+        (:func:`_piece_probe_text`) lacks every wanted word's ``probes`` (see :func:`completion_candidates`) and,
         unless ``operators``, says no comparison operator, holds none and is passed over unstemmed (stemming
-        every piece of a paragraph on first sight was ~20% of judging).
+        every piece of a paragraph on first sight was ~20% of judging). Its probe text is kept for the next look.
         """
         pieces = self.pieces(para, *cut)
         key = (para.paragraph_id, *cut)
@@ -1065,14 +1155,24 @@ class ShownTextMemo:
                 self._words[key] = stemmed
         for i, (a, b, t) in enumerate(pieces):
             words = stemmed[i]
-            if words is None:
-                if t.isascii():
-                    plain = t.lower().replace(",", "")
-                    if not any(p in plain for p in probes) and not (operators and _OPERATOR.search(t)):
-                        continue
+            if not isinstance(words, frozenset):
+                if words is None:
+                    words = stemmed[i] = _piece_probe_text(t)
+                if not any(p in words for p in probes) and not (operators and _OPERATOR.search(t)):
+                    continue
                 words = stemmed[i] = frozenset(content_words(t, identifier_parts=True)) | numbers(t)
             if not wanted.isdisjoint(words):
                 yield a, b, t, words
+
+
+def _piece_probe_text(piece: str) -> str:
+    """Where the probes of a piece's words are found: each content word (identifier parts included) is in the
+    folded text, each number in the text, commas dropped from both ("1,000" gives "1000"). An ASCII piece's
+    folded text is ``lower()`` and holds its numbers too; a non-ASCII piece gets both, joined by a newline (no
+    probe has one): folding changes digits such as "１２３"."""
+    if piece.isascii():
+        return piece.lower().replace(",", "")
+    return f"{_fold(piece)}\n{piece}".replace(",", "")
 
 
 def completion_candidates(
