@@ -66,16 +66,7 @@ def replay(path: Path, repeats: int) -> None:
                 if isinstance(entry, judge_pool._OpenSection):
                     sections[entry.section_id] = judge_pool._Section(entry.paragraphs)
                     continue
-                section = sections[entry.context.section_id]
-                for question in entry.new_questions:
-                    section.index.add(question)
-                context = replace(
-                    entry.context,
-                    windows=section.windows(entry.windows),
-                    config=config,
-                    memo=section.memo,
-                    question_index=section.index,
-                )
+                context = sections[entry.context.section_id].context(entry, config)
                 t0 = time.process_time()
                 verdict = judge_output(context, entry.result)
                 t1 = time.process_time()

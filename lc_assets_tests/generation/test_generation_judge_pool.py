@@ -12,6 +12,7 @@ from lc_assets.lib.generation.backend import GenerationResult
 from lc_assets.lib.generation.judge_pool import JudgePool, JudgeWorkerError, _Section
 from lc_assets.lib.generation.judging import StepContext
 from lc_assets.lib.generation.masking import MaskWindow, Paragraph, split_paragraphs
+from lc_assets.lib.generation.prompts import EARLIER_HEADER
 from lc_assets.lib.generation.records import MemorySink
 from lc_assets.lib.generation.scheduler import GenerationScheduler
 from lc_assets.lib.generation.validate import QuestionIndex
@@ -32,6 +33,11 @@ def _mixed_script(req):
         return Reply(json.dumps({"evidence": [], "question": "What is never shown here?", "answer": "Nothing."}))
     if step_i == 5 and sid.endswith("1"):
         return Reply("", error="HTTP 500")
+    listed = req.messages[-1]["content"].split(EARLIER_HEADER)
+    if step_i == 4 and attempt == "0" and len(listed) == 2:
+        # an answer copying a question the prompt lists as asked: the echo check reads the step's earlier pairs
+        earlier = listed[1].strip().splitlines()[0].lstrip("- ").strip()
+        return Reply(json.dumps(json.loads(grounded_text(req)) | {"answer": earlier}))
     return unique_reply(req)
 
 
@@ -70,7 +76,7 @@ def test_worker_verdicts_equal_the_loops(target_tokenizer):
     reasons = {(row[3] or "").split(":")[0] for row in inline} | {a[1].split(":")[0] for row in inline for a in row[8]}
     # the comparison covers accepted pairs and each kind of refusal, not only the easy path
     assert statuses == {"ok", "failed"}
-    assert {"invalid_json", "duplicate_question", "evidence_missing", "backend_error"} <= reasons
+    assert {"invalid_json", "duplicate_question", "evidence_missing", "backend_error", "echo"} <= reasons
 
 
 def test_verdicts_left_for_later_loop_turns_change_nothing(target_tokenizer, monkeypatch):

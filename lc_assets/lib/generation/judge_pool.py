@@ -59,13 +59,15 @@ class JudgeTask:
     """One output to judge: the step's context without its windows, the section's memo and index (the
     worker keeps those), the windows as references into the section's paragraphs (sent once, when the
     section is first seen: a step's windows are ~16 KB of text that would be pickled on every step),
-    and the questions the section accepted since its previous task."""
+    the pairs the section accepted since its previous task, and the prompt's earlier pairs by id where the worker
+    has them (each pair is pickled once, not with every step that lists it: they were half of a task's bytes)."""
 
     key: str
-    context: StepContext
+    context: StepContext  # without windows, memo, index, config and earlier pairs
     windows: tuple[WindowRef | MaskWindow, ...]
     result: GenerationResult
-    new_questions: tuple[str, ...]
+    new_pairs: tuple[QAPair, ...]
+    earlier: tuple[str | QAPair, ...]  # the prompt's earlier pairs: ids of pairs the worker was sent, else whole
 
 
 @dataclass(frozen=True)
@@ -91,11 +93,27 @@ class _Section:
     def __init__(self, paragraphs: tuple[Paragraph, ...]) -> None:
         self.memo = ShownTextMemo()
         self.index = QuestionIndex()
+        self.pairs: dict[str, QAPair] = {}
         self.paragraphs = paragraphs
         self._text: str | None = None
         # the slices are exact only where paragraphs do not overlap (as split_paragraphs cuts them)
         self._sliceable = bool(paragraphs) and all(
             a.char_end <= b.char_start for a, b in zip(paragraphs, paragraphs[1:], strict=False)
+        )
+
+    def context(self, task: JudgeTask, config: GenerationConfig) -> StepContext:
+        """The task's whole step context: its windows, earlier pairs, and the section's memo and question index
+        (which first take in the pairs the section accepted since the previous task)."""
+        for pair in task.new_pairs:
+            self.pairs[pair.pair_id] = pair
+            self.index.add(pair.question)
+        return replace(
+            task.context,
+            windows=self.windows(task.windows),
+            earlier_pairs=tuple(self.pairs[p] if isinstance(p, str) else p for p in task.earlier),
+            config=config,
+            memo=self.memo,
+            question_index=self.index,
         )
 
     def windows(self, refs: Sequence[WindowRef | MaskWindow]) -> tuple[MaskWindow, ...]:
@@ -198,17 +216,9 @@ def _worker(worker: int, config: GenerationConfig, tasks: Connection, verdicts: 
                 continue
             task: JudgeTask = entry
             section = sections[task.context.section_id]
-            for question in task.new_questions:
-                section.index.add(question)
             verdict, error = None, None
             try:
-                context = replace(
-                    task.context,
-                    windows=section.windows(task.windows),
-                    config=config,
-                    memo=section.memo,
-                    question_index=section.index,
-                )
+                context = section.context(task, config)
                 verdict = judge_output(context, task.result)
                 if tokenizer is not None and verdict.pair is not None:
                     q, a = tokenizer.count_batch([verdict.pair.question, verdict.pair.answer])
@@ -263,7 +273,8 @@ class JudgePool:
             pipe.put(target_tokenizer)
         self._flush()
         self._owner: dict[str, int] = {}  # section id -> worker
-        self._synced: dict[str, int] = {}  # section id -> questions the worker has
+        self._synced: dict[str, int] = {}  # section id -> pairs the worker has
+        self._sent_pairs: dict[str, set[str]] = {}  # section id -> ids of the pairs the worker has
         self._load = [0] * workers  # sections pinned per worker
         self._batches: dict[int, list[JudgeTask | _OpenSection | str]] = {}
         self._cpu = [0.0] * workers  # CPU seconds each worker reported last
@@ -299,16 +310,20 @@ class JudgePool:
             self._batches.setdefault(worker, []).append(_OpenSection(sid, tuple(paragraphs)))
         synced = self._synced.get(sid, 0)
         self._synced[sid] = len(pairs)
-        slim = replace(context, windows=(), memo=None, question_index=None, config=None)  # type: ignore[arg-type]
+        new = tuple(pairs[synced:])
+        sent = self._sent_pairs.setdefault(sid, set())
+        sent.update(p.pair_id for p in new)
+        earlier = tuple(p.pair_id if p.pair_id in sent else p for p in context.earlier_pairs)
+        slim = replace(context, windows=(), earlier_pairs=(), memo=None, question_index=None, config=None)  # type: ignore[arg-type]
         windows = tuple(_window_ref(w, paragraphs) for w in context.windows)
-        new = tuple(p.question for p in pairs[synced:])
-        self._batches.setdefault(worker, []).append(JudgeTask(key, slim, windows, result, new))
+        self._batches.setdefault(worker, []).append(JudgeTask(key, slim, windows, result, new, earlier))
         self.pending += 1
 
     def forget(self, section_id: str) -> None:
         """The section is closed: its worker drops its memo and index."""
         worker = self._owner.pop(section_id, None)
         self._synced.pop(section_id, None)
+        self._sent_pairs.pop(section_id, None)
         if worker is not None:
             self._load[worker] -= 1
             self._batches.setdefault(worker, []).append(section_id)
