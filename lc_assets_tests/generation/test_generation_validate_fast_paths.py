@@ -27,6 +27,7 @@ from lc_assets.lib.generation.validate import (
     numbers,
     quotable_pieces,
     rouge_l,
+    word_around,
     words,
 )
 
@@ -62,12 +63,7 @@ def _stems_reference(stems: set[str], texts: list[str]) -> set[str]:
         probe = re.compile(re.escape(stem[:-1] if len(stem) > 2 else stem), re.IGNORECASE)
         for text in texts:
             for m in probe.finditer(text):
-                start, end = m.start(), m.end()
-                while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
-                    start -= 1
-                while end < len(text) and (text[end].isalnum() or text[end] == "_"):
-                    end += 1
-                if stem in content_word_set(text[start:end], identifier_parts=True):
+                if stem in content_word_set(word_around(text, m.start(), m.end()), identifier_parts=True):
                     found.add(stem)
     return found
 

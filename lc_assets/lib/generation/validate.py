@@ -872,6 +872,15 @@ def _occurrences(text: str, probe: str) -> Iterator[tuple[int, int]]:
         at = text.find(probe, at + len(probe))
 
 
+def word_around(text: str, start: int, end: int) -> str:
+    """The word or identifier (letters, digits, "_") that holds ``text[start:end]``."""
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+        start -= 1
+    while end < len(text) and (text[end].isalnum() or text[end] == "_"):
+        end += 1
+    return text[start:end]
+
+
 def _stems_in_texts(stems: set[str], texts: Sequence[str]) -> set[str]:
     """The ``stems`` that are content words of ``texts`` (``stems & content_word_set(text, True)``), reading only
     the words around where a stem's prefix occurs instead of every word of the texts.
@@ -895,11 +904,7 @@ def _stems_in_texts(stems: set[str], texts: Sequence[str]) -> set[str]:
                 pattern = pattern or re.compile(re.escape(probe), re.IGNORECASE)
                 spans = (m.span() for m in pattern.finditer(text))
             for start, end in spans:
-                while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
-                    start -= 1
-                while end < len(text) and (text[end].isalnum() or text[end] == "_"):
-                    end += 1
-                if stem in content_word_set(text[start:end], identifier_parts=True):
+                if stem in content_word_set(word_around(text, start, end), identifier_parts=True):
                     found.add(stem)
                     break
             if stem in found:
