@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lc_assets.lib.generation.backend import GenerationBackend, GenerationRequest, GenerationResult
+from lc_assets.lib.generation.grounding_checks import _HOW_MANY
 from lc_assets.lib.generation.prompts import EARLIER_HEADER, KIND_HINTS
 from lc_assets.lib.generation.validate import content_words, quotable_pieces
 from lc_assets.lib.tokenizer import TextTokenizer
@@ -72,9 +72,6 @@ _QUESTIONS = {
 }
 
 
-_HOW_MANY = re.compile(r"how many\b", re.IGNORECASE)
-
-
 def _question(request: GenerationRequest, tag: str) -> str:
     """A question of the kind the prompt asked for (as a model that follows the prompt would), unique by ``tag``."""
     user = request.messages[-1]["content"]
@@ -108,7 +105,7 @@ def grounded_text(request: GenerationRequest, question: str | None = None, first
         parts.append(part)
     question = question or _question(request, f"{digest[:4]} {digest[4:8]} {digest[8:12]}")
     answer = " and ".join(parts) + "."
-    if _HOW_MANY.match(question):
+    if _HOW_MANY.search(question):
         answer = f"All {answer}"  # "how many" is answered with a count (a quantity word the evidence need not hold)
     return json.dumps({"evidence": quotes, "question": question, "answer": answer})
 

@@ -273,7 +273,6 @@ class JudgePool:
             pipe.put(target_tokenizer)
         self._flush()
         self._owner: dict[str, int] = {}  # section id -> worker
-        self._synced: dict[str, int] = {}  # section id -> pairs the worker has
         self._sent_pairs: dict[str, set[str]] = {}  # section id -> ids of the pairs the worker has
         self._load = [0] * workers  # sections pinned per worker
         self._batches: dict[int, list[JudgeTask | _OpenSection | str]] = {}
@@ -308,10 +307,8 @@ class JudgePool:
             self._owner[sid] = worker
             self._load[worker] += 1
             self._batches.setdefault(worker, []).append(_OpenSection(sid, tuple(paragraphs)))
-        synced = self._synced.get(sid, 0)
-        self._synced[sid] = len(pairs)
-        new = tuple(pairs[synced:])
-        sent = self._sent_pairs.setdefault(sid, set())
+        sent = self._sent_pairs.setdefault(sid, set())  # pair ids are unique: the first len(sent) pairs went
+        new = tuple(pairs[len(sent) :])
         sent.update(p.pair_id for p in new)
         earlier = tuple(p.pair_id if p.pair_id in sent else p for p in context.earlier_pairs)
         slim = replace(context, windows=(), earlier_pairs=(), memo=None, question_index=None, config=None)  # type: ignore[arg-type]
@@ -322,7 +319,6 @@ class JudgePool:
     def forget(self, section_id: str) -> None:
         """The section is closed: its worker drops its memo and index."""
         worker = self._owner.pop(section_id, None)
-        self._synced.pop(section_id, None)
         self._sent_pairs.pop(section_id, None)
         if worker is not None:
             self._load[worker] -= 1

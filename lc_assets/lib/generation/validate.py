@@ -847,7 +847,7 @@ def content_word_set(text: str, identifier_parts: bool = False) -> set[str]:
         for token in _CAMEL_TOKEN.findall(text):  # rare in prose: only camel-case identifiers are re-read
             parts |= {p for w in words(_CAMEL.sub("_", token)) if "_" in w.strip("_") for p in w.split("_") if p}
         distinct |= parts | set(_operator_words(text))
-    return {_stem(w) for w in distinct if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())}
+    return set(filter(None, map(_CONTENT_STEMS.__getitem__, distinct)))  # content_words' filter and stem
 
 
 #: the characters ``re.IGNORECASE`` matches to an ASCII letter other than by ``str.lower()``: "İ" (its lower case
