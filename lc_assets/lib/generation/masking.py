@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import operator
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -171,9 +172,12 @@ class MaskWindow:
         return "".join(parts)
 
 
+_by_index = operator.attrgetter("index")
+
+
 def windows_of(paragraphs: Sequence[Paragraph]) -> tuple[MaskWindow, ...]:
     """Maximal runs of consecutive paragraphs, in document order."""
-    ordered = sorted(paragraphs, key=lambda p: p.index)
+    ordered = sorted(paragraphs, key=_by_index)
     runs: list[list[Paragraph]] = []
     for para in ordered:
         if runs and para.index == runs[-1][-1].index + 1:
@@ -222,7 +226,7 @@ def render_mask(
     With ``numbered`` each window of consecutive paragraphs starts with a line "Excerpt i:", so a
     prompt can ask for evidence from two named excerpts.
     """
-    ordered = sorted(paragraphs, key=lambda p: p.index)
+    ordered = sorted(paragraphs, key=_by_index)
     parts: list[str] = []
     prev = -1
     window = 0

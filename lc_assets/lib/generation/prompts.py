@@ -307,10 +307,12 @@ def fit_prompt(
         )
         n = count_prompt_tokens(messages)
         if n <= limit:
-            return FittedPrompt(
+            fitted = FittedPrompt(
                 messages, tuple(selected), tuple(dropped), tuple(pairs), tuple(dropped_pairs), n, long_range, kind,
                 focus,
             )  # fmt: skip
+            fitted.__dict__["windows"] = windows  # the cached property, already built from the same paragraphs
+            return fitted
         excess = n - limit
         if len(selected) > 1:
             # drop enough paragraphs to cover the excess in one go (then recount exactly)
