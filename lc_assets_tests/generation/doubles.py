@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -72,11 +73,17 @@ _QUESTIONS = {
 }
 
 
+_ATTRIBUTION = re.compile(r'Begin the question with "(In [^"]+, )"')
+
+
 def _question(request: GenerationRequest, tag: str) -> str:
-    """A question of the kind the prompt asked for (as a model that follows the prompt would), unique by ``tag``."""
+    """A question of the kind the prompt asked for (as a model that follows the prompt would), unique by ``tag``,
+    starting as the prompt asks when the document must be named."""
     user = request.messages[-1]["content"]
     kind = next((k for k, hint in KIND_HINTS.items() if hint in user), "what")
-    return _QUESTIONS[kind].format(d=tag)
+    question = _QUESTIONS[kind].format(d=tag)
+    named = _ATTRIBUTION.search(user)
+    return f"{named.group(1)}{question[0].lower()}{question[1:]}" if named else question
 
 
 def grounded_text(request: GenerationRequest, question: str | None = None, first: bool = False) -> str:

@@ -125,7 +125,8 @@ def _grown(tmp_path, books: int):
     catalog = LineageStore(tmp_path / "lineage.duckdb")
     seed_shard(catalog, "books", tmp_path / "books", books, 7)
     tok = TokenizerResource().load()
-    cfg = config().model_copy(update={"long_range_share": 0.5})  # many long-range prompts to rebuild
+    # many long-range prompts to rebuild; one book's questions must name it (attributed_sources)
+    cfg = config().model_copy(update={"long_range_share": 0.5, "attributed_sources": ["*book0*"]})
     todo, _ = sections_to_grow(catalog, "books", latest_chunk_config(catalog, "books"), cfg.config_hash())
     backend = ScriptedBackend(tokenizer=tok)
     grow_sections(catalog, todo, backend, cfg, tok, "grow-run")
@@ -147,6 +148,10 @@ def test_rebuilt_prompts_equal_what_the_backend_received(tmp_path, capsys):
     assert all("The excerpts come from the document titled" in m[1]["content"] for m in sent.values())
     # ... and the focus window a step asked about (masked_prompts.record), rebuilt from the record
     assert any("Quote your evidence from Excerpt" in m[1]["content"] for m in sent.values())
+    # ... and the attribution its config asked of one book's sections (documents.source, the config's patterns)
+    named = [m for m in sent.values() if 'Begin the question with "In ' in m[1]["content"]]
+    assert 0 < len(named) < len(sent)
+    assert catalog.scalar("SELECT count(*) FROM qa_pairs WHERE question LIKE 'In %, %'") > 0
     section_id, step = next(iter(sent)).split("/")
     assert main(["lineage", "prompt", f"{section_id}:{step}", "--json", "--db", str(catalog.path)]) == 0
     assert tuple(json.loads(capsys.readouterr().out)) == sent[f"{section_id}/{step}"]

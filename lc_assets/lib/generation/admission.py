@@ -72,6 +72,7 @@ class SectionState:
     # pair id -> generator tokens of (question, answer), for the prompt guard's bound
     generator_pair_tokens: dict[str, tuple[int, int]] = field(default_factory=dict)
     title_tokens: int | None = None  # generator tokens of the prompt's title line (counted on first use)
+    attribution_tokens: int | None = None  # generator tokens of the attribution sentence (counted on first use)
     # accepted evidence quotes per chunk decile so far (resumed steps too): which window a step focuses on
     evidence_depth: EvidenceDepth = field(init=False)
 

@@ -120,6 +120,13 @@ class GenerationConfig(ValidationConfig):
         description="Question kinds suggested in turn (a shuffled cycle per section; one template must not "
         "dominate); empty: any question.",
     )
+    attributed_sources: list[str] = Field(
+        ["embedded:devils-dictionary", "embedded:jargon-file"],
+        description="Documents that speak for their author (satire, fiction, opinion, a humorous glossary), by "
+        "source (fnmatch patterns such as 'local:novels/*'): their questions must name the document ('In The "
+        "Devil's Dictionary, ...'; the prompt asks it, the schema and a check enforce it), so that an answer reads "
+        "as what the document says, not as a fact.",
+    )
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature of the first attempt.")
     retry_temperature: float = Field(
         0.9, ge=0.0, le=2.0, description="Temperature of retries (greedy retries would repeat the failure)."

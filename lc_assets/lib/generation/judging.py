@@ -34,6 +34,7 @@ class StepContext:
     memo: ShownTextMemo | None = None  # the section's quotable pieces (speed only)
     title: str = ""  # the document's title the prompt named (its words may name the answer's subject)
     focus_window: int | None = None  # the window the prompt asked about: model quotes must come from it
+    attribution: str | None = None  # the document's name the question must start with (attributed_sources)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ def judge_output(context: StepContext, result: GenerationResult) -> Verdict:
         memo=context.memo,
         title=context.title,
         focus_window=context.focus_window,
+        attribution=context.attribution,
     )
     if not checked.ok:
         reason = checked.failure

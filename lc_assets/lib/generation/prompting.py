@@ -24,11 +24,14 @@ from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.generation.focus import choose_focus
 from lc_assets.lib.generation.masking import Mask, MaskWindow, Paragraph, derive_rng, sample_earlier_pairs
 from lc_assets.lib.generation.prompts import (
+    ATTRIBUTION_TASK,
     FittedPrompt,
+    attribution_prefix,
     build_messages,
     evidence_choices,
     fit_prompt,
     qa_json_schema,
+    section_attribution,
     suggest_kind,
 )
 from lc_assets.lib.generation.records import RejectedAttempt, Span
@@ -166,6 +169,20 @@ class PromptBuilder:
             state.title_tokens = title_line_tokens(self.count_text, state.task.title)
         return state.title_tokens
 
+    def attribution(self, state: SectionState) -> str | None:
+        """The name the section's questions must start with (``attributed_sources``), or None."""
+        return section_attribution(self.config.attributed_sources, state.task.section.source, state.task.title)
+
+    def attribution_tokens(self, state: SectionState, attribution: str | None) -> int:
+        """Generator tokens the attribution sentence adds to the task line, at most (counted once per section,
+        +2 for the join)."""
+        if attribution is None:
+            return 0
+        if state.attribution_tokens is None:
+            sentence = ATTRIBUTION_TASK.format(prefix=attribution_prefix(attribution))
+            state.attribution_tokens = self.count_text([sentence])[0] + 2
+        return state.attribution_tokens
+
     def upper_bound(
         self, state: SectionState, selected: Sequence[Paragraph], earlier: Sequence[QAPair], exact_pairs: bool = False
     ) -> int:
@@ -173,6 +190,7 @@ class PromptBuilder:
         ``exact_pairs`` counts the earlier pairs exactly instead of bounding them by their bytes."""
         cal = self._calibrate()
         total = cal.base + self.title_tokens(state) + sum(map(_n_tokens, selected))
+        total += self.attribution_tokens(state, self.attribution(state))
         if selected:
             indices = sorted(map(_index, selected))
             windows = 1 + sum(1 for a, b in zip(indices, indices[1:], strict=False) if b != a + 1)
@@ -227,6 +245,7 @@ class PromptBuilder:
             title=state.task.title,
             max_quotes=cfg.max_quotes,
             choose_focus=(lambda windows: self.focus(state, step, windows)) if steer else None,
+            attribution=self.attribution(state),
         )
         return mask, earlier, fitted
 
@@ -253,6 +272,7 @@ class PromptBuilder:
             max_quotes=max(cfg.max_quotes, 2 if long_range else 1),
             quote_choices=choices,
             quote_choices_per_window=per_window,
+            question_prefix=attribution_prefix(fitted.attribution) if fitted.attribution else None,
         )
 
     def request(self, att: StepAttempt) -> GenerationRequest:
@@ -287,11 +307,13 @@ def rebuild_messages(
     title: str | None = None,
     max_quotes: int = 2,
     focus: int | None = None,
+    attribution: str | None = None,
 ) -> tuple[dict[str, str], ...]:
     """The exact messages of a step from what lineage stores (ids, spans, the suggested kind, whether it
-    was long-range, the document's title, the focus window), through the same builder."""
+    was long-range, the document's title, the focus window, the attribution its config asked), through the same
+    builder."""
     shown = [Paragraph(i, "", s, e, chunk_text[s:e], 0) for i, s, e in spans]
     return build_messages(
         shown, n_paragraphs, earlier_pairs, marker, kind=kind, long_range=long_range, title=title,
-        max_quotes=max_quotes, focus=focus,
+        max_quotes=max_quotes, focus=focus, attribution=attribution,
     )  # fmt: skip

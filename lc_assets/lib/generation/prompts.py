@@ -9,9 +9,11 @@ answers that state only what the quotes say. Parsing and every rejection check l
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +73,12 @@ LONG_RANGE_TASK = (
 
 EARLIER_HEADER = "Questions already asked about this document (ask about something else):\n"
 
+#: Attribution (`attributed_sources`): a document that speaks for its author — satire, fiction, opinion, a
+#: humorous glossary — is not a source of facts, so its questions must name it ("In The Devil's Dictionary, how is
+#: Redemption defined?"); unnamed, "How does the doctrine of Redemption play a role in salvation?" answered with
+#: Bierce's joke reads as a fact (demo run, 2026-12-03). The schema also makes the question start so.
+ATTRIBUTION_TASK = 'Begin the question with "{prefix}": this document speaks for its author, not for fact.'
+
 #: What each kind asks for; the scheduler suggests one per step (:func:`suggest_kind`) so one
 #: template cannot dominate a section ("What is the purpose of ..." again and again).
 KIND_HINTS: dict[str, str] = {
@@ -91,6 +99,7 @@ INSTRUCTION_TEXTS: tuple[str, ...] = (
     FOCUS_TASK,
     LONG_RANGE_TASK,
     EARLIER_HEADER,
+    ATTRIBUTION_TASK,
     *KIND_HINTS.values(),
 )
 
@@ -141,6 +150,7 @@ def qa_json_schema(
     kinds: Sequence[str] | None = None,
     quote_choices: Sequence[str] | None = None,
     quote_choices_per_window: Sequence[Sequence[str]] | None = None,
+    question_prefix: str | None = None,
 ) -> dict[str, Any]:
     """The strict output schema: evidence first, then (optionally) kind, question, answer.
 
@@ -148,7 +158,9 @@ def qa_json_schema(
     order grammar-constrained decoding writes them in. ``quote_choices`` (see
     :func:`evidence_choices`) makes every evidence item one of the shown sentences/lines verbatim;
     ``quote_choices_per_window`` (long-range steps) makes item i one of window i's pieces, so the
-    evidence comes from every window (JSON Schema ``prefixItems``).
+    evidence comes from every window (JSON Schema ``prefixItems``). ``question_prefix``: the question starts so
+    (a ``pattern``, anchored at both ends as llama.cpp's grammar converter requires; no double quote or backslash
+    after the prefix, which the pattern would otherwise let through unescaped).
     """
     if not 1 <= min_quotes <= max_quotes:
         raise ValueError(f"need 1 <= min_quotes <= max_quotes, got {min_quotes}..{max_quotes}")
@@ -168,8 +180,44 @@ def qa_json_schema(
     if kinds:
         props["kind"] = {"type": "string", "enum": list(kinds)}
     props["question"] = {"type": "string", "minLength": 8, "maxLength": max_question_chars}
+    if question_prefix:
+        rest = max(1, max_question_chars - len(question_prefix))
+        props["question"]["pattern"] = f'^{_schema_regex_literal(question_prefix)}[^"\\\\\\n]{{1,{rest}}}$'
     props["answer"] = {"type": "string", "minLength": 1, "maxLength": max_answer_chars}
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+
+_TITLE_TAIL = re.compile(r"\s*(?:\([^()]*\)|v?\d+(?:\.\d+)+)\s*$")
+
+
+def attribution_name(title: str) -> str:
+    """The name a question gives its document: the title without a trailing parenthesis or version number
+    ("The Devil's Dictionary (Bierce, 1911)" -> "The Devil's Dictionary", "The Jargon File 4.4.7" -> "The Jargon
+    File")."""
+    name = title.strip()
+    while True:
+        shorter = _TITLE_TAIL.sub("", name)
+        if shorter == name or not shorter:
+            return name
+        name = shorter
+
+
+def section_attribution(patterns: Sequence[str], source: str, title: str) -> str | None:
+    """The name a section's questions must start with, when its document's source matches one of ``patterns``
+    (fnmatch, case-sensitive; ``attributed_sources``) and it has a title to name; else None."""
+    if not title.strip() or not any(fnmatch.fnmatchcase(source, p) for p in patterns):
+        return None
+    return attribution_name(title)
+
+
+def attribution_prefix(name: str) -> str:
+    """How an attributed question starts."""
+    return f"In {name}, "
+
+
+def _schema_regex_literal(text: str) -> str:
+    """``text`` as a literal in a JSON-schema ``pattern`` (ECMA-262 syntax: only the metacharacters escaped)."""
+    return "".join(f"\\{c}" if c in "\\^$.|?*+()[]{}/" else c for c in text)
 
 
 def title_line(title: str | None) -> str:
@@ -195,13 +243,15 @@ def build_messages(
     title: str | None = None,
     max_quotes: int = 2,
     focus: int | None = None,
+    attribution: str | None = None,
 ) -> tuple[dict[str, str], ...]:
     """The chat messages (system + user) of one step.
 
     ``kind``: a key of :data:`KIND_HINTS` to suggest (None: any). ``long_range``: the two windows are
     far apart and the question must need both. ``title``: the document's title, so questions can
     name their subject ("In PostgreSQL, ..."). ``focus``: the window (0-based, document order) the
-    evidence must come from (not on a long-range step).
+    evidence must come from (not on a long-range step). ``attribution``: the document's name
+    (:func:`attribution_name`) when its questions must name it (``attributed_sources``).
     """
     context = render_mask(paragraphs, n_paragraphs_total, marker, numbered=True)
     if long_range:
@@ -214,6 +264,8 @@ def build_messages(
         task = TASK_ANY
     if focus is not None and not long_range:
         task = f"{FOCUS_TASK.format(n=focus + 1)} {task}"
+    if attribution:
+        task = f"{task} {ATTRIBUTION_TASK.format(prefix=attribution_prefix(attribution))}"
     user = USER_TEMPLATE.format(
         title=title_line(title),
         context=context,
@@ -255,6 +307,7 @@ class FittedPrompt:
     long_range: bool = False  # the step still shows both far-apart windows (the guard may have dropped one)
     kind: str | None = None  # the question kind the prompt suggested
     focus: int | None = None  # the window (index into `windows`) the prompt asked about; None: any
+    attribution: str | None = None  # the document's name, which the question must start with; None: no such rule
 
     @functools.cached_property
     def windows(self) -> tuple[MaskWindow, ...]:
@@ -275,6 +328,7 @@ def fit_prompt(
     title: str | None = None,
     max_quotes: int = 2,
     choose_focus: Callable[[tuple[MaskWindow, ...]], int | None] | None = None,
+    attribution: str | None = None,
 ) -> FittedPrompt:
     """Build the step's prompt and make sure prompt + ``max_tokens`` fits ``context_window``.
 
@@ -304,12 +358,13 @@ def fit_prompt(
             title=title,
             max_quotes=max_quotes,
             focus=focus,
+            attribution=attribution,
         )
         n = count_prompt_tokens(messages)
         if n <= limit:
             fitted = FittedPrompt(
                 messages, tuple(selected), tuple(dropped), tuple(pairs), tuple(dropped_pairs), n, long_range, kind,
-                focus,
+                focus, attribution,
             )  # fmt: skip
             fitted.__dict__["windows"] = windows  # the cached property, already built from the same paragraphs
             return fitted

@@ -285,6 +285,7 @@ class _Run:
             st.section_id, att.step, fitted.windows, fitted.earlier_pairs,
             None if workers else st.question_index,  # type: ignore[arg-type] - a judge worker keeps its own index
             fitted.long_range, st.source_language, self.cfg, st.memo, title=st.title, focus_window=fitted.focus,
+            attribution=fitted.attribution,
         )  # fmt: skip
         if workers:
             if self.judges is None:  # started with the first output: nothing to judge holds up the first request

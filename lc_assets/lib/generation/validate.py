@@ -50,6 +50,8 @@ REJECTION_REASONS: dict[str, str] = {
     "echo": "a copy of the prompt's instructions or of an earlier pair of the section",
     "duplicate_question": "near-duplicate of an earlier question of the section (ROUGE-L over the threshold)",
     "not_standalone": "question or answer points at 'the given code/excerpt/text' instead of naming its subject",
+    "unattributed_question": "the document speaks for its author (satire, fiction, opinion: `attributed_sources`) "
+    "and the question does not name it ('In The Devil's Dictionary, ...'): its answer would read as a fact",
     "wrong_language": "question or answer in another language than the source text",
     "evidence_missing": "no evidence quote",
     "evidence_not_found": "a quote is not in the shown text (or too short to ground anything)",
@@ -146,6 +148,23 @@ def _fold(text: str) -> str:
     if folded and max(folded) > "\uffff":  # rare: only then the slow class
         folded = astral.sub("", folded)
     return folded
+
+
+def _names_document(question: str, name: str) -> bool:
+    """The question starts "In <name>," (case, accents, punctuation and spacing aside: the words of "In <name>"
+    begin the question's words)."""
+    head = words(f"In {name}")
+    return words(question)[: len(head)] == head
+
+
+#: a leading "In <document or context>," that qualifies a question (`attributed_sources` make every question of a
+#: section start "In The Devil's Dictionary, "): not what makes two questions different
+_LEADING_QUALIFIER = re.compile(r"^\s*In\s[^,?\n]{1,80},\s")
+
+
+def duplicate_words(question: str) -> list[str]:
+    """The words the near-duplicate check compares: :func:`words` of the question without a leading "In X, "."""
+    return words(_LEADING_QUALIFIER.sub("", question, count=1))
 
 
 def normalize_question(text: str) -> str:
@@ -484,7 +503,7 @@ class QuestionIndex:
         return len(self._items)
 
     def add(self, question: str) -> None:
-        tokens = words(question)
+        tokens = duplicate_words(question)
         distinct = frozenset(tokens)
         i = len(self._items)
         self._items.append((question, tokens, distinct, len(tokens) - len(distinct)))
@@ -515,7 +534,7 @@ class QuestionIndex:
 
     def nearest(self, question: str, threshold: float) -> tuple[float, str | None]:
         """The highest ROUGE-L >= ``threshold`` to an earlier question (0.0, None when none reaches it)."""
-        tokens = words(question)
+        tokens = duplicate_words(question)
         distinct = frozenset(tokens)
         repeats = len(tokens) - len(distinct)
         best, match = 0.0, None
@@ -1288,6 +1307,7 @@ def validate_output(
     memo: ShownTextMemo | None = None,
     title: str | None = None,
     focus_window: int | None = None,
+    attribution: str | None = None,
 ) -> ValidatedQA:
     """Parse one raw model output and run every check against the windows the prompt showed.
 
@@ -1298,6 +1318,7 @@ def validate_output(
     ``title``: the document's title the prompt named; its words support an answer that names the subject.
     ``focus_window``: the window (index into ``windows``) the prompt asked about: every model quote must lie in it
     (a grammar-constrained backend cannot quote elsewhere; completed sentences may come from any shown window).
+    ``attribution``: the document's name when its questions must start "In <name>, " (``attributed_sources``).
     """
     # the checks of grounding_checks use this module's word functions: imported here, not at the top (a cycle)
     from lc_assets.lib.generation import grounding_checks
@@ -1382,6 +1403,10 @@ def validate_output(
         shown_code = grounding_checks.points_at_shown_code(value)
         if shown_code:
             return _reject("not_standalone", f"{part} says {shown_code!r}: {value[:80]!r}", **kw)
+    if attribution and not _names_document(question, attribution):
+        return _reject(
+            "unattributed_question", f"question does not start 'In {attribution}, ': {question[:80]!r}", **kw
+        )
 
     texts = [w.text for w in windows]
     if cfg.check_language and source_language != UNDETERMINED_LANGUAGE:

@@ -16,7 +16,7 @@ from typing import Any
 from lc_assets.lib.generation.admission import SectionTask
 from lc_assets.lib.generation.config import GenerationConfig
 from lc_assets.lib.generation.prompting import rebuild_messages
-from lc_assets.lib.generation.prompts import prompt_hash
+from lc_assets.lib.generation.prompts import prompt_hash, section_attribution
 from lc_assets.lib.generation.records import CommittedStep
 from lc_assets.lib.lineage.cross import CROSS_SEPARATOR
 from lc_assets.lib.lineage.store import LineageStore, chunk_paragraph_counts, chunk_texts, insert_rows
@@ -210,7 +210,7 @@ def rebuild_prompt(store: LineageStore, prompt_id: str) -> RebuiltPrompt:
         row = con.execute(
             """SELECT m.section_id, m.shown_spans, m.earlier_pair_ids, m.prompt_hash, m.record, m.config_hash,
                       s.n_paragraphs, CASE WHEN x.section_id IS NULL THEN c.text ELSE c.text || ? || c2.text END,
-                      g.config, m.kind, coalesce(m.long_range, false), d.title
+                      g.config, m.kind, coalesce(m.long_range, false), d.title, coalesce(d.source, '')
                FROM masked_prompts m
                LEFT JOIN sections s ON s.section_id = m.section_id
                LEFT JOIN chunks c ON c.chunk_id = s.chunk_id
@@ -239,6 +239,7 @@ def rebuild_prompt(store: LineageStore, prompt_id: str) -> RebuiltPrompt:
             kind,
             long_range,
             title,
+            source,
         ) = row
         pairs = {
             pid: QAPair(pid, step, q, a)
@@ -271,6 +272,8 @@ def rebuild_prompt(store: LineageStore, prompt_id: str) -> RebuiltPrompt:
         title=title,
         max_quotes=settings.get("max_quotes", 2),
         focus=json.loads(record).get("focus_window") if record else None,
+        # configs from before `attributed_sources` asked no attribution
+        attribution=section_attribution(settings.get("attributed_sources", ()), source, title or ""),
     )
     if prompt_hash(messages) != recorded_hash:
         raise ValueError(

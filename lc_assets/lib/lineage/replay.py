@@ -16,7 +16,7 @@ from typing import Any
 
 from lc_assets.lib.generation.admission import source_language
 from lc_assets.lib.generation.masking import MaskWindow, Paragraph, windows_of
-from lc_assets.lib.generation.prompts import INSTRUCTION_TEXTS
+from lc_assets.lib.generation.prompts import INSTRUCTION_TEXTS, section_attribution
 from lc_assets.lib.generation.validate import (
     UNDETERMINED_LANGUAGE,
     QuestionIndex,
@@ -51,6 +51,7 @@ class StoredStep:
     attempts: tuple[StoredAttempt, ...]  # in order; the last one decided the step
     pair_id: str | None  # the stored pair when the step was accepted
     settings: dict[str, Any]  # the generation config the step ran with (its validation bounds and thresholds)
+    attribution: str | None = None  # the name its questions had to start with (the config's attributed_sources)
 
 
 def stored_steps(store: LineageStore, generation_hash: str | None = None) -> Iterator[StoredStep]:
@@ -60,7 +61,8 @@ def stored_steps(store: LineageStore, generation_hash: str | None = None) -> Ite
     with store.connect(read_only=True) as con:
         steps = con.execute(
             """SELECT m.prompt_id, m.section_id, m.step, m.shown_spans, m.earlier_pair_ids, m.record, m.kind,
-                      coalesce(m.long_range, false), s.chunk_id, coalesce(d.title, ''), g.config
+                      coalesce(m.long_range, false), s.chunk_id, coalesce(d.title, ''), g.config,
+                      coalesce(d.source, '')
                FROM masked_prompts m
                JOIN sections s ON s.section_id = m.section_id
                LEFT JOIN documents d ON d.document_id = s.document_id
@@ -86,7 +88,20 @@ def stored_steps(store: LineageStore, generation_hash: str | None = None) -> Ite
         ).fetchall():
             refused.setdefault(pid, []).append(StoredAttempt(attempt, raw, code))
     settings: dict[str, dict[str, Any]] = {}  # config JSON -> parsed, once per config
-    for prompt_id, section_id, step, spans, earlier_ids, record, kind, long_range, chunk_id, title, config in steps:
+    for (
+        prompt_id,
+        section_id,
+        step,
+        spans,
+        earlier_ids,
+        record,
+        kind,
+        long_range,
+        chunk_id,
+        title,
+        config,
+        src,
+    ) in steps:
         text = texts.get(chunk_id)
         if text is None:
             continue
@@ -113,7 +128,8 @@ def stored_steps(store: LineageStore, generation_hash: str | None = None) -> Ite
             kind,
             tuple(attempts),
             pair_id,
-            settings.setdefault(config or "", json.loads(config) if config else {}),
+            run_settings := settings.setdefault(config or "", json.loads(config) if config else {}),
+            section_attribution(run_settings.get("attributed_sources", ()), src, title),
         )
 
 
@@ -144,4 +160,5 @@ def rejudge(
         memo=memo,
         title=step.title,
         focus_window=step.focus_window,
+        attribution=step.attribution,
     )
