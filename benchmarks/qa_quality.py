@@ -42,8 +42,8 @@ from lc_assets.lib.generation.prompts import (
     INSTRUCTION_TEXTS,
     evidence_choices,
     fit_prompt,
+    kinds_in_turn,
     qa_json_schema,
-    suggest_kind,
 )
 from lc_assets.lib.generation.validate import ValidationConfig, validate_output
 from lc_assets.lib.sections import QAPair
@@ -102,7 +102,8 @@ def run_model(name: str, path: str | None, masks, args: argparse.Namespace, out_
             section = f"bench-{doc.source}"
             accepted: list[QAPair] = []
             for mask in doc_masks:
-                kind = suggest_kind(args.seed, section, mask.step)
+                # the cycle's kind, falling back along the cycle where the shown text cannot support it (kind_cues)
+                kind, *fallbacks = kinds_in_turn(args.seed, section, mask.step)
                 earlier = sample_earlier_pairs(accepted, 3, args.seed, section, mask.step)
                 fitted = fit_prompt(
                     mask,
@@ -113,6 +114,7 @@ def run_model(name: str, path: str | None, masks, args: argparse.Namespace, out_
                     args.max_tokens,
                     kind=kind,
                     title=doc.title,
+                    kind_fallbacks=fallbacks,
                 )
                 schema = qa_json_schema(
                     args.max_question_chars,

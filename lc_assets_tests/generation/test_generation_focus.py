@@ -108,7 +108,9 @@ def test_a_model_that_quotes_the_first_choice_still_covers_the_chunk_with_focus(
         coverage[focus], pairs = _coverage(sink.records, sections)
         assert pairs >= 200
     assert coverage[True] >= 0.6
-    assert coverage[False] < 0.3
+    # deciles e.g. 40, 35, 39, 25, 24, 19, 23, 12, 16, 12: 0.29 before "why" needed a stated reason (kind_cues; these
+    # synthetic chunks state none, so the double's questions changed), 0.30 after
+    assert coverage[False] <= 0.3
 
 
 def test_a_resumed_run_focuses_every_step_as_the_run_in_one_go(target_tokenizer):

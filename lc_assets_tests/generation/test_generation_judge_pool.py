@@ -27,7 +27,7 @@ def _mixed_script(req):
     step_i = int(step)
     if step_i == 1 and attempt == "0":
         return Reply("not json")
-    if step_i == 2:
+    if step_i in (0, 2):  # step 2 repeats step 0's question (the double's own questions never repeat)
         return Reply(grounded_text(req, question="Which words does the repeated paragraph list?"))
     if step_i == 3 and attempt == "0":
         return Reply(json.dumps({"evidence": [], "question": "What is never shown here?", "answer": "Nothing."}))

@@ -15,6 +15,7 @@ from lc_assets.defs.resources import TokenizerResource
 from lc_assets.lib.corpus.lineage import latest_chunk_config
 from lc_assets.lib.generation.admission import SectionPreparer
 from lc_assets.lib.generation.focus import EvidenceDepth
+from lc_assets.lib.generation.prompts import KIND_HINTS, kinds_in_turn
 from lc_assets.lib.generation.run import grow_sections
 from lc_assets.lib.lineage import LineageStore
 from lc_assets.lib.lineage.catalog import merge_pending, merge_run_file, pending_run_files
@@ -152,6 +153,18 @@ def test_rebuilt_prompts_equal_what_the_backend_received(tmp_path, capsys):
     named = [m for m in sent.values() if 'Begin the question with "In ' in m[1]["content"]]
     assert 0 < len(named) < len(sent)
     assert catalog.scalar("SELECT count(*) FROM qa_pairs WHERE question LIKE 'In %, %'") > 0
+    # ... and the kind a step was sent when its cycle's "why" fell back (no reason stated in the text its question
+    # must come from, kind_cues): the stored kind is the one sent, so those prompts are rebuilt exactly too
+    cfg = config()
+    stored = catalog.query("SELECT section_id, step, kind FROM masked_prompts WHERE NOT long_range")
+    fell_back = [
+        (sid, step, kind)
+        for sid, step, kind in stored
+        if kinds_in_turn(cfg.seed, sid, step, cfg.question_kinds)[0] == "why" and kind != "why"
+    ]
+    assert fell_back and all(f"{sid}/{step}" in sent for sid, step, _ in fell_back)
+    assert all(KIND_HINTS["why"] not in sent[f"{sid}/{step}"][1]["content"] for sid, step, _ in fell_back)
+    assert all(KIND_HINTS[kind] in sent[f"{sid}/{step}"][1]["content"] for sid, step, kind in fell_back)
     section_id, step = next(iter(sent)).split("/")
     assert main(["lineage", "prompt", f"{section_id}:{step}", "--json", "--db", str(catalog.path)]) == 0
     assert tuple(json.loads(capsys.readouterr().out)) == sent[f"{section_id}/{step}"]

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lc_assets.lib.generation.kind_cues import cues_fingerprint
 from lc_assets.lib.generation.masking import DEFAULT_SKIP_MARKER, Paragraph
 from lc_assets.lib.generation.prompts import KIND_HINTS, PROMPT_VERSION, build_messages, qa_json_schema
 from lc_assets.lib.generation.validate import ValidationConfig
@@ -28,9 +29,9 @@ DEFAULT_TARGET_RATIO = 1.3
 def prompt_version() -> str:
     """Fingerprint of the prompt templates and output schema: fixed steps rendered through the real code.
 
-    Any change to what the model is sent (system prompt, user template, question kinds, the long-range
-    task, the title line, earlier-pair rendering, skip marker placement, schema with evidence choices)
-    changes it; edits to comments or code layout do not.
+    Any change to what the model is sent (system prompt, user template, question kinds and the text cues
+    a kind needs, the long-range task, the title line, earlier-pair rendering, skip marker placement,
+    schema with evidence choices) changes it; edits to comments or code layout do not.
     """
     paras = [Paragraph(i, f"p{i}", 0, 0, f"Paragraph {i} text.", 4) for i in (0, 2, 3)]
     pairs = [QAPair("x:0", 0, "Which paragraph comes first?", "Paragraph 0.")]
@@ -45,7 +46,11 @@ def prompt_version() -> str:
         qa_json_schema(100, 200, quote_choices=["A quote."]),
         qa_json_schema(100, 200, quote_choices_per_window=[["A quote."], ["Another quote."]]),
     ]
-    blob = json.dumps({"version": PROMPT_VERSION, "messages": messages, "schemas": schemas}, sort_keys=True)
+    # which kind a step is sent depends on the text's cues (kind_cues): a changed marker list changes it too
+    cues = cues_fingerprint()
+    blob = json.dumps(
+        {"version": PROMPT_VERSION, "messages": messages, "schemas": schemas, "cues": cues}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
 
 

@@ -30,9 +30,9 @@ from lc_assets.lib.generation.prompts import (
     build_messages,
     evidence_choices,
     fit_prompt,
+    kinds_in_turn,
     qa_json_schema,
     section_attribution,
-    suggest_kind,
 )
 from lc_assets.lib.generation.records import RejectedAttempt, Span
 from lc_assets.lib.sections import QAPair
@@ -118,7 +118,8 @@ class PromptBuilder:
             p1, p2, p9 = (Paragraph(i, "", 0, 0, t, n) for i, t, n in ((5, t1, n1), (6, t2, n2), (9, t2, n2)))
             # the task text differs per step (suggested kind, focus excerpt, long-range): the bound takes the longest
             focus = {"focus": 9} if cfg.focus_window else {}  # the widest excerpt number a step can name (1 digit)
-            tasks = [{"kind": k, **focus} for k in cfg.question_kinds] or [focus]
+            # no kind: a step whose text fits none of the kinds (kind_cues) asks for any question
+            tasks = [{"kind": k, **focus} for k in cfg.question_kinds] + [focus]
             base = max(count([], [], **t) for t in [*tasks, {"long_range": True}])
             base_plain = count([], [])
             one = count([p1], [])
@@ -225,7 +226,9 @@ class PromptBuilder:
         earlier = sample_earlier_pairs(
             state.pairs, cfg.earlier_pairs, cfg.seed, state.section_id, step, ascending=step == state.next_step
         )
-        kind = suggest_kind(cfg.seed, state.section_id, step, cfg.question_kinds) if cfg.question_kinds else None
+        # the cycle's kind, then the rest of the cycle: a kind the question's text cannot support ("why" where no
+        # reason is stated) gives way to the next that it can (chosen in fit_prompt, where the focus is known)
+        turn = kinds_in_turn(cfg.seed, state.section_id, step, cfg.question_kinds) if cfg.question_kinds else ()
         bound = self.upper_bound(state, mask.selected, earlier)
         if bound > self.limit and earlier:
             # near the limit: the pairs' byte bounds are ~4x their tokens, count them before the whole prompt
@@ -241,11 +244,12 @@ class PromptBuilder:
             self.window,
             cfg.max_tokens,
             cfg.skip_marker,
-            kind=kind,
+            kind=turn[0] if turn else None,
             title=state.task.title,
             max_quotes=cfg.max_quotes,
             choose_focus=(lambda windows: self.focus(state, step, windows)) if steer else None,
             attribution=self.attribution(state),
+            kind_fallbacks=turn[1:],
         )
         return mask, earlier, fitted
 

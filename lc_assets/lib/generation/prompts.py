@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lc_assets.lib.generation.kind_cues import KIND_CUES, kind_for_text
 from lc_assets.lib.generation.masking import (
     DEFAULT_SKIP_MARKER,
     Mask,
@@ -41,7 +42,9 @@ from lc_assets.lib.sections import QAPair
 #: Goes into the generation hash: a changed prompt or schema never resumes another prompt's sections.
 #: v2: the evidence choices no longer break a sentence at a lone "." or ".." (validate.quotable_pieces)
 #: v3: nor after "i.e." or "e.g."
-PROMPT_VERSION = "qa-evidence-v3"
+#: v4: "why" is suggested only when the text the question must come from states a reason (kind_cues); the
+#: sections of `attributed_sources` are asked to start their questions "In <document>, " (ATTRIBUTION_TASK)
+PROMPT_VERSION = "qa-evidence-v4"
 
 SYSTEM_PROMPT = (
     "You write reading-comprehension training data. You are shown excerpts of a long document; each "
@@ -104,14 +107,34 @@ INSTRUCTION_TEXTS: tuple[str, ...] = (
 )
 
 
-def suggest_kind(seed: int, section_id: str, step: int, kinds: Sequence[str] = tuple(KIND_HINTS)) -> str:
-    """The question kind suggested to ``step``: a shuffled cycle over ``kinds`` per section (deterministic)."""
+def kinds_in_turn(seed: int, section_id: str, step: int, kinds: Sequence[str] = tuple(KIND_HINTS)) -> tuple[str, ...]:
+    """The kind the section's cycle gives ``step`` (a shuffled cycle over ``kinds`` per section, deterministic),
+    then the rest of that cycle in order from it, wrapping: the kinds a step falls back to, first to last."""
     if not kinds:
         raise ValueError("kinds must not be empty")
     cycle, pos = divmod(step, len(kinds))
     order = list(kinds)
     derive_rng(seed, section_id, "kinds", cycle).shuffle(order)
-    return order[pos]
+    return (*order[pos:], *order[:pos])
+
+
+def suggest_kind(
+    seed: int, section_id: str, step: int, kinds: Sequence[str] = tuple(KIND_HINTS), text: str | None = None
+) -> str | None:
+    """The question kind suggested to ``step``: its kind in a shuffled cycle over ``kinds`` per section.
+
+    ``text``: what the step's question must come from (:func:`question_text`). A kind it cannot support (``"why"``
+    where no reason is stated, :data:`kind_cues.KIND_CUES`) gives way to the next kind of the cycle that it can;
+    None when none can (any question). Other steps keep their kind. Deterministic per (seed, section, step, text).
+    """
+    turn = kinds_in_turn(seed, section_id, step, kinds)
+    return turn[0] if text is None else kind_for_text(turn, text)
+
+
+def question_text(windows: Sequence[MaskWindow], focus: int | None) -> str:
+    """The text a step's question must come from: its focus window's, else every shown window's."""
+    shown = windows if focus is None else windows[focus : focus + 1]
+    return "\n\n".join(p.text for w in shown for p in w.paragraphs)
 
 
 def evidence_choices(
@@ -329,6 +352,7 @@ def fit_prompt(
     max_quotes: int = 2,
     choose_focus: Callable[[tuple[MaskWindow, ...]], int | None] | None = None,
     attribution: str | None = None,
+    kind_fallbacks: Sequence[str] | None = None,
 ) -> FittedPrompt:
     """Build the step's prompt and make sure prompt + ``max_tokens`` fits ``context_window``.
 
@@ -336,6 +360,9 @@ def fit_prompt(
     sampled paragraphs are dropped, last-selected first (never a cut inside text), then earlier
     pairs; if one paragraph alone still does not fit, :class:`PromptOverflowError` names the sizes.
     ``choose_focus``: the focus window of the windows still shown (chosen again after a drop), or None.
+    ``kind_fallbacks`` (the rest of the section's kind cycle, :func:`kinds_in_turn`): when ``kind`` needs something
+    the question's text (:func:`question_text` of the windows still shown) lacks, the first of them that fits is
+    suggested instead (None: ``kind`` as given). A long-range step names no kind and keeps ``kind``.
     """
     limit = context_window - max_tokens
     if limit <= 0:
@@ -348,12 +375,15 @@ def fit_prompt(
         windows = windows_of(selected)
         long_range = mask.long_range and len(windows) >= 2
         focus = choose_focus(windows) if choose_focus is not None and not long_range else None
+        step_kind = kind
+        if kind in KIND_CUES and kind_fallbacks is not None and not long_range:
+            step_kind = kind_for_text((kind, *kind_fallbacks), question_text(windows, focus))
         messages = build_messages(
             selected,
             n_paragraphs_total,
             pairs,
             marker,
-            kind=kind,
+            kind=step_kind,
             long_range=long_range,
             title=title,
             max_quotes=max_quotes,
@@ -363,8 +393,8 @@ def fit_prompt(
         n = count_prompt_tokens(messages)
         if n <= limit:
             fitted = FittedPrompt(
-                messages, tuple(selected), tuple(dropped), tuple(pairs), tuple(dropped_pairs), n, long_range, kind,
-                focus, attribution,
+                messages, tuple(selected), tuple(dropped), tuple(pairs), tuple(dropped_pairs), n, long_range,
+                step_kind, focus, attribution,
             )  # fmt: skip
             fitted.__dict__["windows"] = windows  # the cached property, already built from the same paragraphs
             return fitted
