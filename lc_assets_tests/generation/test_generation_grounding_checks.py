@@ -161,6 +161,11 @@ def test_a_question_naming_its_subject_by_its_place_in_the_text_is_not_standalon
     assert "the first approach" in verdict.detail
     assert ordinal_reference("What is the first argument of os.open()?") is None
     assert ordinal_reference("Which approach does the second example of the logging cookbook take?") is None
+    # the demo run of 2026-12-03 (Extending and Embedding Python), accepted then
+    demo = "What does the name of the type used in the previous chapter typically appear in?"
+    assert ordinal_reference(demo) == "the previous chapter"
+    assert ordinal_reference("What does the following section of the libpq manual describe?") is None
+    assert ordinal_reference("What is the last page size PostgreSQL allows?") is None  # an adjective, not a place
 
 
 def _two_windows(first: str, second: str):

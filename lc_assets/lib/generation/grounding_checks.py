@@ -390,10 +390,15 @@ def points_at_shown_code(text: str) -> str | None:
     return m.group(0) if m else None
 
 
-# a question about "the first approach" leans on a list the reader of the pair never saw
+# a question about "the first approach" leans on a list the reader of the pair never saw; "the previous chapter"
+# (demo run 2026-12-03: "What does the name of the type used in the previous chapter typically appear in?", copied
+# from "as mentioned in the previous chapter") on a part of the document the reader cannot place
 _ORDINAL_REFERENCE = re.compile(
-    r"\bthe\s+(?:first|second|third|fourth|last|former|latter|previous|next|above|below|earlier)\s+"
-    r"(?:approach|method|way|option|example|case|step|solution|technique|listing|snippet|part|statement|form)s?\b"
+    r"\bthe\s+(?:(?:first|second|third|fourth|last|former|latter|previous|next|above|below|earlier)\s+"
+    r"(?:approach|method|way|option|example|case|step|solution|technique|listing|snippet|part|statement|form)s?"
+    # a part of the document by where it lies from the text shown ("the first page" of a heap file is a fact)
+    r"|(?:previous|preceding|next|following|above|below|earlier|later)\s+"
+    r"(?:chapter|section|paragraph|page|figure|table)s?)\b"
     r"(?!\s+(?:of|in)\b)",  # "the second example of the logging cookbook" names where it is
     re.IGNORECASE,
 )
