@@ -32,6 +32,7 @@ from lc_assets.lib.generation.validate import (  # noqa: F401 - re-exported: the
     MAX_REPEATED_NGRAM_SHARE,
     ParsedQA,
     ShownTextMemo,
+    attribution_prefix,
     normalize_question,
     parse_qa_output,
     quotable_pieces,
@@ -231,11 +232,6 @@ def section_attribution(patterns: Sequence[str], source: str, title: str) -> str
     if not title.strip() or not any(fnmatch.fnmatchcase(source, p) for p in patterns):
         return None
     return attribution_name(title)
-
-
-def attribution_prefix(name: str) -> str:
-    """How an attributed question starts."""
-    return f"In {name}, "
 
 
 def _schema_regex_literal(text: str) -> str:

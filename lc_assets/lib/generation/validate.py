@@ -150,10 +150,16 @@ def _fold(text: str) -> str:
     return folded
 
 
+def attribution_prefix(name: str) -> str:
+    """How a question about a document of ``attributed_sources`` starts (the prompt asks it, the schema's pattern
+    and :func:`validate_output` enforce it)."""
+    return f"In {name}, "
+
+
 def _names_document(question: str, name: str) -> bool:
-    """The question starts "In <name>," (case, accents, punctuation and spacing aside: the words of "In <name>"
-    begin the question's words)."""
-    head = words(f"In {name}")
+    """The question starts with :func:`attribution_prefix` (case, accents, punctuation and spacing aside: the
+    prefix's words begin the question's words)."""
+    head = words(attribution_prefix(name))
     return words(question)[: len(head)] == head
 
 
@@ -1405,7 +1411,9 @@ def validate_output(
             return _reject("not_standalone", f"{part} says {shown_code!r}: {value[:80]!r}", **kw)
     if attribution and not _names_document(question, attribution):
         return _reject(
-            "unattributed_question", f"question does not start 'In {attribution}, ': {question[:80]!r}", **kw
+            "unattributed_question",
+            f"question does not start '{attribution_prefix(attribution)}': {question[:80]!r}",
+            **kw,
         )
 
     texts = [w.text for w in windows]
